@@ -1,0 +1,24 @@
+"""jaxlme: linear mixed-effects models in JAX, matching lme4, fast on CPU and GPU.
+
+>>> import jaxlme
+>>> res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+>>> print(res.summary())                                         # doctest: +SKIP
+"""
+
+from . import datasets
+from .design import DataError
+from .formula import FormulaError, parse_formula
+from .model import LMM, lmm
+from .results import LMMResult, OptSummary
+
+__all__ = [
+    "LMM",
+    "lmm",
+    "LMMResult",
+    "OptSummary",
+    "DataError",
+    "FormulaError",
+    "parse_formula",
+    "datasets",
+]
+__version__ = "0.1.0"

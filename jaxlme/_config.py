@@ -1,0 +1,58 @@
+"""Numerical configuration: float64 inside jaxlme only, and JAX's persistent compile cache.
+
+jaxlme computes in float64 without flipping JAX's global ``jax_enable_x64`` flag: every
+public entry point runs under ``jax.enable_x64(True)`` (a context manager), so the user's
+other JAX code keeps its own default dtype.  To use jaxlme's objective inside your own
+JAX code, wrap that code in ``with jax.enable_x64(True):`` (or enable x64 globally).
+
+Compiled XLA programs are cached on disk (``~/.cache/jaxlme/xla`` or
+``$JAXLME_CACHE_DIR``) so a new process skips recompilation.  Opt out with
+``JAXLME_NO_CACHE=1``; a cache directory you configured yourself is left untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import jax
+
+__all__ = ["x64", "enable_compilation_cache"]
+
+
+def x64(fn):
+    """Run ``fn`` with float64 enabled for JAX (locally, not globally)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with jax.enable_x64(True):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+_cache_done = False
+
+
+def enable_compilation_cache() -> str | None:
+    """Point JAX's persistent compilation cache at a per-user directory (once, opt-out)."""
+    global _cache_done
+    if _cache_done:
+        return None
+    _cache_done = True
+    if os.environ.get("JAXLME_NO_CACHE", "").strip() not in ("", "0"):
+        return None
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    base = os.environ.get("JAXLME_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"), "jaxlme", "xla"
+    )
+    try:
+        os.makedirs(base, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", base)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return base

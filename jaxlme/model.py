@@ -1,0 +1,184 @@
+"""The LMM model object: formula + data -> structure (built once) -> fits.
+
+``LMM`` owns the validated design and the blocked cross-products; ``fit`` runs the
+jit-compiled optimizer and wraps the answer in an ``LMMResult``.  Compiled programs are
+cached per (layout, REML/ML, options) so refits and same-shaped models skip compilation.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ._config import enable_compilation_cache, x64
+from .design import build_design
+from .objective import objective, solve_effects
+from .optimizer import STATUS, NewtonOptions, newton_minimize
+from .results import LMMResult, OptSummary
+from .structure import Structure, build_structure, response_crossprods
+
+__all__ = ["LMM", "lmm", "fit_program"]
+
+
+def _fit_program(theta0: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
+    lb = jnp.asarray(struct.layout.theta_lower)
+
+    def fun(theta, s):
+        return objective(theta, s, reml)
+
+    state = newton_minimize(fun, theta0, lb, (struct,), options)
+    effects = solve_effects(state.x, struct, reml)
+    return state, effects
+
+
+_COMPILED: dict[Any, Any] = {}
+
+
+def fit_program(theta0: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
+    """AOT-compiled fit for this layout (cached); returns (compiled, compile_seconds)."""
+    key = (struct.layout, bool(reml), options, theta0.dtype)
+    if key in _COMPILED:
+        return _COMPILED[key], 0.0
+    t0 = time.perf_counter()
+    jitted = jax.jit(_fit_program, static_argnames=("reml", "options"))
+    compiled = jitted.lower(theta0, struct, reml=reml, options=options).compile()
+    _COMPILED[key] = compiled
+    return compiled, time.perf_counter() - t0
+
+
+class LMM:
+    """A linear mixed model: formula and data, with the structure built once.
+
+    >>> model = LMM("Reaction ~ Days + (Days | Subject)", data)   # doctest: +SKIP
+    >>> res = model.fit(reml=True)                                # doctest: +SKIP
+    """
+
+    @x64
+    def __init__(self, formula: str, data: pd.DataFrame, *, warn: bool = True) -> None:
+        enable_compilation_cache()
+        t0 = time.perf_counter()
+        self.formula = formula
+        self.design = build_design(formula, data, warn=warn)
+        self.structure, self.obs = build_structure(self.design)
+        jax.block_until_ready(self.structure)
+        self.setup_seconds = time.perf_counter() - t0
+        self.layout = self.structure.layout
+
+    # -- basic facts -------------------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.design.n
+
+    @property
+    def ntheta(self) -> int:
+        return self.layout.ntheta
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{t.name}: {t.nlevels}" for t in self.layout.terms)
+        return f"LMM({self.design.formula.text!r}, nobs={self.nobs}, groups={{{groups}}})"
+
+    # -- objective ----------------------------------------------------------------------
+    @x64
+    def objective(self, theta, reml: bool = True) -> float:
+        """REML criterion or ML deviance at θ (lme4's scale)."""
+        theta = jnp.asarray(theta, dtype=jnp.float64).reshape(-1)
+        if theta.shape[0] != self.ntheta:
+            raise ValueError(f"theta must have {self.ntheta} elements, got {theta.shape[0]}")
+        return float(_objective_jit(theta, self.structure, reml))
+
+    def objective_function(self, reml: bool = True):
+        """A pure jitted function θ -> criterion for use with jax.grad/jax.hessian.
+
+        Call it with float64 enabled (``with jax.enable_x64(True):``).
+        """
+        struct = self.structure
+
+        def f(theta):
+            return _objective_jit(theta, struct, reml)
+
+        return f
+
+    # -- fitting ------------------------------------------------------------------------
+    @x64
+    def fit(
+        self,
+        reml: bool = True,
+        *,
+        theta0=None,
+        gtol: float = 1e-6,
+        maxiter: int = 100,
+        warn: bool = True,
+    ) -> LMMResult:
+        """Fit by REML (default) or ML; ``theta0`` warm-starts the optimizer."""
+        return self._fit(self.structure, reml, theta0, NewtonOptions(gtol=gtol, maxiter=maxiter), warn)
+
+    @x64
+    def refit(self, y, reml: bool = True, *, theta0=None, warn: bool = True) -> LMMResult:
+        """Fit the same model to a new response vector (same rows, same structure)."""
+        y = np.asarray(y, dtype=float).reshape(-1)
+        if y.shape[0] != self.nobs:
+            raise ValueError(f"new response has {y.shape[0]} values, the model has {self.nobs} rows")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("new response contains non-finite values")
+        zy1, ry = response_crossprods(self.layout, self.obs, jnp.asarray(y))
+        struct = self.structure.with_response(zy1, ry)
+        return self._fit(struct, reml, theta0, NewtonOptions(), warn, y=y)
+
+    def _fit(self, struct, reml, theta0, options, warn, y=None) -> LMMResult:
+        lay = self.layout
+        theta_init = np.asarray(lay.theta_start if theta0 is None else theta0, dtype=float).reshape(-1)
+        if theta_init.shape[0] != lay.ntheta:
+            raise ValueError(f"theta0 must have {lay.ntheta} elements, got {theta_init.shape[0]}")
+        theta_init = np.maximum(theta_init, lay.theta_lower)
+        theta_dev = jnp.asarray(theta_init)
+        compiled, compile_s = fit_program(theta_dev, struct, reml, options)
+        t0 = time.perf_counter()
+        state, effects = compiled(theta_dev, struct)
+        jax.block_until_ready(effects)
+        fit_s = time.perf_counter() - t0
+        state = jax.device_get(state)
+        effects = jax.device_get(effects)
+        lb = lay.theta_lower
+        g = np.asarray(state.g)
+        pg = np.where((np.asarray(state.x) <= lb) & (g > 0), 0.0, g)
+        status = int(state.status)
+        opt = OptSummary(
+            optimizer="bounded Newton (autodiff Hessian)",
+            theta_initial=theta_init,
+            theta_final=np.asarray(state.x),
+            objective=float(state.f),
+            gradient_norm=float(np.max(np.abs(pg))) if pg.size else 0.0,
+            iterations=int(state.it),
+            evaluations=int(state.nfev),
+            status=STATUS.get(status, str(status)),
+            converged=status in (1, 2),
+            fit_seconds=fit_s,
+            compile_seconds=compile_s,
+            setup_seconds=self.setup_seconds,
+            gtol=options.gtol,
+        )
+        res = LMMResult(self, reml=bool(reml), opt=opt, effects=effects, y=self.design.y if y is None else y)
+        if warn:
+            if not opt.converged:
+                warnings.warn(
+                    f"Model failed to converge: {opt.status} after {opt.iterations} iterations, "
+                    f"max|projected gradient| = {opt.gradient_norm:.3g}",
+                    stacklevel=3,
+                )
+            if res.singular:
+                warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=3)
+        return res
+
+
+_objective_jit = jax.jit(objective, static_argnames=("reml",))
+
+
+def lmm(formula: str, data: pd.DataFrame, reml: bool = True, **fit_kwargs) -> LMMResult:
+    """Fit a linear mixed model in one call: ``lmm("y ~ x + (x | g)", df)``."""
+    return LMM(formula, data).fit(reml=reml, **fit_kwargs)

@@ -1,0 +1,236 @@
+"""Fit results with lme4's and statsmodels' familiar names, and the optimizer's record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import LMM
+
+__all__ = ["OptSummary", "LMMResult", "SINGULAR_TOL"]
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance on θ components bounded at 0
+
+
+@dataclass
+class OptSummary:
+    """What the optimizer did (MixedModels.jl's OptSummary): print it to debug a fit."""
+
+    optimizer: str
+    theta_initial: np.ndarray
+    theta_final: np.ndarray
+    objective: float
+    gradient_norm: float
+    iterations: int
+    evaluations: int
+    status: str
+    converged: bool
+    fit_seconds: float
+    compile_seconds: float
+    setup_seconds: float
+    gtol: float
+
+    def __str__(self) -> str:
+        def fmt(v):
+            if isinstance(v, np.ndarray):
+                return np.array2string(v, precision=6, separator=", ")
+            if isinstance(v, float):
+                return f"{v:.6g}"
+            return str(v)
+
+        lines = ["Optimization summary"]
+        for f in fields(self):
+            lines.append(f"  {f.name:<16} {fmt(getattr(self, f.name))}")
+        return "\n".join(lines)
+
+
+def _format_table(df: pd.DataFrame, digits: int = 4) -> str:
+    return df.to_string(float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e6 else f"{v:.{digits}f}")
+
+
+@dataclass(eq=False)
+class LMMResult:
+    """A fitted linear mixed model.  Attributes follow lme4 (``fixef``, ``ranef``,
+    ``vcov``, ``sigma``, ``theta``, ``varcorr``) and statsmodels (``loglike``, ``aic``)."""
+
+    model: LMM
+    reml: bool
+    opt: OptSummary
+    effects: object = field(repr=False)
+    y: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        d = self.model.design
+        lay = self.model.layout
+        eff = self.effects
+        self.theta = np.asarray(self.opt.theta_final, dtype=float)
+        self.objective = float(self.opt.objective)
+        self.converged = bool(self.opt.converged)
+        self.nobs = d.n
+        self.sigma = float(eff.sigma)
+        self.fixef = pd.Series(np.asarray(eff.beta, dtype=float), index=d.xnames, name="fixef")
+        RX = np.asarray(eff.RX)
+        if RX.size:
+            RXinv = np.linalg.inv(RX)
+            vcov = self.sigma**2 * RXinv.T @ RXinv
+        else:
+            vcov = np.zeros((0, 0))
+        self.vcov = pd.DataFrame(vcov, index=d.xnames, columns=d.xnames)
+        self.stderr = pd.Series(np.sqrt(np.diag(vcov)), index=d.xnames, name="stderr")
+        lower = lay.theta_lower
+        self.singular = bool(np.any(self.theta[lower == 0] < SINGULAR_TOL))
+        self.npar = d.p + lay.ntheta + 1
+        self.loglike = -self.objective / 2.0
+        self.aic = self.objective + 2.0 * self.npar
+        self.bic = self.objective + np.log(self.nobs) * self.npar
+        self.ranef = {
+            t.name: pd.DataFrame(np.asarray(b), index=t.levels.copy(), columns=list(t.columns))
+            for t, b in zip(d.terms, eff.b)
+        }
+        for t, df in zip(d.terms, self.ranef.values()):
+            df.index.name = t.name
+        zb = np.zeros(d.n)
+        for t, b in zip(d.terms, eff.b):
+            zb += np.einsum("ij,ij->i", t.Z, np.asarray(b)[t.index])
+        self.fitted = d.X @ self.fixef.to_numpy() + zb
+        self.residuals = self.y - self.fitted
+        self.varcorr = self._varcorr()
+
+    # -- derived quantities --------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return "REML" if self.reml else "ML"
+
+    @property
+    def deviance(self) -> float:
+        """ML deviance (-2 logLik) for ML fits; for REML fits the REML criterion, like lme4's REMLcrit."""
+        return self.objective
+
+    @property
+    def df_resid(self) -> int:
+        return self.nobs - self.npar
+
+    def covariance_matrices(self) -> dict[str, pd.DataFrame]:
+        """Σ_t = σ² Λ_t Λ_t' for each term (random-effects covariance)."""
+        from .objective import lambda_blocks
+
+        import jax
+        import jax.numpy as jnp
+
+        with jax.enable_x64(True):
+            lams = [np.asarray(x) for x in lambda_blocks(jnp.asarray(self.theta), self.model.layout)]
+        out = {}
+        for t, lam in zip(self.model.design.terms, lams):
+            cov = self.sigma**2 * lam @ lam.T
+            out[t.name] = pd.DataFrame(cov, index=t.columns, columns=t.columns)
+        return out
+
+    def _varcorr(self) -> pd.DataFrame:
+        rows = []
+        for (name, cov), t in zip(self.covariance_matrices().items(), self.model.design.terms):
+            c = cov.to_numpy()
+            sd = np.sqrt(np.maximum(np.diag(c), 0.0))
+            cols = list(cov.columns)
+            for i, v in enumerate(cols):
+                rows.append((name, v, None, c[i, i], sd[i]))
+            if t.term.correlated:
+                for j in range(len(cols)):
+                    for i in range(j + 1, len(cols)):
+                        denom = sd[i] * sd[j]
+                        corr = c[i, j] / denom if denom > 0 else np.nan
+                        rows.append((name, cols[j], cols[i], c[i, j], corr))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        return {t.name: t.nlevels for t in self.model.design.terms}
+
+    # -- text --------------------------------------------------------------------------
+    def summary(self) -> str:
+        """lme4-style text summary."""
+        d = self.model.design
+        out = []
+        how = "REML" if self.reml else "maximum likelihood"
+        out.append(f"Linear mixed model fit by {how} [jaxlme]")
+        out.append(f"Formula: {d.formula.text}")
+        if d.n_dropped:
+            out.append(f"  ({d.n_dropped} observation(s) deleted due to missingness)")
+        out.append("")
+        if self.reml:
+            out.append(f"REML criterion at convergence: {self.objective:.4f}")
+        else:
+            out.append(f"{'AIC':>10} {'BIC':>10} {'logLik':>10} {'deviance':>10} {'df.resid':>9}")
+            out.append(
+                f"{self.aic:10.1f} {self.bic:10.1f} {self.loglike:10.1f} {self.objective:10.1f} {self.df_resid:9d}"
+            )
+        out.append(
+            f"logLik: {self.loglike:.4f}   AIC: {self.aic:.4f}   BIC: {self.bic:.4f}   (npar = {self.npar})"
+        )
+        out.append("")
+        out.append("Scaled residuals:")
+        q = np.quantile(self.residuals / self.sigma, [0, 0.25, 0.5, 0.75, 1.0])
+        out.append("    " + " ".join(f"{h:>8}" for h in ["Min", "1Q", "Median", "3Q", "Max"]))
+        out.append("    " + " ".join(f"{v:8.4f}" for v in q))
+        out.append("")
+        out.append("Random effects:")
+        out.append(self._varcorr_text())
+        groups = ", ".join(f"{k}, {v}" for k, v in self.ngroups.items())
+        out.append(f"Number of obs: {self.nobs}, groups:  {groups}")
+        out.append("")
+        out.append("Fixed effects:")
+        fe = pd.DataFrame(
+            {
+                "Estimate": self.fixef,
+                "Std. Error": self.stderr,
+                "t value": self.fixef / self.stderr,
+            }
+        )
+        out.append(fe.to_string(float_format=lambda v: f"{v:.4f}"))
+        if d.aliased:
+            out.append(f"fixed-effect model matrix is rank deficient; dropped: {', '.join(d.aliased)}")
+        out.append("")
+        status = "converged" if self.converged else "NOT CONVERGED"
+        out.append(
+            f"Optimizer: {status} ({self.opt.status}) in {self.opt.iterations} iterations, "
+            f"max|grad| = {self.opt.gradient_norm:.2e}"
+        )
+        if self.singular:
+            out.append("boundary (singular) fit: see isSingular")
+        return "\n".join(out)
+
+    def _varcorr_text(self) -> str:
+        lines = []
+        header = f" {'Groups':<10} {'Name':<14} {'Variance':>10} {'Std.Dev.':>9}  Corr"
+        lines.append(header)
+        vc = self.varcorr
+        for name, cov in self.covariance_matrices().items():
+            c = cov.to_numpy()
+            sd = np.sqrt(np.maximum(np.diag(c), 0))
+            cols = list(cov.columns)
+            term = next(t for t in self.model.design.terms if t.name == name)
+            for i, v in enumerate(cols):
+                corr = ""
+                if term.term.correlated and i > 0:
+                    corr = " ".join(
+                        f"{(c[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else float('nan')):5.2f}"
+                        for j in range(i)
+                    )
+                grp = name if i == 0 else ""
+                lines.append(f" {grp:<10} {v:<14} {c[i, i]:10.4g} {sd[i]:9.4g}  {corr}")
+        res = vc.iloc[-1]
+        lines.append(f" {'Residual':<10} {'':<14} {res['vcov']:10.4g} {res['sdcor']:9.4g}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"<LMMResult {self.method} {self.model.design.formula.text!r}: "
+            f"objective={self.objective:.4f}, converged={self.converged}, singular={self.singular}>"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()

@@ -1,0 +1,292 @@
+"""Blocked sparse cross-products of [Z X y] — the only O(n) pass over the data.
+
+Layout (following MixedModels.jl's blocked Cholesky): the random-effects term with the
+most levels ("term 1", k1 levels of r1 columns) keeps its diagonal block as k1 small
+r1×r1 matrices and its off-diagonal block against everything else as a sparse list of
+(row, level, r1-vector) entries.  Every other column — the remaining random-effects
+terms, then X, then y — forms the "rest" block R, held dense: it is where a crossed
+design's Schur complement fills in.  Per-evaluation cost then depends only on k1, the
+number of sparse entries and the size of R, never on n.
+
+The response enters only through ``zy1`` (Z1'y) and ``ry`` (the last row of the rest
+block, [Zr'y, X'y, y'y]), so refits with a new y (bootstrap) recompute just those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .design import Design
+
+__all__ = ["TermLayout", "Layout", "Structure", "ObsData", "build_structure", "response_crossprods"]
+
+# Above this many entries in the Schur-complement pair list, use the dense update.
+_MAX_PAIRS = 30_000_000
+
+
+@dataclass(frozen=True)
+class TermLayout:
+    """Static description of one random-effects term: name, sizes and θ template."""
+
+    name: str
+    nlevels: int
+    ncols: int
+    correlated: bool
+    offset: int  # start of the term's columns in its block (rest terms only)
+
+    @property
+    def theta_index(self) -> tuple[tuple[int, int], ...]:
+        """(row, col) of Λ's free entries, lower triangle in column-major order (lme4's θ)."""
+        r = self.ncols
+        if not self.correlated:
+            return tuple((i, i) for i in range(r))
+        return tuple((i, j) for j in range(r) for i in range(j, r))
+
+    @property
+    def ntheta(self) -> int:
+        return len(self.theta_index)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Hashable shape information: part of the jit cache key, so same-shaped models share code."""
+
+    terms: tuple[TermLayout, ...]  # terms[0] is term 1 (most levels)
+    p: int
+    n: int
+    nnz: int  # sparse entries of the term-1 off-diagonal block, y entries included
+    npairs: int  # 0 when the dense Schur update is used
+    dense_schur: bool
+
+    @property
+    def rest_terms(self) -> tuple[TermLayout, ...]:
+        return self.terms[1:]
+
+    @property
+    def q_rest(self) -> int:
+        return sum(t.nlevels * t.ncols for t in self.rest_terms)
+
+    @property
+    def size_rest(self) -> int:
+        """Rows of the dense rest block: rest random effects, fixed effects, response."""
+        return self.q_rest + self.p + 1
+
+    @property
+    def ntheta(self) -> int:
+        return sum(t.ntheta for t in self.terms)
+
+    @property
+    def theta_lower(self) -> np.ndarray:
+        """lme4's bounds: diagonal elements of Λ are >= 0, the others unbounded."""
+        lb = []
+        for t in self.terms:
+            lb += [0.0 if i == j else -np.inf for i, j in t.theta_index]
+        return np.asarray(lb)
+
+    @property
+    def theta_start(self) -> np.ndarray:
+        """lme4's and MixedModels.jl's start: Λ = I."""
+        return np.where(self.theta_lower == 0.0, 1.0, 0.0)
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclass
+class Structure:
+    """Device arrays of the blocked cross-products (a pytree; ``layout`` is static)."""
+
+    layout: Layout
+    a11: jax.Array  # (k1, r1, r1) diagonal blocks of Z1'Z1
+    rows: jax.Array  # (nnz,) rest-row of each sparse entry of [Zr X y]'Z1
+    levs: jax.Array  # (nnz,) term-1 level of each entry
+    vals_fixed: jax.Array  # (nnz - k1, r1) entries of [Zr X]'Z1 (y entries come last)
+    zy1: jax.Array  # (k1, r1) Z1'y — response dependent
+    arr_fixed: jax.Array  # (size_rest - 1, size_rest - 1) [Zr X]'[Zr X]
+    ry: jax.Array  # (size_rest,) [Zr X y]'y — response dependent
+    pair_a: jax.Array  # (npairs,) entry index pairs sharing a level, row_a >= row_b
+    pair_b: jax.Array
+    pair_target: jax.Array  # (npairs,) flat index row_a * size_rest + row_b
+
+    def tree_flatten(self):
+        children = (
+            self.a11,
+            self.rows,
+            self.levs,
+            self.vals_fixed,
+            self.zy1,
+            self.arr_fixed,
+            self.ry,
+            self.pair_a,
+            self.pair_b,
+            self.pair_target,
+        )
+        return children, self.layout
+
+    @classmethod
+    def tree_unflatten(cls, layout, children):
+        return cls(layout, *children)
+
+    def with_response(self, zy1: jax.Array, ry: jax.Array) -> Structure:
+        """The same structure for another response (only y-dependent arrays change)."""
+        children, layout = self.tree_flatten()
+        new = list(children)
+        new[4], new[6] = zy1, ry
+        return Structure.tree_unflatten(layout, new)
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclass
+class ObsData:
+    """Per-observation arrays needed to recompute the response cross-products."""
+
+    index: tuple[jax.Array, ...]  # per term (n,) level codes
+    Z: tuple[jax.Array, ...]  # per term (n, r)
+    X: jax.Array  # (n, p)
+
+    def tree_flatten(self):
+        return (self.index, self.Z, self.X), None
+
+    @classmethod
+    def tree_unflatten(cls, _, children):
+        return cls(*children)
+
+
+def response_crossprods(layout: Layout, obs: ObsData, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Z1'y (k1, r1) and [Zr'y, X'y, y'y] for a response vector y — O(n), vmappable."""
+    t1 = layout.terms[0]
+    zy1 = jax.ops.segment_sum(obs.Z[0] * y[:, None], obs.index[0], num_segments=t1.nlevels)
+    parts = []
+    for t, idx, Z in zip(layout.rest_terms, obs.index[1:], obs.Z[1:]):
+        parts.append(jax.ops.segment_sum(Z * y[:, None], idx, num_segments=t.nlevels).ravel())
+    parts.append(obs.X.T @ y)
+    parts.append(jnp.atleast_1d(y @ y))
+    return zy1, jnp.concatenate(parts)
+
+
+def _rest_entries(design: Design, layout: Layout) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Rest-row index and value of each observation's nonzeros in [Zr X] (one array per column)."""
+    rows, vals = [], []
+    for tl, term in zip(layout.rest_terms, design.terms[1:]):
+        for c in range(tl.ncols):
+            rows.append(tl.offset + term.index * tl.ncols + c)
+            vals.append(term.Z[:, c])
+    q = layout.q_rest
+    n = design.n
+    for j in range(layout.p):
+        rows.append(np.full(n, q + j, dtype=np.int64))
+        vals.append(design.X[:, j])
+    return rows, vals
+
+
+def _schur_pairs(rows: np.ndarray, levs: np.ndarray, size: int):
+    """All pairs of sparse entries sharing a level, lower triangle, as flat target indices."""
+    order = np.lexsort((rows, levs))
+    levs_s = levs[order]
+    starts = np.searchsorted(levs_s, levs_s, side="left")
+    counts = np.arange(len(levs_s)) - starts + 1  # entry p pairs with positions starts..p
+    total = int(counts.sum())
+    a_sorted = np.repeat(np.arange(len(levs_s)), counts)
+    offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    b_sorted = np.repeat(starts, counts) + offsets
+    a, b = order[a_sorted], order[b_sorted]
+    target = rows[a].astype(np.int64) * size + rows[b]
+    perm = np.argsort(target, kind="stable")
+    return a[perm], b[perm], target[perm]
+
+
+def _count_pairs(levs: np.ndarray, k1: int) -> int:
+    c = np.bincount(levs, minlength=k1).astype(np.int64)
+    return int((c * (c + 1) // 2).sum())
+
+
+def build_structure(design: Design) -> tuple[Structure, ObsData]:
+    """Compute the blocked cross-products of [Z X y] from a validated design."""
+    terms = design.terms
+    tls, offset = [], 0
+    for i, t in enumerate(terms):
+        tls.append(TermLayout(t.name, t.nlevels, t.ncols, t.term.correlated, 0 if i == 0 else offset))
+        if i > 0:
+            offset += t.nlevels * t.ncols
+    p, n = design.p, design.n
+    q_rest = offset
+    size = q_rest + p + 1
+    t1 = terms[0]
+    k1, r1 = t1.nlevels, t1.ncols
+
+    # term-1 diagonal blocks
+    a11 = np.empty((k1, r1, r1))
+    for c in range(r1):
+        for d in range(c, r1):
+            a11[:, c, d] = a11[:, d, c] = np.bincount(t1.index, t1.Z[:, c] * t1.Z[:, d], minlength=k1)
+
+    pre_layout = Layout(tuple(tls), p, n, 0, 0, False)
+    rest_rows, rest_vals = _rest_entries(design, pre_layout)
+
+    # sparse [Zr X]'Z1: aggregate (row, level) keys
+    if rest_rows:
+        all_rows = np.concatenate(rest_rows)
+        all_levs = np.tile(t1.index, len(rest_rows))
+        keys = all_rows * k1 + all_levs
+        ukeys, inverse = np.unique(keys, return_inverse=True)
+        vals = np.empty((len(ukeys), r1))
+        for c in range(r1):
+            w = np.concatenate([v * t1.Z[:, c] for v in rest_vals])
+            vals[:, c] = np.bincount(inverse, w, minlength=len(ukeys))
+        e_rows, e_levs = ukeys // k1, ukeys % k1
+    else:
+        vals = np.empty((0, r1))
+        e_rows = e_levs = np.empty(0, dtype=np.int64)
+    # y entries: one per level, last
+    rows = np.concatenate([e_rows, np.full(k1, size - 1)]).astype(np.int64)
+    levs = np.concatenate([e_levs, np.arange(k1)]).astype(np.int64)
+    nnz = len(rows)
+
+    # dense [Zr X]'[Zr X]
+    arr = np.zeros((size - 1, size - 1))
+    nz = len(rest_rows) - p  # rest random-effect columns
+    if nz:
+        flat = np.zeros((size - 1) * (size - 1))
+        for a in range(nz):
+            for b in range(a, len(rest_rows)):
+                w = rest_vals[a] * rest_vals[b]
+                idx = rest_rows[a] * (size - 1) + rest_rows[b]
+                flat += np.bincount(idx, w, minlength=flat.size)
+        arr = flat.reshape(size - 1, size - 1)
+        arr = arr + arr.T - np.diag(np.diag(arr))  # only a <= b column pairs were summed
+    arr[q_rest:, q_rest:] = design.X.T @ design.X
+
+    npairs_est = _count_pairs(levs, k1)
+    dense_cost = size * size * k1 * r1 / 20.0  # ~20 flops per scatter-add, in flop units
+    dense_schur = npairs_est > _MAX_PAIRS or dense_cost < npairs_est * (r1 + 4)
+    if dense_schur:
+        pa = pb = pt = np.zeros(0, dtype=np.int32)
+        npairs = 0
+    else:
+        pa, pb, pt = _schur_pairs(rows, levs, size)
+        npairs = len(pa)
+    layout = Layout(tuple(tls), p, n, nnz, npairs, bool(dense_schur))
+
+    obs = ObsData(
+        index=tuple(jnp.asarray(t.index, dtype=jnp.int32) for t in terms),
+        Z=tuple(jnp.asarray(t.Z) for t in terms),
+        X=jnp.asarray(design.X),
+    )
+    zy1, ry = response_crossprods(layout, obs, jnp.asarray(design.y))
+    index_dtype = jnp.int32 if size * size < 2**31 else jnp.int64
+    struct = Structure(
+        layout=layout,
+        a11=jnp.asarray(a11),
+        rows=jnp.asarray(rows, dtype=jnp.int32),
+        levs=jnp.asarray(levs, dtype=jnp.int32),
+        vals_fixed=jnp.asarray(vals),
+        zy1=zy1,
+        arr_fixed=jnp.asarray(arr),
+        ry=ry,
+        pair_a=jnp.asarray(pa, dtype=jnp.int32),
+        pair_b=jnp.asarray(pb, dtype=jnp.int32),
+        pair_target=jnp.asarray(pt, dtype=index_dtype),
+    )
+    return struct, obs
