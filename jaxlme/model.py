@@ -26,28 +26,31 @@ from .structure import Structure, build_structure, response_crossprods
 __all__ = ["LMM", "lmm", "fit_program"]
 
 
-def _fit_program(theta0: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
+def _fit_program(
+    theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions
+):
+    """Optimize over θ̃ = θ / scale (so every Z column has unit RMS), return θ-space state."""
     lb = jnp.asarray(struct.layout.theta_lower)
 
-    def fun(theta, s):
-        return objective(theta, s, reml)
+    def fun(theta_tilde, s):
+        return objective(theta_tilde * scale, s, reml)
 
-    state = newton_minimize(fun, theta0, lb, (struct,), options)
-    effects = solve_effects(state.x, struct, reml)
-    return state, effects
+    state = newton_minimize(fun, theta0 / scale, lb, (struct,), options)
+    effects = solve_effects(state.x * scale, struct, reml)
+    return state._replace(x=state.x * scale), effects  # g stays in θ̃ units (as tested)
 
 
 _COMPILED: dict[Any, Any] = {}
 
 
-def fit_program(theta0: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
+def fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
     """AOT-compiled fit for this layout (cached); returns (compiled, compile_seconds)."""
     key = (struct.layout, bool(reml), options, theta0.dtype)
     if key in _COMPILED:
         return _COMPILED[key], 0.0
     t0 = time.perf_counter()
     jitted = jax.jit(_fit_program, static_argnames=("reml", "options"))
-    compiled = jitted.lower(theta0, struct, reml=reml, options=options).compile()
+    compiled = jitted.lower(theta0, scale, struct, reml=reml, options=options).compile()
     _COMPILED[key] = compiled
     return compiled, time.perf_counter() - t0
 
@@ -69,6 +72,7 @@ class LMM:
         jax.block_until_ready(self.structure)
         self.setup_seconds = time.perf_counter() - t0
         self.layout = self.structure.layout
+        self.theta_scale = _theta_scale(self.design, self.layout)
 
     # -- basic facts -------------------------------------------------------------------
     @property
@@ -132,14 +136,16 @@ class LMM:
 
     def _fit(self, struct, reml, theta0, options, warn, y=None) -> LMMResult:
         lay = self.layout
-        theta_init = np.asarray(lay.theta_start if theta0 is None else theta0, dtype=float).reshape(-1)
+        start = lay.theta_start * self.theta_scale  # Λ = diag(1/rms(Z_j)): unit-scale start
+        theta_init = np.asarray(start if theta0 is None else theta0, dtype=float).reshape(-1)
         if theta_init.shape[0] != lay.ntheta:
             raise ValueError(f"theta0 must have {lay.ntheta} elements, got {theta_init.shape[0]}")
         theta_init = np.maximum(theta_init, lay.theta_lower)
         theta_dev = jnp.asarray(theta_init)
-        compiled, compile_s = fit_program(theta_dev, struct, reml, options)
+        scale = jnp.asarray(self.theta_scale)
+        compiled, compile_s = fit_program(theta_dev, scale, struct, reml, options)
         t0 = time.perf_counter()
-        state, effects = compiled(theta_dev, struct)
+        state, effects = compiled(theta_dev, scale, struct)
         jax.block_until_ready(effects)
         fit_s = time.perf_counter() - t0
         state = jax.device_get(state)
@@ -174,6 +180,19 @@ class LMM:
             if res.singular:
                 warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=3)
         return res
+
+
+def _theta_scale(design, layout) -> np.ndarray:
+    """Per-θ scale 1/rms(Z column of Λ's row), so the optimizer sees unit-scale columns.
+
+    Λ = S⁻¹Λ̃ keeps Λ lower triangular, so θ = θ̃·scale elementwise with the same bounds.
+    """
+    scales = []
+    for term, tl in zip(design.terms, layout.terms):
+        rms = np.sqrt(np.mean(term.Z**2, axis=0))
+        rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
+        scales += [1.0 / rms[i] for i, _ in tl.theta_index]
+    return np.asarray(scales)
 
 
 _objective_jit = jax.jit(objective, static_argnames=("reml",))

@@ -10,7 +10,7 @@ import pytest
 
 import jaxlme
 
-from helpers import DATA, load_csv
+from helpers import DATA, assert_matches_lme4, lme4_group, load_csv
 
 REFERENCE = json.loads((DATA / "lme4_reference.json").read_text())
 CASES = [pytest.param(r, id=f"{r['model']}-{'REML' if r['REML'] else 'ML'}") for r in REFERENCE]
@@ -30,52 +30,16 @@ def _fit(ref: dict) -> jaxlme.LMMResult:
         return _MODELS[key].fit(reml=ref["REML"])
 
 
-def _group(name: str) -> str:
-    # lme4 names the nested group "cask:batch"; jaxlme uses the formula's order "batch:cask"
-    return {"cask:batch": "batch:cask"}.get(name, name)
-
-
 @pytest.mark.parametrize("ref", CASES)
 def test_matches_lme4(ref):
-    res = _fit(ref)
-    # criterion no worse than lme4's + 1e-3
-    assert res.objective <= ref["criterion"] + 1e-3
-    assert res.objective == pytest.approx(ref["criterion"], abs=0.05)
-    assert res.loglike == pytest.approx(ref["logLik"], abs=0.025)
-    assert res.aic == pytest.approx(ref["AIC"], abs=0.05)
-    assert res.bic == pytest.approx(ref["BIC"], abs=0.05)
-    assert res.nobs == ref["nobs"]
-    assert res.converged
-    assert res.singular == ref["singular"]
-    # fixed effects within 0.002 SE; SEs and sigma within 0.2%
-    for name, value in ref["fixef"].items():
-        assert abs(res.fixef[name] - value) <= 0.002 * ref["se"][name], name
-        assert res.stderr[name] == pytest.approx(ref["se"][name], rel=2e-3), name
-    assert res.sigma == pytest.approx(ref["sigma"], rel=2e-3)
-    # random-effect SDs within 0.5%, correlations within 0.02
-    vc = res.varcorr
-    for row in ref["varcorr"]:
-        grp = _group(row["grp"])
-        if grp == "Residual":
-            got = vc[vc.group == "Residual"].sdcor.iloc[0]
-            assert got == pytest.approx(row["sdcor"], rel=5e-3)
-            continue
-        sel = vc[(vc.group == grp) & (vc.var1 == row["var1"])]
-        if "var2" in row and row["var2"] is not None:
-            sel = sel[sel.var2 == row["var2"]]
-            assert abs(sel.sdcor.iloc[0] - row["sdcor"]) <= 0.02
-        else:
-            sel = sel[sel.var2.isna()]
-            assert sel.sdcor.iloc[0] == pytest.approx(row["sdcor"], rel=5e-3, abs=1e-6)
-    assert res.ngroups == {_group(k): v for k, v in ref["ngrps"].items()}
+    assert_matches_lme4(_fit(ref), ref)
 
 
 @pytest.mark.parametrize("ref", [c for c in CASES if c.values[0]["data"] != "InstEval"])
 def test_ranef_match_lme4(ref):
-    ref = ref
     res = _fit(ref)
     for grp, rows in ref["ranef"].items():
-        ours = res.ranef[_group(grp)]
+        ours = res.ranef[lme4_group(grp)]
         ours.index = ours.index.astype(str)
         for row in rows:
             level = row["level"]
