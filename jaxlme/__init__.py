@@ -6,8 +6,10 @@
 """
 
 from . import datasets
+from .compat import mixedlm
 from .design import DataError
 from .formula import FormulaError, parse_formula
+from .inference import lrt
 from .model import LMM, lmm
 from .results import LMMResult, OptSummary
 
@@ -20,5 +22,7 @@ __all__ = [
     "FormulaError",
     "parse_formula",
     "datasets",
+    "mixedlm",
+    "lrt",
 ]
 __version__ = "0.1.0"

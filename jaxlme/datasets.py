@@ -48,14 +48,12 @@ _SPECS: dict[str, _Spec] = {
         floats=("Reaction", "Days"),
     ),
     "Dyestuff": _Spec(
-        "Yield of dyestuff (g) from 5 samples in each of 6 batches "
-        "(30 x 2: Batch, Yield).",
+        "Yield of dyestuff (g) from 5 samples in each of 6 batches (30 x 2: Batch, Yield).",
         categorical=("Batch",),
         floats=("Yield",),
     ),
     "Dyestuff2": _Spec(
-        "Simulated dyestuff-like yields with zero between-batch variance estimate "
-        "(30 x 2: Batch, Yield).",
+        "Simulated dyestuff-like yields with zero between-batch variance estimate (30 x 2: Batch, Yield).",
         categorical=("Batch",),
         floats=("Yield",),
     ),
@@ -92,9 +90,7 @@ def _canonical(name: str) -> str:
     try:
         return _LOOKUP[str(name).lower()]
     except KeyError:
-        raise ValueError(
-            f"Unknown dataset {name!r}; available datasets: {', '.join(names())}"
-        ) from None
+        raise ValueError(f"Unknown dataset {name!r}; available datasets: {', '.join(names())}") from None
 
 
 def describe(name: str) -> str:

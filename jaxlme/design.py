@@ -124,7 +124,9 @@ def _group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarr
     return codes.astype(np.int64), labels
 
 
-def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:
+def _drop_aliased(
+    X: np.ndarray, names: list[str], tol: float = 1e-7
+) -> tuple[np.ndarray, list[str], list[str]]:
     """Greedy Gram-Schmidt rank check in column order (earlier columns are kept, as in R)."""
     if X.shape[1] == 0:
         return X, names, []
@@ -160,7 +162,11 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
     if len(data) == 0:
         raise DataError("data is empty: no rows to fit")
 
-    response_vars = _required_variables(f"{parsed.response} ~ 1") if not parsed.response.isidentifier() else {parsed.response}
+    response_vars = (
+        _required_variables(f"{parsed.response} ~ 1")
+        if not parsed.response.isidentifier()
+        else {parsed.response}
+    )
     fixed_vars = _required_variables(f"~ {parsed.fixed}")
     term_vars: dict[RandomTerm, set[str]] = {}
     for term in parsed.random:

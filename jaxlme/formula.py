@@ -96,9 +96,7 @@ def _parse_group(spec: str, full: str, pos: int) -> list[tuple[str, ...]]:
     if not spec:
         raise _syntax_error("Missing grouping factor after '|'", full, pos)
     if any(c in spec for c in "()+*|~"):
-        raise _syntax_error(
-            f"Grouping factor '{spec}' must be a column name, 'a:b' or 'a/b'", full, pos
-        )
+        raise _syntax_error(f"Grouping factor '{spec}' must be a column name, 'a:b' or 'a/b'", full, pos)
     levels = [part.strip() for part in spec.split("/")]
     groups: list[tuple[str, ...]] = []
     prefix: tuple[str, ...] = ()
@@ -164,7 +162,5 @@ def parse_formula(formula: str) -> ParsedFormula:
     if fixed.startswith("- "):
         fixed = "1 " + fixed
     if not random:
-        raise FormulaError(
-            f"No random-effects terms in {text!r}: add at least one term such as (1 | group)"
-        )
+        raise FormulaError(f"No random-effects terms in {text!r}: add at least one term such as (1 | group)")
     return ParsedFormula(text=text, response=response, fixed=fixed, random=tuple(random))

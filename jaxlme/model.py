@@ -26,9 +26,7 @@ from .structure import Structure, build_structure, response_crossprods
 __all__ = ["LMM", "lmm", "fit_program"]
 
 
-def _fit_program(
-    theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions
-):
+def _fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
     """Optimize over θ̃ = θ / scale (so every Z column has unit RMS), return θ-space state."""
     lb = jnp.asarray(struct.layout.theta_lower)
 
@@ -178,7 +176,9 @@ class LMM:
                     stacklevel=3,
                 )
             if res.singular:
-                warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=3)
+                warnings.warn(
+                    "boundary (singular) fit: a variance component is (close to) zero", stacklevel=3
+                )
         return res
 
 

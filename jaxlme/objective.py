@@ -65,9 +65,7 @@ def small_cholesky(m: jax.Array) -> jax.Array:
                 s = s - L[i][k] * L[j][k]
             L[i][j] = s / L[j][j]
     zero = jnp.zeros_like(m[:, 0, 0])
-    return jnp.stack(
-        [jnp.stack([L[i][j] if j <= i else zero for j in range(r)], -1) for i in range(r)], -2
-    )
+    return jnp.stack([jnp.stack([L[i][j] if j <= i else zero for j in range(r)], -1) for i in range(r)], -2)
 
 
 def small_forward(L: jax.Array, b: jax.Array) -> jax.Array:
@@ -138,7 +136,7 @@ def factorize(theta: jax.Array, s: Structure) -> Factor:
     vals = jnp.concatenate([s.vals_fixed, s.zy1], axis=0)
     C = small_forward(L1[s.levs], vals @ lam1)
 
-    # rest block: A_RR - C C' (the Schur complement), assembled symmetric
+    # rest block: A_RR - C C' (the Schur complement), assembled symmetric in one pass
     arr = jnp.zeros((size, size), theta.dtype)
     arr = arr.at[: size - 1, : size - 1].set(s.arr_fixed)
     arr = arr.at[size - 1, :].set(s.ry).at[:, size - 1].set(s.ry)
@@ -150,13 +148,20 @@ def factorize(theta: jax.Array, s: Structure) -> Factor:
         low = jax.ops.segment_sum(prods, s.pair_target, num_segments=size * size, indices_are_sorted=True)
         low = low.reshape(size, size)
         schur = low + low.T - jnp.diag(jnp.diag(low))
-    m = arr - schur
-    rest_lams = lams[1:]
-    m = _apply_lambda_rows(m, rest_lams, lay)
-    m = _apply_lambda_rows(m.T, rest_lams, lay).T
     q = lay.q_rest
-    m = m + jnp.diag(jnp.concatenate([jnp.ones(q, theta.dtype), jnp.zeros(size - q, theta.dtype)]))
-    L = jnp.linalg.cholesky(m)
+    rest_lams = lams[1:]
+    unit = jnp.concatenate([jnp.ones(q, theta.dtype), jnp.zeros(size - q, theta.dtype)])
+    if all(t.ncols == 1 for t in lay.rest_terms):
+        # scalar terms: Λ̃ is diagonal, so Λ̃'MΛ̃ + I fuses into one elementwise pass
+        lam_vec = jnp.concatenate(
+            [jnp.full(t.nlevels, lam[0, 0]) for t, lam in zip(lay.rest_terms, rest_lams)]
+            + [jnp.ones(size - q, theta.dtype)]
+        )
+        m = (arr - schur) * (lam_vec[:, None] * lam_vec[None, :]) + jnp.diag(unit)
+    else:
+        m = _apply_lambda_rows(arr - schur, rest_lams, lay)
+        m = _apply_lambda_rows(m.T, rest_lams, lay).T + jnp.diag(unit)
+    L = jax.lax.linalg.cholesky(m, symmetrize_input=False)  # m is symmetric by construction
     return Factor(L1, C, L)
 
 
@@ -213,7 +218,7 @@ def solve_effects(theta: jax.Array, s: Structure, reml: bool = True) -> Effects:
     lams = lambda_blocks(theta, lay)
     # back-substitute term 1: L1' u1 = C_y - C_rest' Λ̃ [u_rest; β]
     t_vec = _apply_lambda_rows(ur_beta[:, None], [lam.T for lam in lams[1:]], lay)[:, 0]
-    k1, r1 = lay.terms[0].nlevels, lay.terms[0].ncols
+    k1 = lay.terms[0].nlevels
     nfix = lay.nnz - k1
     contrib = f.C[:nfix] * t_vec[s.rows[:nfix], None]
     rhs = f.C[nfix:] - jax.ops.segment_sum(contrib, s.levs[:nfix], num_segments=k1)

@@ -10,14 +10,22 @@ host round-trips), so it jit-compiles, runs on GPU and vmaps over bootstrap repl
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 __all__ = ["NewtonOptions", "NewtonState", "newton_minimize", "STATUS"]
 
-STATUS = {0: "running", 1: "converged (gradient)", 2: "converged (no further decrease)", 3: "max iterations", 4: "line search failed", 5: "non-finite objective"}
+STATUS = {
+    0: "running",
+    1: "converged (gradient)",
+    2: "converged (no further decrease)",
+    3: "max iterations",
+    4: "line search failed",
+    5: "non-finite objective",
+}
 
 
 class NewtonOptions(NamedTuple):

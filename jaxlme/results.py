@@ -49,7 +49,9 @@ class OptSummary:
 
 
 def _format_table(df: pd.DataFrame, digits: int = 4) -> str:
-    return df.to_string(float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e6 else f"{v:.{digits}f}")
+    return df.to_string(
+        float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e6 else f"{v:.{digits}f}"
+    )
 
 
 @dataclass(eq=False)
@@ -116,10 +118,10 @@ class LMMResult:
 
     def covariance_matrices(self) -> dict[str, pd.DataFrame]:
         """Σ_t = σ² Λ_t Λ_t' for each term (random-effects covariance)."""
-        from .objective import lambda_blocks
-
         import jax
         import jax.numpy as jnp
+
+        from .objective import lambda_blocks
 
         with jax.enable_x64(True):
             lams = [np.asarray(x) for x in lambda_blocks(jnp.asarray(self.theta), self.model.layout)]
@@ -149,6 +151,19 @@ class LMMResult:
     @property
     def ngroups(self) -> dict[str, int]:
         return {t.name: t.nlevels for t in self.model.design.terms}
+
+    # -- parametric bootstrap (jaxlme.bootstrap) -------------------------------------------
+    def simulate(self, n: int, seed: int = 0):
+        """(n, nobs) responses simulated from the fitted model; see ``jaxlme.bootstrap.simulate``."""
+        from .bootstrap import simulate
+
+        return simulate(self, n, seed)
+
+    def bootstrap(self, n: int, seed: int = 0, **kwargs):
+        """Parametric bootstrap with ``n`` refits; see ``jaxlme.bootstrap.bootstrap``."""
+        from .bootstrap import bootstrap
+
+        return bootstrap(self, n, seed, **kwargs)
 
     # -- text --------------------------------------------------------------------------
     def summary(self) -> str:
@@ -190,7 +205,13 @@ class LMMResult:
                 "t value": self.fixef / self.stderr,
             }
         )
-        out.append(fe.to_string(float_format=lambda v: f"{v:.4f}"))
+        try:  # Satterthwaite df and p (jaxlme.inference); plain t values if that fails
+            ct = self.coefs(ddf="satterthwaite")
+            fe.insert(2, "df", ct["df"].to_numpy())
+            fe["Pr(>|t|)"] = ct["p"].to_numpy()
+        except Exception:  # noqa: BLE001
+            pass
+        out.append(fe.to_string(float_format=lambda v: f"{v:.4g}" if abs(v) < 1e-3 else f"{v:.4f}"))
         if d.aliased:
             out.append(f"fixed-effect model matrix is rank deficient; dropped: {', '.join(d.aliased)}")
         out.append("")
@@ -234,3 +255,41 @@ class LMMResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    # -- inference and prediction (jaxlme.inference, jaxlme.predict) ---------------------
+    def coefs(self, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
+        """Fixed-effect t tests: estimate, se, df, t, p, lower, upper; see ``jaxlme.inference.coefs``."""
+        from .inference import coefs
+
+        return coefs(self, ddf=ddf, level=level)
+
+    def anova(self, *others: LMMResult, **kwargs) -> pd.DataFrame:
+        """Likelihood-ratio test against other fits (lme4's anova); see ``jaxlme.inference.lrt``."""
+        from .inference import lrt
+
+        return lrt(self, *others, **kwargs)
+
+    def confint(self, method: str = "profile", level: float = 0.95, **kwargs) -> pd.DataFrame:
+        """Confidence intervals (wald/profile/boot); see ``jaxlme.inference.confint``."""
+        from .inference import confint
+
+        return confint(self, method=method, level=level, **kwargs)
+
+    def predict(self, newdata=None, random_effects: bool = True, allow_new_levels: bool = False) -> pd.Series:
+        """Conditional or population predictions; see ``jaxlme.predict.predict``."""
+        from .predict import predict
+
+        return predict(self, newdata, random_effects=random_effects, allow_new_levels=allow_new_levels)
+
+    def ranef_condvar(self) -> dict[str, np.ndarray]:
+        """{group: (nlevels, r, r)} conditional covariances of the random effects (lme4's condVar);
+        see ``jaxlme.predict.ranef_condvar``."""
+        from .predict import ranef_condvar
+
+        return ranef_condvar(self)
+
+    def ranef_condsd(self) -> dict[str, pd.DataFrame]:
+        """{group: DataFrame levels × columns} conditional SDs of the random effects."""
+        from .predict import ranef_condsd
+
+        return ranef_condsd(self)

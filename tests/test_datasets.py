@@ -151,9 +151,7 @@ def test_bounce_time_structure() -> None:
     assert (combos.value_counts() == 20).all()
     assert df["age"].between(6, 50).all()
     age = df["age"].to_numpy(dtype=float)
-    np.testing.assert_allclose(
-        df["age_scaled"], (age - age.mean()) / age.std(ddof=1), atol=1e-12
-    )
+    np.testing.assert_allclose(df["age_scaled"], (age - age.mean()) / age.std(ddof=1), atol=1e-12)
     assert (df["bounce_time"] > 0).all()
 
 
@@ -184,9 +182,7 @@ def test_bounce_time_determinism() -> None:
 
 
 def test_bounce_time_custom_sizes() -> None:
-    df = datasets.simulate_bounce_time(
-        seed=1, n_counties=5, n_locations=4, n_visitors=7
-    )
+    df = datasets.simulate_bounce_time(seed=1, n_counties=5, n_locations=4, n_visitors=7)
     assert df.shape == (5 * 4 * 7, 5)
     assert df["county"].nunique() == 5
     assert df["location"].nunique() == 4

@@ -7,10 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import DATA, assert_matches_lme4, lme4_group, load_csv
 
 import jaxlme
-
-from helpers import DATA, assert_matches_lme4, lme4_group, load_csv
 
 REFERENCE = json.loads((DATA / "lme4_reference.json").read_text())
 CASES = [pytest.param(r, id=f"{r['model']}-{'REML' if r['REML'] else 'ML'}") for r in REFERENCE]

@@ -14,6 +14,7 @@
 # REPS (default 5) timed fits are run after K (default 1) untimed warm-up fits;
 # the bootstrap case warms up with a 5-replicate bootMer.  Exactly one line of
 # JSON is written to stdout; everything else (messages, warnings) goes to stderr.
+# Exit status: 0 ok, 1 error (JSON has "status": "error"), 2 usage error.
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -35,12 +36,14 @@ parse_args <- function(argv) {
     opt[[kv[1]]] <- as.integer(kv[2])
   }
   if (length(pos) < 2) usage()
-  list(
+  a <- list(
     case = pos[1], csv = pos[2],
     reps = if (length(pos) >= 3) as.integer(pos[3]) else 5L,
     nboot = if (length(pos) >= 4) as.integer(pos[4]) else 1000L,
     warmup = opt$warmup, seed = opt$seed
   )
+  if (anyNA(unlist(a[c("reps", "nboot", "warmup")])) || a$reps < 1 || a$nboot < 1 || a$warmup < 0) usage()
+  a
 }
 
 read_data <- function(path) {
@@ -134,4 +137,9 @@ main <- function() {
   cat(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null"), "\n", sep = "")
 }
 
-main()
+# Errors are reported as {"status": "error", ...} with exit status 1.
+tryCatch(main(), error = function(e) {
+  err <- list(status = "error", peer = "lme4", error = conditionMessage(e))
+  cat(toJSON(err, auto_unbox = TRUE), "\n", sep = "")
+  quit(status = 1)
+})

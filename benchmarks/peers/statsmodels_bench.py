@@ -26,7 +26,8 @@ whole benchmark runs in a child process; if it is not done after ``--timeout``
 seconds (default 120) the child is killed and the JSON reports
 ``"status": "timeout"`` together with any fits completed so far.  The
 crossed-effect cases use sparse random-effect design matrices unless
-``--dense`` is given.  Exactly one line of JSON is written to stdout.
+``--dense`` is given.  Exactly one line of JSON is written to stdout; the exit
+status is 1 if ``"status"`` is ``"error"``, else 0 (also for a timeout).
 
 JSON keys mirror ``lme4_bench.R``: status, peer, case, n, reps, warmup,
 fit_seconds_median, fit_seconds_all, reml_criterion (REML) or deviance (ML),
@@ -72,16 +73,12 @@ def load(path: str):
     return pd.read_csv(path)
 
 
-def build_model(case: str, data, sparse: bool, endog=None):
+def build_model(case: str, data, sparse: bool):
     """Return an unfitted MixedLM for ``case`` and its REML flag."""
     import statsmodels.formula.api as smf
 
     if case in ("sleepstudy", "bootstrap_sleepstudy"):
-        if endog is not None:
-            data = data.assign(Reaction=endog)
-        model = smf.mixedlm(
-            "Reaction ~ Days", data, groups="Subject", re_formula="~Days"
-        )
+        model = smf.mixedlm("Reaction ~ Days", data, groups="Subject", re_formula="~Days")
         return model, True
     fixed = "y ~ 1 + C(service)" if case == "insteval" else "y ~ x"
     model = smf.mixedlm(
@@ -125,16 +122,26 @@ def theta_lme4(case: str, res, data) -> tuple[list[float], list[str]]:
     return theta, [n for t in terms for n in t[2]]
 
 
-def fit(case: str, data, sparse: bool, endog=None):
-    """Fit the model for ``case``; ConvergenceWarnings are silenced."""
-    model, reml = build_model(case, data, sparse, endog)
+def quiet_fit(model, reml: bool):
+    """Fit ``model`` with statsmodels' (Convergence)Warnings silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return model.fit(reml=reml)
 
 
-def bootstrap(res, data, nboot: int, seed: int) -> np.ndarray:
-    """Parametric bootstrap of the sleepstudy fit; returns an (nboot, p) array."""
+def fit(case: str, data, sparse: bool):
+    """Build and fit the model for ``case``."""
+    return quiet_fit(*build_model(case, data, sparse))
+
+
+def bootstrap(res, nboot: int, seed: int) -> np.ndarray:
+    """Parametric bootstrap of the sleepstudy fit; returns an (nboot, p) array.
+
+    Like ``lme4::refit`` the simulated responses reuse the model matrices
+    (no formula re-parsing).
+    """
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
     rng = np.random.default_rng(seed)
     model = res.model
     xb = model.exog @ np.asarray(res.fe_params)
@@ -148,7 +155,8 @@ def bootstrap(res, data, nboot: int, seed: int) -> np.ndarray:
             y[model.row_indices[g]] += model.exog_re_li[k] @ b
         # A failed replicate stays NaN and is counted in boot_failures.
         with contextlib.suppress(Exception):
-            out[i] = fit("bootstrap_sleepstudy", data, False, endog=y).fe_params
+            refit = MixedLM(y, model.exog, model.groups, exog_re=model.exog_re)
+            out[i] = quiet_fit(refit, res.model.reml).fe_params
     return out
 
 
@@ -179,23 +187,18 @@ def run(a: argparse.Namespace, report) -> None:
         "converged": bool(res.converged),
     }
     if a.case == "synthetic":
-        out["model_note"] = (
-            "g1 intercept/slope correlation fixed at 0 (variance components)"
-        )
+        out["model_note"] = "g1 intercept/slope correlation fixed at 0 (variance components)"
     if a.case in VC_FORMULAS:
         out["sparse"] = sparse
     if a.case == "bootstrap_sleepstudy":
-        bootstrap(res, data, 5, a.seed)
+        bootstrap(res, 5, a.seed)
         t0 = time.perf_counter()
-        boot = bootstrap(res, data, a.nboot, a.seed)
+        boot = bootstrap(res, a.nboot, a.seed)
         out["boot_seconds"] = time.perf_counter() - t0
         out["nboot"] = a.nboot
         out["seed"] = a.seed
         sds = np.nanstd(boot, axis=0, ddof=1)
-        out["boot_fixef_sd"] = {
-            lme4_name(k): float(s)
-            for k, s in zip(res.fe_params.index, sds, strict=True)
-        }
+        out["boot_fixef_sd"] = {lme4_name(k): float(s) for k, s in zip(res.fe_params.index, sds, strict=True)}
         out["boot_failures"] = int(np.isnan(boot).any(axis=1).sum())
     report("done", out)
 
@@ -204,7 +207,7 @@ def _worker(a: argparse.Namespace, q) -> None:
     """Child-process entry point: run the benchmark, forwarding messages to ``q``."""
     try:
         run(a, lambda kind, payload: q.put((kind, payload)))
-    except Exception as exc:  # noqa: BLE001 - reported as JSON
+    except Exception as exc:  # reported as JSON
         q.put(("error", {"error": f"{type(exc).__name__}: {exc}"}))
 
 
@@ -222,13 +225,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("nboot", type=int, nargs="?", default=1000, help="bootstrap reps")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up fits")
     p.add_argument("--seed", type=int, default=20240101)
-    p.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds for the whole run"
-    )
-    p.add_argument(
-        "--dense", action="store_true", help="dense design for crossed cases"
-    )
-    return p.parse_args(argv)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds for the whole run")
+    p.add_argument("--dense", action="store_true", help="dense design for crossed cases")
+    a = p.parse_args(argv)
+    if a.reps < 1 or a.nboot < 1 or a.warmup < 0:
+        p.error("need REPS >= 1, NBOOT >= 1, --warmup >= 0")
+    return a
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -264,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     out["peak_rss_mb"] = children_peak_rss_mb()
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
+    sys.exit(1 if out["status"] == "error" else 0)
 
 
 if __name__ == "__main__":

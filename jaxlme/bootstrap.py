@@ -1,0 +1,662 @@
+"""Parametric bootstrap: simulate from a fitted model, refit every replicate on the device.
+
+Only the response changes between replicates, so each replicate recomputes just the
+y-dependent cross-products (``zy1``, ``ry``; O(n)) and reuses the model's structure.  The
+refits run as a *pool* of ``chunk_size`` vmapped lanes (sharded over all JAX devices with
+``shard_map``), driven by a batched Newton iteration written for batching:
+
+* every iteration is branch-free and costs the same for every lane: one batch of
+  ``1 + ntheta`` value-and-gradient evaluations (the trial point and forward differences
+  of the autodiff gradient, which give the Hessian), then an accept/halve decision.  The
+  line search is folded into the outer iteration (a rejected step halves the step length
+  for the next iteration), so there is no inner ``while_loop`` whose slowest lane stalls
+  the batch, and the exact Hessian's expensive forward-over-reverse pass is avoided;
+* lanes that have converged (or failed) are masked and *retired* by the host, and their
+  slots refilled with fresh replicates ("continuous batching").  A device call returns as
+  soon as half of its lanes are done (or after ``round_iters`` iterations), so one stubborn
+  replicate occupies one slot for a few extra rounds instead of holding the whole chunk;
+* a lane's trajectory depends only on its own replicate key, ``fold_in(key(seed), i)``,
+  and its saved state, so results do not depend on the chunk size, the number of devices
+  or which round a lane ran in.
+
+Replicates whose response or objective goes non-finite are flagged (status 5) and
+counted, never raise.  ``KeyboardInterrupt`` returns the replicates finished so far.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax.sharding import Mesh, PartitionSpec
+
+from ._config import enable_compilation_cache
+from .objective import objective, solve_effects
+from .optimizer import STATUS, _direction, _projected_gradient
+from .structure import ObsData, Structure, response_crossprods
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .results import LMMResult
+
+__all__ = ["BootstrapResult", "bootstrap", "simulate", "BootOptions"]
+
+_INACTIVE = -1  # status of an empty pool slot
+
+
+class BootOptions(NamedTuple):
+    """Static options of the batched refit (part of the compile-cache key)."""
+
+    gtol: float = 1e-6  # projected-gradient max-norm for convergence (as the core fit)
+    maxiter: int = 100  # per replicate; at the cap, max|projected gradient| <= 1e-3 counts as
+    # "converged (no further decrease)" (status 2), like the core's line-search rule
+    max_halvings: int = 30  # consecutive rejected steps before giving up
+    armijo: float = 1e-4
+    fd_step: float = 1e-6  # relative forward-difference step for the Hessian
+
+
+class _Lanes(NamedTuple):
+    """Per-lane optimizer state (leading axis: lanes)."""
+
+    x: jax.Array  # (B, k)
+    f: jax.Array  # (B,)  +inf before the first accepted evaluation
+    g: jax.Array  # (B, k)
+    H: jax.Array  # (B, k, k)
+    alpha: jax.Array  # (B,) step length for the next trial
+    nhalf: jax.Array  # (B,) consecutive rejected trials
+    it: jax.Array  # (B,) iterations used
+    status: jax.Array  # (B,) 0 running, 1-5 as optimizer.STATUS, -1 empty slot
+
+
+# ----------------------------------------------------------------------------------------
+# simulation
+# ----------------------------------------------------------------------------------------
+class _SimParams(NamedTuple):
+    beta: jax.Array  # (p,)
+    sigma: jax.Array  # ()
+    lams: tuple[jax.Array, ...]  # per term (r, r) relative covariance factor Λ_t
+
+
+def _replicate_key(key: jax.Array, i: jax.Array) -> jax.Array:
+    return jax.random.fold_in(key, i)
+
+
+def _simulate_one(key, i, sp: _SimParams, obs: ObsData, sizes: tuple[tuple[int, int], ...], n: int):
+    """y* = Xβ̂ + Σ_t Z_t b_t + ε with b_t ~ N(0, σ̂²Λ_tΛ_t'), ε ~ N(0, σ̂² I)."""
+    k_u, k_e = jax.random.split(_replicate_key(key, i))
+    q = sum(k * r for k, r in sizes)
+    u = jax.random.normal(k_u, (q,), dtype=sp.beta.dtype) if q else jnp.zeros(0, sp.beta.dtype)
+    eps = jax.random.normal(k_e, (n,), dtype=sp.beta.dtype)
+    mu = obs.X @ sp.beta
+    start = 0
+    for (k, r), lam, idx, Z in zip(sizes, sp.lams, obs.index, obs.Z):
+        b = u[start : start + k * r].reshape(k, r) @ lam.T  # rows: Λ u_level
+        start += k * r
+        mu = mu + sp.sigma * jnp.sum(Z * b[idx], axis=-1)
+    return mu + sp.sigma * eps
+
+
+def _sim_params(result: LMMResult) -> _SimParams:
+    from .objective import lambda_blocks
+
+    lams = lambda_blocks(jnp.asarray(result.theta, dtype=jnp.float64), result.model.layout)
+    return _SimParams(
+        jnp.asarray(result.fixef.to_numpy(), dtype=jnp.float64),
+        jnp.asarray(result.sigma, dtype=jnp.float64),
+        tuple(lams),
+    )
+
+
+def _sizes(layout) -> tuple[tuple[int, int], ...]:
+    return tuple((t.nlevels, t.ncols) for t in layout.terms)
+
+
+_SIM_COMPILED: dict[Any, Any] = {}
+
+
+def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
+    """Responses simulated from the fitted model: an (n, nobs) array.
+
+    Row ``i`` uses the key ``fold_in(PRNGKey(seed), i)``: the same draws the bootstrap
+    refits for replicate ``i`` with the same seed.
+    """
+    n = int(n)
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    with jax.enable_x64(True):
+        model = result.model
+        lay = model.layout
+        if n == 0:
+            return np.zeros((0, model.nobs))
+        sizes = _sizes(lay)
+        key = jax.random.PRNGKey(int(seed))
+        sp = _sim_params(result)
+        cache_key = (lay, sizes)
+        fn = _SIM_COMPILED.get(cache_key)
+        if fn is None:
+            fn = jax.jit(
+                lambda key, idx, sp, obs: jax.vmap(lambda i: _simulate_one(key, i, sp, obs, sizes, lay.n))(idx)
+            )
+            _SIM_COMPILED[cache_key] = fn
+        out = []
+        step = max(1, int(2e7 // max(lay.n, 1)))  # bound memory: ~160 MB per call
+        for s in range(0, n, step):
+            idx = jnp.arange(s, min(n, s + step), dtype=jnp.int32)
+            out.append(np.asarray(fn(key, idx, sp, model.obs)))
+        return np.concatenate(out, axis=0)
+
+
+# ----------------------------------------------------------------------------------------
+# the batched refit
+# ----------------------------------------------------------------------------------------
+def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _Lanes:
+    """One branch-free Newton iteration for one lane (vmapped over lanes)."""
+    x, f, g, H = st.x, st.f, st.g, st.H
+    k = x.shape[0]
+    vg = jax.value_and_grad(lambda t: objective(t, s, reml))
+    d, _ = _direction(x, g, H, lb)
+    xn = jnp.maximum(x + st.alpha * d, lb)
+    h = opt.fd_step * jnp.maximum(1.0, jnp.abs(xn))
+    pts = jnp.concatenate([xn[None, :], xn[None, :] + jnp.diag(h)], axis=0)
+    fs, gs = jax.vmap(vg)(pts)
+    fn, gn = fs[0], gs[0]
+    Hn = (gs[1:] - gn[None, :]) / h[:, None]
+    Hn = 0.5 * (Hn + Hn.T)
+    decrease = jnp.dot(jnp.where(jnp.isfinite(f), g, 0.0), xn - x)
+    ok = jnp.isfinite(fn) & jnp.all(jnp.isfinite(gn)) & jnp.all(jnp.isfinite(Hn))
+    armijo_ok = (fn <= f + opt.armijo * jnp.minimum(decrease, 0.0)) & ((fn < f) | (decrease < 0))
+    # near the optimum f is flat to rounding: accept a step that does not raise f beyond
+    # its rounding noise and shrinks the projected gradient (else lanes stall halving)
+    pg_old, _ = _projected_gradient(x, g, lb)
+    pg_new, _ = _projected_gradient(xn, gn, lb)
+    noise_ok = (fn <= f + 1e-11 * (1.0 + jnp.abs(f))) & (
+        jnp.max(jnp.abs(pg_new), initial=0.0) < 0.5 * jnp.max(jnp.abs(pg_old), initial=0.0)
+    )
+    ok = ok & (armijo_ok | noise_ok)
+    x2 = jnp.where(ok, xn, x)
+    f2 = jnp.where(ok, fn, f)
+    g2 = jnp.where(ok, gn, g)
+    H2 = jnp.where(ok, Hn, H)
+    alpha = jnp.where(ok, 1.0, 0.5 * st.alpha)
+    nhalf = jnp.where(ok, 0, st.nhalf + 1)
+    it = st.it + 1
+    pg, active = _projected_gradient(x2, g2, lb)
+    gnorm = jnp.max(jnp.abs(pg), initial=0.0)
+    free = ~active
+    Hf = jnp.where(free[:, None] & free[None, :], H2, jnp.zeros_like(H2))
+    w = jnp.linalg.eigvalsh(Hf) if k else jnp.zeros(1)
+    min_eig = w[0] / jnp.maximum(1.0, jnp.max(jnp.abs(w)))
+    stationary = ok & (gnorm <= opt.gtol) & (min_eig >= -1e-6)
+    small_change = ok & jnp.isfinite(f) & (jnp.abs(f - fn) <= 1e-14 * (1.0 + jnp.abs(fn))) & (gnorm <= 1e-3)
+    ls_fail = (~ok) & (nhalf >= opt.max_halvings)
+    status = jnp.where(
+        stationary,
+        1,
+        jnp.where(
+            small_change,
+            2,
+            jnp.where(ls_fail | (it >= opt.maxiter), jnp.where(gnorm <= 1e-3, 2, jnp.where(ls_fail, 4, 3)), 0),
+        ),
+    )
+    status = jnp.where(jnp.isfinite(f2), status, 5)  # the very first evaluation failed
+    return _Lanes(x2, f2, g2, H2, alpha, nhalf, it, status.astype(st.status.dtype))
+
+
+def _pool_round(struct, obs, sp, theta_lb, key, idx, poison, lanes, budget, min_active, *, sizes, reml, opt):
+    """Run the lanes of this device until ≤ min_active are running or ``budget`` iterations."""
+    lay = struct.layout
+
+    def crossprods(i, bad):
+        y = _simulate_one(key, i, sp, obs, sizes, lay.n)
+        y = jnp.where(bad, jnp.nan, y)  # test hook: poison a replicate's response
+        return response_crossprods(lay, obs, y)
+
+    zy1, ry = jax.vmap(crossprods)(idx, poison)
+
+    def lane(st, z, r):
+        return _lane_step(st, struct.with_response(z, r), theta_lb, reml, opt)
+
+    def cond(c):
+        st, k = c
+        return (k < budget) & (jnp.sum(st.status == 0) > min_active)
+
+    def body(c):
+        st, k = c
+        new = jax.vmap(lane)(st, zy1, ry)
+        run = st.status == 0
+        st = jax.tree_util.tree_map(lambda a, b: jnp.where(run.reshape(run.shape + (1,) * (a.ndim - 1)), a, b), new, st)
+        return st, k + 1
+
+    lanes, _ = jax.lax.while_loop(cond, body, (lanes, jnp.array(0, jnp.int32)))
+
+    def effects(x, z, r):
+        e = solve_effects(x, struct.with_response(z, r), reml)
+        return e.beta, e.sigma
+
+    beta, sigma = jax.vmap(effects)(lanes.x, zy1, ry)
+    return lanes, beta, sigma
+
+
+_POOL_COMPILED: dict[Any, Any] = {}
+
+
+def _pool_program(model, reml: bool, opt: BootOptions, chunk: int, devices: tuple):
+    lay = model.layout
+    sizes = _sizes(lay)
+    key = (lay, bool(reml), opt, chunk, devices)
+    if key in _POOL_COMPILED:
+        return _POOL_COMPILED[key]
+    fn = _pool_round_fn(sizes, reml, opt)
+    ndev = len(devices)
+    if ndev > 1:
+        mesh = Mesh(np.asarray(devices), ("b",))
+        rep, bat = PartitionSpec(), PartitionSpec("b")
+        fn = jax.shard_map(
+            fn,
+            mesh=mesh,
+            in_specs=(rep, rep, rep, rep, rep, bat, bat, bat, rep, rep),
+            out_specs=(bat, bat, bat),
+            check_vma=False,
+        )
+    prog = jax.jit(fn)
+    _POOL_COMPILED[key] = prog
+    return prog
+
+
+def _pool_round_fn(sizes, reml, opt):
+    def fn(struct, obs, sp, theta_lb, key, idx, poison, lanes, budget, min_active):
+        return _pool_round(
+            struct, obs, sp, theta_lb, key, idx, poison, lanes, budget, min_active, sizes=sizes, reml=reml, opt=opt
+        )
+
+    return fn
+
+
+def _lane_bytes(layout) -> int:
+    """Rough peak device memory of one lane (float64), for the default chunk size."""
+    t1 = layout.terms[0]
+    per_eval = layout.size_rest**2 + layout.nnz * t1.ncols * 3 + t1.nlevels * t1.ncols**2 * 4
+    per_eval += layout.npairs * 2
+    evals = layout.ntheta + 1
+    sim = layout.n * (2 + sum(t.ncols for t in layout.terms))
+    return 8 * (6 * evals * per_eval + sim)
+
+
+def default_chunk_size(layout, n: int, ndev: int = 1, memory_bytes: float = 1e9, max_chunk: int = 256) -> int:
+    """Pool size: a power of two, ≤ max_chunk (known-good on CPU), ≤ the memory budget,
+    and about n/4 so the pool refills (short tails); rounded to a multiple of ndev."""
+    by_mem = max(1, int(memory_bytes // _lane_bytes(layout)))
+    want = max(16, 2 ** math.ceil(math.log2(max(1, n / 4))))
+    c = max(1, min(by_mem, max_chunk, want))
+    return int(math.ceil(c / ndev) * ndev)
+
+
+# ----------------------------------------------------------------------------------------
+# the driver
+# ----------------------------------------------------------------------------------------
+def bootstrap(
+    result: LMMResult,
+    n: int,
+    seed: int = 0,
+    *,
+    chunk_size: int | None = None,
+    devices=None,
+    progress: bool = True,
+    round_iters: int = 8,
+    gtol: float = 1e-6,
+    maxiter: int = 100,
+    memory_bytes: float = 1e9,
+    _poison=(),
+    _on_round=None,
+) -> BootstrapResult:
+    """Parametric bootstrap of a fitted model: simulate ``n`` responses and refit each.
+
+    Parameters: ``seed`` fixes the replicates (independently of ``chunk_size`` and the
+    devices); ``chunk_size`` lanes are refitted at a time (default from ``memory_bytes``);
+    ``devices`` (default: all of JAX's devices) share each chunk; ``progress`` shows a tqdm
+    bar on runs longer than ~2 s.  Refits start at the fitted θ and use the same criterion
+    (REML or ML) as ``result``.
+    """
+    from tqdm.auto import tqdm
+
+    n = int(n)
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    enable_compilation_cache()
+    t_start = time.perf_counter()
+    with jax.enable_x64(True):
+        model = result.model
+        lay = model.layout
+        devs = tuple(jax.devices() if devices is None else devices)
+        ndev = len(devs)
+        chunk = default_chunk_size(lay, n, ndev, memory_bytes) if chunk_size is None else int(chunk_size)
+        chunk = int(math.ceil(max(chunk, 1) / ndev) * ndev)
+        opt = BootOptions(gtol=float(gtol), maxiter=int(maxiter))
+        prog = _pool_program(model, result.reml, opt, chunk, devs)
+        k = lay.ntheta
+        poison_set = {int(i) for i in _poison}
+
+        sp = _sim_params(result)
+        key = jax.random.PRNGKey(int(seed))
+        theta_hat = np.asarray(result.theta, dtype=float)
+        lb = jnp.asarray(lay.theta_lower)
+
+        if ndev > 1:
+            from jax.sharding import NamedSharding
+
+            mesh = Mesh(np.asarray(devs), ("b",))
+            rep_sh, bat_sh = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("b"))
+            struct, obs, sp, lb, key = jax.device_put((model.structure, model.obs, sp, lb, key), rep_sh)
+
+            def put(tree):
+                return jax.device_put(tree, bat_sh)
+        else:
+            struct, obs = jax.device_put((model.structure, model.obs), devs[0])
+            sp, lb, key = jax.device_put((sp, lb, key), devs[0])
+
+            def put(tree):
+                return jax.device_put(tree, devs[0])
+
+        # host-side pool
+        idx = np.zeros(chunk, np.int32)
+        poison = np.zeros(chunk, bool)
+        lanes = _Lanes(
+            x=np.tile(theta_hat, (chunk, 1)),
+            f=np.full(chunk, np.inf),
+            g=np.zeros((chunk, k)),
+            H=np.tile(np.eye(k), (chunk, 1, 1)),
+            alpha=np.ones(chunk),
+            nhalf=np.zeros(chunk, np.int32),
+            it=np.zeros(chunk, np.int32),
+            status=np.full(chunk, _INACTIVE, np.int32),
+        )
+        out_beta = np.full((n, lay.p), np.nan)
+        out_sigma = np.full(n, np.nan)
+        out_theta = np.full((n, k), np.nan)
+        out_obj = np.full(n, np.nan)
+        out_status = np.full(n, _INACTIVE, np.int32)
+        out_iter = np.zeros(n, np.int32)
+        next_rep, done = 0, 0
+        interrupted = False
+        bar = tqdm(total=n, desc="bootstrap", unit="rep", delay=2.0, disable=not progress, leave=False)
+        try:
+            while done < n:
+                empty = np.flatnonzero(lanes.status == _INACTIVE)
+                take = empty[: max(0, n - next_rep)]
+                if take.size:
+                    new = np.arange(next_rep, next_rep + take.size, dtype=np.int32)
+                    next_rep += take.size
+                    idx[take] = new
+                    poison[take] = [int(i) in poison_set for i in new]
+                    lanes.x[take] = theta_hat
+                    lanes.f[take] = np.inf
+                    lanes.g[take] = 0.0
+                    lanes.H[take] = np.eye(k)
+                    lanes.alpha[take] = 1.0
+                    lanes.nhalf[take] = 0
+                    lanes.it[take] = 0
+                    lanes.status[take] = 0
+                running = int(np.sum(lanes.status == 0))
+                # refill when half the pool is idle, unless nothing is left to refill with
+                min_active = (chunk // 2) // ndev if next_rep < n else 0
+                out = prog(
+                    struct,
+                    obs,
+                    sp,
+                    lb,
+                    key,
+                    put(jnp.asarray(idx)),
+                    put(jnp.asarray(poison)),
+                    put(_Lanes(*(jnp.asarray(a) for a in lanes))),
+                    jnp.int32(round_iters if running else 0),
+                    jnp.int32(min_active),
+                )
+                new_lanes, beta, sigma = jax.device_get(out)
+                lanes = _Lanes(*(np.array(a) for a in new_lanes))
+                fin = np.flatnonzero(lanes.status > 0)
+                if fin.size:
+                    r = idx[fin]
+                    out_beta[r] = beta[fin]
+                    out_sigma[r] = sigma[fin]
+                    out_theta[r] = lanes.x[fin]
+                    out_obj[r] = lanes.f[fin]
+                    out_status[r] = lanes.status[fin]
+                    out_iter[r] = lanes.it[fin]
+                    lanes.status[fin] = _INACTIVE
+                    done += fin.size
+                    bar.update(fin.size)
+                if _on_round is not None:  # test hook (e.g. to simulate Ctrl-C)
+                    _on_round(done)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+    completed = np.flatnonzero(out_status > 0)
+    if interrupted:
+        warnings.warn(
+            f"bootstrap interrupted: returning the {completed.size} of {n} replicates completed so far",
+            stacklevel=2,
+        )
+    elapsed = time.perf_counter() - t_start
+    return BootstrapResult._build(
+        result,
+        replicate=completed,
+        fixef=out_beta[completed],
+        sigma=out_sigma[completed],
+        theta=out_theta[completed],
+        objective=out_obj[completed],
+        status=out_status[completed],
+        iterations=out_iter[completed],
+        n_requested=n,
+        seed=int(seed),
+        interrupted=interrupted,
+        elapsed=elapsed,
+        chunk_size=chunk,
+        n_devices=ndev,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# results
+# ----------------------------------------------------------------------------------------
+def _vc_columns(result: LMMResult, theta: np.ndarray, sigma: np.ndarray) -> pd.DataFrame:
+    """SDs and correlations of every random-effects term, and sigma, per replicate."""
+    lay = result.model.layout
+    cols: dict[str, np.ndarray] = {}
+    start = 0
+    for t, term in zip(lay.terms, result.model.design.terms):
+        r = t.ncols
+        lam = np.zeros((theta.shape[0], r, r))
+        for m, (i, j) in enumerate(t.theta_index):
+            lam[:, i, j] = theta[:, start + m]
+        start += t.ntheta
+        cov = sigma[:, None, None] ** 2 * lam @ np.swapaxes(lam, 1, 2)
+        sd = np.sqrt(np.maximum(np.einsum("nii->ni", cov), 0.0))
+        names = list(term.columns)
+        for i in range(r):
+            cols[f"sd_{names[i]}|{t.name}"] = sd[:, i]
+        if t.correlated:
+            for j in range(r):
+                for i in range(j + 1, r):
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        c = cov[:, i, j] / (sd[:, i] * sd[:, j])
+                    cols[f"cor_{names[j]}.{names[i]}|{t.name}"] = np.where(sd[:, i] * sd[:, j] > 0, c, np.nan)
+    cols["sigma"] = sigma
+    return pd.DataFrame(cols)
+
+
+@dataclass(eq=False)
+class BootstrapResult:
+    """Replicates of a parametric bootstrap (one row per completed replicate).
+
+    ``fixef`` (fixed effects), ``sigma``, ``theta``, ``vc`` (random-effect SDs,
+    correlations and sigma), ``objective``, ``status``/``converged``/``iterations``;
+    ``ci()`` for intervals, ``to_frame()`` for everything in one DataFrame, ``summary()``.
+    Statistics use converged, finite replicates only.
+    """
+
+    result: LMMResult = field(repr=False)
+    fixef: pd.DataFrame = field(repr=False)
+    sigma: pd.Series = field(repr=False)
+    theta: pd.DataFrame = field(repr=False)
+    vc: pd.DataFrame = field(repr=False)
+    objective: pd.Series = field(repr=False)
+    status: pd.Series = field(repr=False)
+    iterations: pd.Series = field(repr=False)
+    n_requested: int = 0
+    seed: int = 0
+    interrupted: bool = False
+    elapsed: float = 0.0
+    chunk_size: int = 0
+    n_devices: int = 1
+
+    @classmethod
+    def _build(cls, result, *, replicate, fixef, sigma, theta, objective, status, iterations, **kw):
+        lay = result.model.layout
+        index = pd.Index(replicate, name="replicate")
+        xnames = list(result.fixef.index)
+        theta_names = []
+        for t, term in zip(lay.terms, result.model.design.terms):
+            c = list(term.columns)
+            theta_names += [f"{t.name}.{c[i]}" if i == j else f"{t.name}.{c[i]}.{c[j]}" for i, j in t.theta_index]
+        vc = _vc_columns(result, theta, sigma)
+        vc.index = index
+        return cls(
+            result=result,
+            fixef=pd.DataFrame(fixef, index=index, columns=xnames),
+            sigma=pd.Series(sigma, index=index, name="sigma"),
+            theta=pd.DataFrame(theta, index=index, columns=theta_names),
+            vc=vc,
+            objective=pd.Series(objective, index=index, name="objective"),
+            status=pd.Series(status, index=index, name="status"),
+            iterations=pd.Series(iterations, index=index, name="iterations"),
+            **kw,
+        )
+
+    # -- counts ------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Replicates completed (converged or not)."""
+        return len(self.status)
+
+    @property
+    def converged(self) -> pd.Series:
+        return self.status.isin([1, 2]).rename("converged")
+
+    @property
+    def finite(self) -> pd.Series:
+        ok = np.isfinite(self.fixef.to_numpy()).all(axis=1) & np.isfinite(self.theta.to_numpy()).all(axis=1)
+        ok &= np.isfinite(self.sigma.to_numpy()) & np.isfinite(self.objective.to_numpy())
+        return pd.Series(ok, index=self.status.index, name="finite")
+
+    @property
+    def usable(self) -> pd.Series:
+        """Converged with finite estimates: the replicates statistics are computed from."""
+        return (self.converged & self.finite).rename("usable")
+
+    @property
+    def n_failed(self) -> int:
+        """Replicates that did not converge or went non-finite."""
+        return int((~self.usable).sum())
+
+    @property
+    def n_nonfinite(self) -> int:
+        return int((~self.finite).sum())
+
+    # -- tables ------------------------------------------------------------------------
+    def estimates(self) -> pd.Series:
+        """The original fit's values of the bootstrapped parameters (same order as ``ci``)."""
+        r = self.result
+        one = _vc_columns(r, r.theta[None, :], np.array([r.sigma]))
+        return pd.concat([r.fixef, one.iloc[0]]).rename("estimate")
+
+    def parameters(self, usable_only: bool = True) -> pd.DataFrame:
+        """Fixed effects, random-effect SDs/correlations and sigma, one row per replicate."""
+        df = pd.concat([self.fixef, self.vc], axis=1)
+        return df[self.usable] if usable_only else df
+
+    def to_frame(self) -> pd.DataFrame:
+        """Everything per replicate: parameters, θ, objective, status, iterations, converged."""
+        theta = self.theta.add_prefix("theta_")
+        return pd.concat(
+            [self.parameters(False), theta, self.objective, self.status, self.iterations, self.converged], axis=1
+        )
+
+    def ci(self, level: float = 0.95, method: str = "percentile") -> pd.DataFrame:
+        """Bootstrap intervals: ``percentile`` (equal tails) or ``shortest`` (narrowest
+        interval holding ``level`` of the replicates).  Rows: fixed effects, SDs,
+        correlations, sigma; columns: estimate, lower, upper."""
+        if not 0 < level < 1:
+            raise ValueError("level must be in (0, 1)")
+        samples = self.parameters(True)
+        lo, hi = {}, {}
+        for c in samples.columns:
+            v = samples[c].to_numpy()
+            v = v[np.isfinite(v)]
+            lo[c], hi[c] = _interval(v, level, method)
+        out = pd.DataFrame({"estimate": self.estimates(), "lower": pd.Series(lo), "upper": pd.Series(hi)})
+        out.attrs.update(level=level, method=method, n=len(samples))
+        return out
+
+    def summary(self, level: float = 0.95, method: str = "percentile") -> str:
+        """Text report: counts, then estimate, bootstrap mean, bias, SE and interval per parameter."""
+        r = self.result
+        samples = self.parameters(True)
+        ci = self.ci(level, method)
+        tab = pd.DataFrame(
+            {
+                "Estimate": ci["estimate"],
+                "Boot mean": samples.mean(),
+                "Bias": samples.mean() - ci["estimate"],
+                "Boot SE": samples.std(ddof=1),
+                f"{100 * (1 - level) / 2:g} %": ci["lower"],
+                f"{100 * (1 + level) / 2:g} %": ci["upper"],
+            }
+        )
+        lines = [
+            f"Parametric bootstrap [jaxlme]: {self.n} replicates (seed {self.seed}), "
+            f"{r.method} refits of {r.model.design.formula.text}",
+            f"  converged: {int(self.usable.sum())}   failed/non-converged: {self.n_failed}"
+            f" (non-finite: {self.n_nonfinite})"
+            + (f"   INTERRUPTED after {self.n} of {self.n_requested}" if self.interrupted else ""),
+            f"  {self.elapsed:.2f} s, chunk size {self.chunk_size}, {self.n_devices} device(s)",
+            "",
+            f"{method} intervals, level {level:g}:",
+            tab.to_string(float_format=lambda v: f"{v:.4f}"),
+        ]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"<BootstrapResult {self.n}/{self.n_requested} replicates, seed={self.seed}, "
+            f"failed={self.n_failed}{', interrupted' if self.interrupted else ''}>"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _interval(v: np.ndarray, level: float, method: str) -> tuple[float, float]:
+    if v.size == 0:
+        return np.nan, np.nan
+    if method == "percentile":
+        a = (1 - level) / 2
+        lo, hi = np.quantile(v, [a, 1 - a])
+        return float(lo), float(hi)
+    if method == "shortest":
+        s = np.sort(v)
+        m = int(math.ceil(level * s.size))  # replicates the interval must hold
+        m = min(max(m, 1), s.size)
+        widths = s[m - 1 :] - s[: s.size - m + 1]
+        i = int(np.argmin(widths))
+        return float(s[i]), float(s[i + m - 1])
+    raise ValueError(f"method must be 'percentile' or 'shortest', got {method!r}")
+
+
+__all__ += ["default_chunk_size", "STATUS"]

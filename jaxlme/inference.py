@@ -1,0 +1,548 @@
+"""Inference for fitted models: coefficient tests, likelihood-ratio tests, confidence intervals.
+
+* ``coefs``: t tests of the fixed effects with Satterthwaite's denominator df, computed from
+  exact derivatives: the Jacobian of Var(Lβ̂) with respect to the variance parameters
+  (θ, σ) and the Hessian of the (REML or ML) deviance in (θ, σ), both by JAX autodiff
+  (Kuznetsova, Brockhoff & Christensen 2017, JSS 82(13), take numerical derivatives).
+* ``lrt``: lme4's ``anova()`` table for nested models; REML fits are refitted by ML.
+* ``confint``: Wald, profile-likelihood (lme4's ``confint(method="profile")``) or bootstrap
+  intervals for the random-effect SDs and correlations, σ and the fixed effects.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from scipy import optimize as sopt
+from scipy import stats
+
+from ._config import x64
+from .objective import factorize
+from .optimizer import NewtonOptions, newton_minimize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .results import LMMResult
+
+__all__ = ["coefs", "satterthwaite", "lrt", "confint", "varpar_names", "DDF_METHODS", "CI_METHODS"]
+
+DDF_METHODS = ("satterthwaite", "residual", "normal")
+CI_METHODS = ("wald", "profile", "boot")
+_LOG2PI = float(np.log(2 * np.pi))
+
+
+# ---------------------------------------------------------------------------------------
+# Satterthwaite
+# ---------------------------------------------------------------------------------------
+def _pieces(theta: jax.Array, struct):
+    """ldL2, ldRX2, pwrss, RX and β̂ at θ, read off the blocked Cholesky factor."""
+    lay = struct.layout
+    f = factorize(theta, struct)
+    q, p = lay.q_rest, lay.p
+    d1 = jnp.diagonal(f.L1, axis1=-2, axis2=-1)
+    d = jnp.diagonal(f.L)
+    ldL2 = 2.0 * (jnp.sum(jnp.log(d1)) + jnp.sum(jnp.log(d[:q])))
+    ldRX2 = 2.0 * jnp.sum(jnp.log(d[q : q + p]))
+    RX = f.L[q : q + p, q : q + p]
+    beta = jax.scipy.linalg.solve_triangular(RX, f.L[-1, q : q + p], lower=True, trans="T")
+    return ldL2, ldRX2, d[-1] ** 2, RX, beta
+
+
+def _deviance_vp(varpar: jax.Array, struct, reml: bool) -> jax.Array:
+    """Deviance (REML criterion or -2 logLik) as a function of (θ, σ), not profiled over σ."""
+    theta, sigma = varpar[:-1], varpar[-1]
+    ldL2, ldRX2, pwrss, _, _ = _pieces(theta, struct)
+    lay = struct.layout
+    m = (lay.n - lay.p) if reml else lay.n
+    dev = ldL2 + m * (_LOG2PI + 2.0 * jnp.log(sigma)) + pwrss / sigma**2
+    return dev + ldRX2 if reml else dev
+
+
+def _vcov_vp(varpar: jax.Array, struct) -> jax.Array:
+    """Var(β̂) = σ² (RX RX')⁻¹ as a function of (θ, σ)."""
+    theta, sigma = varpar[:-1], varpar[-1]
+    RX = _pieces(theta, struct)[3]
+    RXinv = jax.scipy.linalg.solve_triangular(RX, jnp.eye(RX.shape[0], dtype=RX.dtype), lower=True)
+    return sigma**2 * RXinv.T @ RXinv
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _satterthwaite_parts(varpar: jax.Array, struct, reml: bool):
+    """Hessian of the deviance, Var(β̂) and its Jacobian, all in (θ, σ); one compiled program."""
+    H = jax.hessian(_deviance_vp)(varpar, struct, reml)
+    V = _vcov_vp(varpar, struct)
+    J = jax.jacfwd(_vcov_vp)(varpar, struct)
+    return H, V, J
+
+
+@x64
+def satterthwaite(res: LMMResult, L=None) -> pd.DataFrame:
+    """Satterthwaite df for the contrasts in the rows of ``L`` (default: each fixed effect).
+
+    Returns a DataFrame with ``estimate, se, df`` per contrast.  df = 2 v² / (g' A g), where
+    v = L Var(β̂) L', g = ∂v/∂(θ, σ) (autodiff Jacobian) and A = 2 H⁻¹ with H the autodiff
+    Hessian of the fit's deviance (REML or ML, matching the fit) in (θ, σ), as lmerTest does.
+    """
+    d = res.model.design
+    p = d.p
+    names = list(d.xnames)
+    if L is None:
+        L = np.eye(p)
+    else:
+        if isinstance(L, pd.DataFrame):
+            names = [str(i) for i in L.index]
+            L = L.reindex(columns=d.xnames, fill_value=0.0).to_numpy(dtype=float)
+        L = np.atleast_2d(np.asarray(L, dtype=float))
+        if L.shape[1] != p:
+            raise ValueError(
+                f"contrast matrix L must have {p} columns (one per fixed effect), got {L.shape[1]}"
+            )
+        if not isinstance(names, list) or len(names) != L.shape[0]:
+            names = [f"L{i + 1}" for i in range(L.shape[0])]
+    struct = res.model.structure
+    varpar = jnp.asarray(np.append(res.theta, res.sigma))
+    H, V, J = (np.asarray(a) for a in _satterthwaite_parts(varpar, struct, bool(res.reml)))  # J: (p, p, nvp)
+    # θ components at a bound of 0 are not free parameters (lmerTest drops them likewise)
+    free = ~((res.model.layout.theta_lower == 0) & (res.theta <= 1e-10))
+    free = np.append(free, True)
+    Hf = H[np.ix_(free, free)]
+    try:
+        A = 2.0 * np.linalg.inv(Hf)
+        if not np.all(np.isfinite(A)):
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        A = 2.0 * np.linalg.pinv(Hf)
+    est = L @ res.fixef.to_numpy()
+    var = np.einsum("ki,ij,kj->k", L, V, L)
+    grad = np.einsum("ki,ijm,kj->km", L, J, L)[:, free]
+    denom = np.einsum("km,mn,kn->k", grad, A, grad)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = 2.0 * var**2 / denom
+    return pd.DataFrame({"estimate": est, "se": np.sqrt(var), "df": df}, index=pd.Index(names))
+
+
+@x64
+def coefs(res: LMMResult, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
+    """Fixed-effect table with columns ``estimate, se, df, t, p, lower, upper``.
+
+    ``ddf``: "satterthwaite" (lmerTest's default, exact autodiff derivatives), "residual"
+    (n - p, the OLS df) or "normal" (df = inf: z tests).  ``lower``/``upper`` are t-based
+    ``level`` intervals with the same df.
+    """
+    ddf_key = str(ddf).lower()
+    if ddf_key not in DDF_METHODS:
+        raise ValueError(f"unknown ddf {ddf!r}: use one of {', '.join(map(repr, DDF_METHODS))}")
+    _check_level(level)
+    d = res.model.design
+    est = res.fixef.to_numpy()
+    se = res.stderr.to_numpy()
+    if ddf_key == "satterthwaite":
+        df = satterthwaite(res)["df"].to_numpy()
+    elif ddf_key == "residual":
+        df = np.full(d.p, float(d.n - d.p))
+    else:
+        df = np.full(d.p, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = est / se
+    p = 2.0 * stats.t.sf(np.abs(t), df)
+    q = stats.t.ppf(0.5 + level / 2.0, df)
+    out = pd.DataFrame(
+        {"estimate": est, "se": se, "df": df, "t": t, "p": p, "lower": est - q * se, "upper": est + q * se},
+        index=pd.Index(d.xnames, name="coef"),
+    )
+    out.attrs["ddf"] = ddf_key
+    return out
+
+
+def _check_level(level: float) -> None:
+    if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
+        raise ValueError(f"level must be a probability in (0, 1), got {level!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# Likelihood-ratio tests
+# ---------------------------------------------------------------------------------------
+def _response_name(res: LMMResult) -> str:
+    return res.model.design.formula.response
+
+
+def lrt(*results: LMMResult, names: Sequence[str] | None = None, refit: bool = True) -> pd.DataFrame:
+    """Likelihood-ratio tests of nested models (lme4's ``anova(m1, m2, ...)``).
+
+    Models are sorted by their number of parameters; each row is tested against the one
+    before it: Chisq = 2 Δ logLik (clamped at 0), Df = Δ npar, p = P(χ²_Df > Chisq).
+    REML fits are refitted by ML first (with a warning, as lme4 prints a message), since
+    REML criteria of models with different fixed effects are not comparable; pass
+    ``refit=False`` to compare REML fits of models with the same fixed effects.
+    All models must be fitted to the same observations, or a ValueError is raised.
+    Columns: npar, AIC, BIC, logLik, deviance, Chisq, Df, p.
+    """
+    from .results import LMMResult
+
+    if len(results) == 1 and isinstance(results[0], (list, tuple)):
+        results = tuple(results[0])
+    if len(results) < 2:
+        raise ValueError("lrt needs at least two fitted models to compare")
+    for r in results:
+        if not isinstance(r, LMMResult):
+            raise TypeError(f"lrt compares LMMResult objects, got {type(r).__name__}")
+    if names is None:
+        names = [f"m{i + 1}" for i in range(len(results))]
+    names = [str(n) for n in names]
+    if len(names) != len(results) or len(set(names)) != len(names):
+        raise ValueError("names must be unique, one per model")
+    ref = results[0]
+    for nm, r in zip(names[1:], results[1:]):
+        if r.nobs != ref.nobs:
+            raise ValueError(
+                f"models were not all fitted to the same data: {names[0]} has {ref.nobs} observations, "
+                f"{nm} has {r.nobs}"
+            )
+        if _response_name(r) != _response_name(ref):
+            raise ValueError(
+                f"models have different responses ({_response_name(ref)!r} vs {_response_name(r)!r}): "
+                "likelihoods are not comparable"
+            )
+        same_rows = r.model.design.rows.equals(ref.model.design.rows)
+        if not same_rows or not np.allclose(r.y, ref.y, rtol=1e-12, atol=0.0):
+            raise ValueError(
+                f"models were not all fitted to the same data: the response of {nm} differs from "
+                f"that of {names[0]} (different data frames or rows dropped for missing values)"
+            )
+    fits = list(results)
+    note = None
+    if refit and any(r.reml for r in fits):
+        note = "refitting model(s) with ML (instead of REML)"
+        warnings.warn(note, stacklevel=2)
+        fits = [r.model.fit(reml=False, theta0=r.theta, warn=False) if r.reml else r for r in fits]
+    elif not refit and len({r.reml for r in fits}) > 1:
+        raise ValueError("cannot compare a REML fit with an ML fit without refitting (use refit=True)")
+    order = sorted(range(len(fits)), key=lambda i: (fits[i].npar, i))
+    rows = []
+    prev = None
+    for i in order:
+        f = fits[i]
+        ll = f.loglike
+        k = f.npar
+        if prev is None:
+            chisq = dfd = pval = np.nan
+        else:
+            chisq = max(0.0, 2.0 * (ll - prev[0]))
+            dfd = k - prev[1]
+            pval = float(stats.chi2.sf(chisq, dfd)) if dfd > 0 else np.nan
+        rows.append(
+            {
+                "npar": k,
+                "AIC": f.aic,
+                "BIC": f.bic,
+                "logLik": ll,
+                "deviance": -2.0 * ll,
+                "Chisq": chisq,
+                "Df": dfd,
+                "p": pval,
+            }
+        )
+        prev = (ll, k)
+    out = pd.DataFrame(rows, index=pd.Index([names[i] for i in order], name="model"))
+    out["Df"] = out["Df"].astype("Int64")
+    out.attrs["note"] = note
+    out.attrs["formulas"] = {names[i]: fits[i].model.design.formula.text for i in order}
+    out.attrs["method"] = "ML" if refit or not fits[0].reml else "REML"
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Variance parameters on the sd/cor scale (lme4's .sig01, ... / sd_x|g, cor_x.y|g)
+# ---------------------------------------------------------------------------------------
+def varpar_names(res: LMMResult) -> list[str]:
+    """Names of the SD/correlation parameters in θ's order, then ``sigma`` (lme4, oldNames=FALSE)."""
+    out = []
+    for t, tl in zip(res.model.design.terms, res.model.layout.terms):
+        for i, j in tl.theta_index:
+            if i == j:
+                out.append(f"sd_{t.columns[i]}|{t.name}")
+            else:
+                out.append(f"cor_{t.columns[i]}.{t.columns[j]}|{t.name}")
+    out.append("sigma")
+    return out
+
+
+def _phi_kinds(layout) -> np.ndarray:
+    """0 = SD, 1 = correlation, 2 = σ, per entry of φ."""
+    kinds = [0 if i == j else 1 for tl in layout.terms for i, j in tl.theta_index]
+    return np.array(kinds + [2])
+
+
+def _phi_to_theta(phi: jax.Array, layout) -> tuple[jax.Array, jax.Array]:
+    """(SDs, correlations, σ) -> (θ, σ): Λ_t = diag(s) chol(R) / σ."""
+    sigma = phi[-1]
+    parts, start = [], 0
+    for tl in layout.terms:
+        idx = tl.theta_index
+        vals = phi[start : start + len(idx)]
+        start += len(idx)
+        r = tl.ncols
+        s = jnp.stack([vals[k] for k, (i, j) in enumerate(idx) if i == j])
+        if tl.correlated and r > 1:
+            R = jnp.eye(r, dtype=phi.dtype)
+            for k, (i, j) in enumerate(idx):
+                if i != j:
+                    R = R.at[i, j].set(vals[k]).at[j, i].set(vals[k])
+            if r == 2:
+                rho = R[1, 0]
+                C = jnp.array([[1.0, 0.0], [0.0, 0.0]], phi.dtype)
+                C = C.at[1, 0].set(rho).at[1, 1].set(jnp.sqrt(1.0 - rho**2))
+            else:
+                C = jnp.linalg.cholesky(R)
+            lam = s[:, None] * C / sigma
+        else:
+            lam = jnp.diag(s) / sigma
+        parts.append(jnp.stack([lam[i, j] for i, j in idx]))
+    return jnp.concatenate(parts), sigma
+
+
+def _theta_to_phi(theta: np.ndarray, sigma: float, layout) -> np.ndarray:
+    out, start = [], 0
+    for tl in layout.terms:
+        idx = tl.theta_index
+        lam = np.zeros((tl.ncols, tl.ncols))
+        for k, (i, j) in enumerate(idx):
+            lam[i, j] = theta[start + k]
+        start += len(idx)
+        S = lam @ lam.T
+        sd = np.sqrt(np.maximum(np.diag(S), 0.0))
+        for i, j in idx:
+            if i == j:
+                out.append(sigma * sd[i])
+            else:
+                den = sd[i] * sd[j]
+                out.append(S[i, j] / den if den > 0 else 0.0)
+    out.append(sigma)
+    return np.array(out, dtype=float)
+
+
+_COR_MAX = 1.0 - 1e-7
+
+
+def _psi_to_phi(psi: jax.Array, kinds: jax.Array) -> jax.Array:
+    return jnp.where(kinds == 1, jnp.tanh(psi), jnp.where(kinds == 2, jnp.exp(psi), psi))
+
+
+def _phi_to_psi(phi: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    out = phi.copy()
+    out[kinds == 1] = np.arctanh(np.clip(phi[kinds == 1], -_COR_MAX, _COR_MAX))
+    out[kinds == 2] = np.log(phi[kinds == 2])
+    return out
+
+
+def _profile_program(psi0, kinds, lb, k, value, j, bvalue, use_beta, struct, options):
+    """Minimize the ML deviance over ψ (SDs, atanh(correlations), log σ) with, optionally,
+    φ_k fixed at ``value`` (k = -1: none) and β_j fixed at ``bvalue`` (``use_beta``); the other
+    fixed effects are profiled out analytically.  One compiled program serves every profile."""
+    n = struct.layout.n
+
+    def fun(psi, struct):
+        phi = _psi_to_phi(psi, kinds)
+        phi = jnp.where(jnp.arange(phi.shape[0]) == k, value, phi)
+        theta, sigma = _phi_to_theta(phi, struct.layout)
+        ldL2, _, pwrss, RX, beta = _pieces(theta, struct)
+        RXinv = jax.scipy.linalg.solve_triangular(RX, jnp.eye(RX.shape[0], dtype=RX.dtype), lower=True)
+        ajj = jnp.sum(RXinv[:, j] ** 2)  # [(RX RX')⁻¹]_jj: min over the other β of the quadratic form
+        r2 = pwrss + jnp.where(use_beta, (bvalue - beta[j]) ** 2 / ajj, 0.0)
+        return ldL2 + n * (_LOG2PI + 2.0 * jnp.log(sigma)) + r2 / sigma**2
+
+    return newton_minimize(fun, psi0, lb, (struct,), options)
+
+
+_profile_jit = jax.jit(_profile_program, static_argnames=("options",))
+
+
+class _Profiler:
+    """Profiled ML deviance for one model (lme4's profile(), as used by confint)."""
+
+    def __init__(self, res: LMMResult):
+        ml = res if not res.reml else res.model.fit(reml=False, theta0=res.theta, warn=False)
+        if ml.model.design.p == 0:
+            raise ValueError("profiling needs at least one fixed effect")
+        self.ml = ml
+        self.struct = res.model.structure
+        self.kinds = _phi_kinds(res.model.layout)
+        self.jkinds = jnp.asarray(self.kinds)
+        self.lb = jnp.asarray(np.where(self.kinds == 0, 0.0, -np.inf))
+        self.options = NewtonOptions(gtol=1e-7, maxiter=200)
+        phi0 = _theta_to_phi(ml.theta, ml.sigma, res.model.layout)
+        # polish the optimum in ψ (same program, nothing fixed): D̂ and the Hessian for step sizes
+        st = self._run(_phi_to_psi(phi0, self.kinds), -1, 0.0, 0, 0.0, False)
+        self.psi_hat = np.asarray(st.x)
+        self.phi_hat = np.asarray(_psi_to_phi(st.x, self.jkinds))
+        self.dev_hat = min(float(st.f), float(ml.objective))
+        H = np.asarray(st.H)
+        try:
+            se_psi = np.sqrt(np.abs(np.diag(2.0 * np.linalg.inv(H))))
+        except np.linalg.LinAlgError:
+            se_psi = np.full(len(self.phi_hat), np.nan)
+        dphi = np.where(self.kinds == 1, 1.0 - self.phi_hat**2, np.where(self.kinds == 2, self.phi_hat, 1.0))
+        self.se_phi = se_psi * dphi
+        self.beta_hat = ml.fixef.to_numpy()
+        self.se_beta = ml.stderr.to_numpy()
+
+    def _run(self, psi0, k, value, j, bvalue, use_beta):
+        return _profile_jit(
+            jnp.asarray(psi0),
+            self.jkinds,
+            self.lb,
+            k,
+            float(value),
+            j,
+            float(bvalue),
+            bool(use_beta),
+            self.struct,
+            options=self.options,
+        )
+
+    def dev_varpar(self, k: int, value: float) -> float:
+        return float(self._run(self.psi_hat, k, value, 0, 0.0, False).f)
+
+    def dev_beta(self, j: int, value: float) -> float:
+        return float(self._run(self.psi_hat, -1, 0.0, j, value, True).f)
+
+    def zeta(self, dev: float, value: float, center: float) -> float:
+        return float(np.sign(value - center) * np.sqrt(max(dev - self.dev_hat, 0.0)))
+
+    def interval(self, devfun, center: float, step: float, lo_bound: float, hi_bound: float, z: float):
+        """Values where ζ crosses -z and +z (bracket by expanding steps, then Brent); a bound
+        is returned when the profile does not reach ±z before it."""
+        if not np.isfinite(step) or step <= 0:
+            step = max(abs(center), 1.0) * 0.1
+        out = []
+        for sgn, bound in ((-1.0, lo_bound), (1.0, hi_bound)):
+            target = sgn * z
+
+            def g(v, target=target):
+                return self.zeta(devfun(v), v, center) - target
+
+            a, mult, found = center, 1.0, None
+            for _ in range(60):
+                b = center + sgn * mult * z * step
+                if (sgn < 0 and b <= bound) or (sgn > 0 and b >= bound):
+                    b = bound
+                gb = g(b)
+                if not np.isfinite(gb):
+                    break
+                if sgn * gb >= 0:
+                    found = b
+                    break
+                if b == bound:
+                    break
+                a, mult = b, mult * 1.6
+            if found is None:
+                out.append(bound)
+                continue
+            out.append(sopt.brentq(g, a, found, xtol=1e-10 * max(1.0, abs(center)), rtol=1e-10))
+        return out[0], out[1]
+
+
+@x64
+def confint(
+    res: LMMResult,
+    method: str = "profile",
+    level: float = 0.95,
+    parm: Sequence[str] | None = None,
+    *,
+    nsim: int = 500,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Confidence intervals (lme4's ``confint.merMod``): rows for the random-effect SDs and
+    correlations (``sd_x|g``, ``cor_x.y|g``), ``sigma``, then the fixed effects; columns
+    ``lower, upper``.
+
+    * "profile": invert the profiled ML deviance, ζ(v) = sign(v - v̂) √(D(v) - D̂) = ±z, with
+      all other parameters re-optimized (as lme4, the ML deviance is profiled also for REML fits).
+    * "wald": β̂ ± z·se for the fixed effects (the fit's vcov); NaN for the variance
+      parameters, as in lme4.
+    * "boot": percentile intervals from the parametric bootstrap ``res.bootstrap(nsim, seed=seed)``
+      (refits by the fit's criterion, REML or ML).
+    ``parm`` restricts the rows (names as in the index).
+    """
+    m = str(method).lower()
+    if m not in CI_METHODS:
+        raise ValueError(f"unknown method {method!r}: use one of {', '.join(map(repr, CI_METHODS))}")
+    _check_level(level)
+    vnames = varpar_names(res)
+    xnames = list(res.model.design.xnames)
+    allnames = vnames + xnames
+    if parm is None:
+        wanted = allnames
+    else:
+        parm = [parm] if isinstance(parm, str) else list(parm)
+        unknown = [p for p in parm if p not in allnames]
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; available: {allnames}")
+        wanted = [p for p in allnames if p in parm]
+    z = float(stats.norm.ppf(0.5 + level / 2.0))
+    lower = pd.Series(np.nan, index=allnames)
+    upper = pd.Series(np.nan, index=allnames)
+    if m == "wald":
+        est, se = res.fixef.to_numpy(), res.stderr.to_numpy()
+        lower[xnames] = est - z * se
+        upper[xnames] = est + z * se
+    elif m == "profile":
+        prof = _Profiler(res)
+        kinds = prof.kinds
+        for k, name in enumerate(vnames):
+            if name not in wanted:
+                continue
+            lo_b, hi_b = {0: (0.0, np.inf), 1: (-_COR_MAX, _COR_MAX), 2: (1e-12, np.inf)}[int(kinds[k])]
+            lo, hi = prof.interval(
+                lambda v, k=k: prof.dev_varpar(k, v), prof.phi_hat[k], prof.se_phi[k], lo_b, hi_b, z
+            )
+            if kinds[k] == 1:  # report the bound itself when the profile never reaches ±z
+                lo = -1.0 if lo == -_COR_MAX else lo
+                hi = 1.0 if hi == _COR_MAX else hi
+            lower[name], upper[name] = lo, hi
+        for j, name in enumerate(xnames):
+            if name not in wanted:
+                continue
+            lo, hi = prof.interval(
+                lambda v, j=j: prof.dev_beta(j, v), prof.beta_hat[j], prof.se_beta[j], -np.inf, np.inf, z
+            )
+            lower[name], upper[name] = lo, hi
+    else:
+        if not hasattr(res, "bootstrap"):
+            raise NotImplementedError(
+                "method='boot' needs LMMResult.bootstrap (jaxlme.bootstrap), not available"
+            )
+        boot = res.bootstrap(nsim, seed=seed, progress=False)
+        ci = boot.ci(level, method="percentile")
+        for name in allnames:
+            key = _boot_key(name, ci.index)
+            if key is not None:
+                lower[name] = float(ci.loc[key, "lower"])
+                upper[name] = float(ci.loc[key, "upper"])
+    pct = [f"{100 * (0.5 - level / 2):.3g} %", f"{100 * (0.5 + level / 2):.3g} %"]
+    out = pd.DataFrame({"lower": lower, "upper": upper}).loc[wanted]
+    out.attrs["method"] = m
+    out.attrs["level"] = level
+    out.attrs["percentiles"] = pct
+    return out
+
+
+def _boot_key(name: str, index: pd.Index) -> str | None:
+    """Row of a bootstrap table for ``name``; correlations may be named in either column order."""
+    if name in index:
+        return name
+    if name.startswith("cor_"):
+        body, _, group = name[4:].rpartition("|")
+        # split "a.b" at every dot and try the swapped order (column names may contain dots)
+        for k in range(len(body)):
+            if body[k] == ".":
+                alt = f"cor_{body[k + 1 :]}.{body[:k]}|{group}"
+                if alt in index:
+                    return alt
+    return None

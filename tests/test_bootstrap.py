@@ -1,0 +1,276 @@
+"""Parametric bootstrap (issue 4): simulation, batched refits, determinism, sharding, robustness."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import load_csv
+
+import jaxlme
+from jaxlme.bootstrap import BootstrapResult, _interval
+
+ROOT = Path(__file__).resolve().parents[1]
+SLEEP = "Reaction ~ Days + (Days | Subject)"
+
+
+def _fit(formula, data, reml=True):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return jaxlme.LMM(formula, load_csv(data)).fit(reml=reml)
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    return _fit(SLEEP, "sleepstudy")
+
+
+@pytest.fixture(scope="module")
+def sleep_boot(sleep):
+    return sleep.bootstrap(1000, seed=42, progress=False)
+
+
+def _run_subprocess(code: str, timeout: float, env_extra: dict | None = None) -> dict:
+    env = dict(os.environ, **(env_extra or {}))
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=str(ROOT),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- simulate --------------------------------------------------------------------------------
+def test_simulate_shape_and_moments(sleep):
+    ys = sleep.simulate(4000, seed=7)
+    assert ys.shape == (4000, sleep.nobs)
+    assert np.all(np.isfinite(ys))
+    d = sleep.model.design
+    mean = d.X @ sleep.fixef.to_numpy()
+    cov = sleep.covariance_matrices()["Subject"].to_numpy()
+    Z = d.terms[0].Z
+    var = sleep.sigma**2 + np.einsum("ij,jk,ik->i", Z, cov, Z)
+    se_mean = np.sqrt(var / ys.shape[0])
+    assert np.all(np.abs(ys.mean(0) - mean) < 5 * se_mean)
+    np.testing.assert_allclose(ys.var(0, ddof=1), var, rtol=0.15)
+    # observations of one subject share its random effects: positive within-subject covariance
+    same = d.terms[0].index[:, None] == d.terms[0].index[None, :]
+    c = np.cov(ys[:, :20].T)
+    assert np.all(c[same[:20, :20]] > 0)
+
+
+def test_simulate_reproducible_and_prefix_stable(sleep):
+    a = sleep.simulate(10, seed=3)
+    np.testing.assert_array_equal(a, sleep.simulate(10, seed=3))
+    np.testing.assert_array_equal(a[:4], sleep.simulate(4, seed=3))
+    assert not np.allclose(a, sleep.simulate(10, seed=4))
+
+
+# -- the refits agree with the core solver ---------------------------------------------------------
+@pytest.mark.parametrize(
+    "formula,data,reml",
+    [
+        (SLEEP, "sleepstudy", True),
+        (SLEEP, "sleepstudy", False),
+        ("diameter ~ 1 + (1|plate) + (1|sample)", "Penicillin", True),  # crossed
+        ("strength ~ 1 + (1|batch/cask)", "Pastes", False),  # nested
+        ("Reaction ~ Days + (Days || Subject)", "sleepstudy", True),  # uncorrelated vector term
+    ],
+    ids=["sleepstudy-REML", "sleepstudy-ML", "Penicillin-REML", "Pastes-ML", "sleepstudy-uncorr"],
+)
+def test_replicates_match_core_refit(formula, data, reml):
+    res = _fit(formula, data, reml)
+    boot = res.bootstrap(24, seed=11, progress=False, chunk_size=8)
+    assert boot.n == 24 and boot.n_failed == 0
+    ys = res.simulate(24, seed=11)
+    for i in (0, 5, 23):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = res.model.refit(ys[i], reml=reml, theta0=res.theta)
+        # same optimum: criterion equal, estimates close (flat directions allowed at the boundary)
+        assert boot.objective[i] == pytest.approx(ref.objective, abs=1e-6)
+        np.testing.assert_allclose(boot.fixef.loc[i].to_numpy(), ref.fixef.to_numpy(), rtol=1e-5, atol=1e-5)
+        assert boot.sigma[i] == pytest.approx(ref.sigma, rel=1e-5)
+        np.testing.assert_allclose(boot.theta.loc[i].to_numpy(), ref.theta, atol=2e-4)
+    assert (boot.converged).all()
+    ci = boot.ci(0.9)
+    assert list(ci.index[: len(res.fixef)]) == list(res.fixef.index)
+    assert "sigma" in ci.index
+
+
+def _assert_same_replicates(a, b):
+    """Same replicates up to float rounding (XLA may vectorize differently per batch size).
+
+    θ itself is compared only on non-singular replicates: with a variance at zero, a 2x2
+    Λ has a flat direction (a rotation) along which θ is not identified, but the SDs are.
+    """
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_array_equal(a.fixef.index, b.fixef.index)
+    np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-10)
+    np.testing.assert_allclose(a.sigma, b.sigma, rtol=1e-10)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-12)
+    sds = [c for c in a.vc.columns if not c.startswith("cor_")]
+    np.testing.assert_allclose(a.vc[sds], b.vc[sds], rtol=1e-6, atol=1e-6)
+    regular = (a.theta.to_numpy()[:, [0, 2]] > 1e-3).all(axis=1)
+    np.testing.assert_allclose(a.theta[regular], b.theta[regular], rtol=1e-8, atol=1e-10)
+
+
+# -- determinism ----------------------------------------------------------------------------------
+def test_same_seed_same_replicates_any_chunk_size(sleep):
+    runs = [sleep.bootstrap(40, seed=5, progress=False, chunk_size=c) for c in (4, 16, 64)]
+    for other in runs[1:]:
+        _assert_same_replicates(runs[0], other)
+    different = sleep.bootstrap(40, seed=6, progress=False, chunk_size=16)
+    assert not np.allclose(runs[0].fixef, different.fixef)
+
+
+def test_sharded_over_four_devices_matches_one_device():
+    out = _run_subprocess(
+        f"""
+        import json, warnings
+        import jax, numpy as np, pandas as pd, jaxlme
+        assert jax.device_count() == 4, jax.devices()
+        warnings.simplefilter("ignore")
+        res = jaxlme.lmm("{SLEEP}", pd.read_csv("tests/data/sleepstudy.csv"))
+        b4 = res.bootstrap(50, seed=9, progress=False, chunk_size=16)
+        b1 = res.bootstrap(50, seed=9, progress=False, chunk_size=16, devices=jax.devices()[:1])
+        print(json.dumps(dict(ndev=b4.n_devices, b4=b4.to_frame().to_json(), b1=b1.to_frame().to_json(),
+                              failed=b4.n_failed)))
+        """,
+        timeout=300,
+        env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"},
+    )
+    assert out["ndev"] == 4
+    assert out["failed"] == 0
+    f4, f1 = (pd.read_json(io.StringIO(out[k])) for k in ("b4", "b1"))
+    np.testing.assert_array_equal(f4.status, f1.status)
+    for col in ["(Intercept)", "Days", "sigma", "objective", "sd_(Intercept)|Subject", "sd_Days|Subject"]:
+        np.testing.assert_allclose(f4[col], f1[col], rtol=1e-6, atol=1e-6, err_msg=col)
+
+
+# -- robustness -----------------------------------------------------------------------------------
+def test_nonfinite_replicate_is_flagged_not_raised(sleep):
+    boot = sleep.bootstrap(30, seed=1, progress=False, chunk_size=8, _poison=[3, 17])
+    assert boot.n == 30
+    assert boot.status[3] == 5 and boot.status[17] == 5
+    assert not boot.converged[3] and not boot.usable[17]
+    assert boot.n_failed == 2 and boot.n_nonfinite == 2
+    assert boot.converged.drop([3, 17]).all()
+    assert len(boot.parameters()) == 28
+    ci = boot.ci()
+    assert np.isfinite(ci[["lower", "upper"]].to_numpy()).all()
+    assert "failed/non-converged: 2" in boot.summary()
+
+
+def test_keyboard_interrupt_returns_partial(sleep):
+    calls = []
+
+    def hook(_):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.warns(UserWarning, match="interrupted"):
+        boot = jaxlme.bootstrap.bootstrap(sleep, 200, seed=2, progress=False, chunk_size=16, _on_round=hook)
+    assert boot.interrupted
+    assert 0 < boot.n < 200
+    assert boot.converged.all()
+    assert "INTERRUPTED" in boot.summary()
+
+
+# -- intervals and text ---------------------------------------------------------------------------
+def test_interval_methods_on_known_distributions():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(200_000)
+    lo, hi = _interval(z, 0.95, "percentile")
+    assert lo == pytest.approx(-1.96, abs=0.02) and hi == pytest.approx(1.96, abs=0.02)
+    lo, hi = _interval(z, 0.95, "shortest")  # symmetric: shortest == equal tails
+    assert lo == pytest.approx(-1.96, abs=0.03) and hi == pytest.approx(1.96, abs=0.03)
+    e = rng.exponential(size=200_000)
+    lo, hi = _interval(e, 0.9, "shortest")  # monotone density: [0, q_0.9]
+    assert lo == pytest.approx(0.0, abs=1e-3) and hi == pytest.approx(-np.log(0.1), abs=0.03)
+    lo, hi = _interval(e, 0.9, "percentile")
+    assert lo == pytest.approx(-np.log(0.95), abs=0.01) and hi == pytest.approx(-np.log(0.05), abs=0.05)
+    # exact: shortest interval of 1..10 holding 50% is 5 points wide
+    lo, hi = _interval(np.array([0, 1, 2, 3, 4, 10, 20, 30, 40, 50.0]), 0.5, "shortest")
+    assert (lo, hi) == (0.0, 4.0)
+    with pytest.raises(ValueError):
+        _interval(z, 0.95, "bca")
+
+
+def test_ci_summary_and_frame(sleep, sleep_boot):
+    boot = sleep_boot
+    assert isinstance(boot, BootstrapResult)
+    assert boot.n == 1000 and boot.n_failed == 0  # every sleepstudy replicate converges
+    ci = boot.ci(0.95)
+    sh = boot.ci(0.95, method="shortest")
+    assert list(ci.columns) == ["estimate", "lower", "upper"]
+    for name in ["(Intercept)", "Days", "sd_(Intercept)|Subject", "sd_Days|Subject",
+                 "cor_(Intercept).Days|Subject", "sigma"]:
+        assert name in ci.index and ci.loc[name, "lower"] < ci.loc[name, "upper"]
+    for name in ["(Intercept)", "Days", "sigma"]:
+        assert ci.loc[name, "lower"] < ci.loc[name, "estimate"] < ci.loc[name, "upper"]
+    width = (ci.upper - ci.lower)
+    assert ((sh.upper - sh.lower) <= width + 1e-9).all()
+    assert boot.fixef.shape == (1000, 2)
+    frame = boot.to_frame()
+    assert len(frame) == 1000
+    assert {"Days", "sigma", "theta_Subject.(Intercept)", "objective", "converged"} <= set(frame.columns)
+    text = boot.summary()
+    assert "Parametric bootstrap" in text and "1000 replicates (seed 42)" in text
+    assert "Boot SE" in text and "97.5 %" in text and "sd_Days|Subject" in text
+    assert "converged: 1000" in text
+
+
+def test_bootstrap_sd_matches_asymptotic_se(sleep, sleep_boot):
+    sd = sleep_boot.fixef.std(ddof=1)
+    for name in sleep.fixef.index:
+        assert sd[name] == pytest.approx(sleep.stderr[name], rel=0.15), name
+
+
+# -- large batches (the vmapped while_loop hang) ---------------------------------------------------
+def test_large_batch_one_chunk_completes_under_timeout():
+    out = _run_subprocess(
+        f"""
+        import json, time, warnings
+        import pandas as pd, jaxlme
+        warnings.simplefilter("ignore")
+        res = jaxlme.lmm("{SLEEP}", pd.read_csv("tests/data/sleepstudy.csv"))
+        t = time.perf_counter()
+        b = res.bootstrap(2048, seed=0, progress=False, chunk_size=1024)
+        print(json.dumps(dict(n=b.n, failed=b.n_failed, chunk=b.chunk_size, s=time.perf_counter() - t)))
+        """,
+        timeout=240,
+    )
+    assert out["n"] == 2048 and out["chunk"] == 1024
+    assert out["failed"] == 0
+
+
+@pytest.mark.slow
+def test_large_batch_default_chunking_10k():
+    out = _run_subprocess(
+        f"""
+        import json, warnings
+        import pandas as pd, jaxlme
+        warnings.simplefilter("ignore")
+        res = jaxlme.lmm("{SLEEP}", pd.read_csv("tests/data/sleepstudy.csv"))
+        b = res.bootstrap(10_000, seed=0, progress=False)
+        print(json.dumps(dict(n=b.n, failed=b.n_failed)))
+        """,
+        timeout=300,
+    )
+    assert out == {"n": 10_000, "failed": 0}
