@@ -61,7 +61,10 @@ def run_child(case, n, reps, csv, cache_dir=None, timeout=1800):
         env["JAXLME_CACHE_DIR"] = cache_dir
     p = subprocess.run(
         [sys.executable, "-c", CHILD, case, str(n), str(reps), str(csv)],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
     if p.returncode != 0:
         return {"case": case, "n": n, "status": "error", "error": p.stderr[-2000:]}
@@ -80,8 +83,8 @@ def run_lme4(nboot: int, timeout=1800):
             "set.seed(1); invisible(bootMer(f, fixef, nsim=5)); t0 <- Sys.time();"
             f"b <- bootMer(f, fixef, nsim={nboot}, use.u=FALSE, type='parametric');"
             "s <- as.numeric(difftime(Sys.time(), t0, units='secs'));"
-            "sd <- apply(b$t, 2, sd); cat(sprintf('{\"status\":\"ok\",\"boot_seconds\":%f,"
-            "\"boot_fixef_sd\":{\"(Intercept)\":%f,\"Days\":%f}}\\n', s, sd[1], sd[2]))"
+            'sd <- apply(b$t, 2, sd); cat(sprintf(\'{"status":"ok","boot_seconds":%f,'
+            '"boot_fixef_sd":{"(Intercept)":%f,"Days":%f}}\\n\', s, sd[1], sd[2]))'
         )
         cmd = ["Rscript", "-e", code, str(SLEEP_CSV)]
     try:

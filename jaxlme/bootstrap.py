@@ -129,10 +129,15 @@ def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
     n = int(n)
     if n < 0:
         raise ValueError("n must be >= 0")
+    return _simulate_rows(result, seed, np.arange(n))
+
+
+def _simulate_rows(result: LMMResult, seed: int, rows: np.ndarray) -> np.ndarray:
+    """Simulated responses of the given replicate indices: a (len(rows), nobs) array."""
     with jax.enable_x64(True):
         model = result.model
         lay = model.layout
-        if n == 0:
+        if len(rows) == 0:
             return np.zeros((0, model.nobs))
         sizes = _sizes(lay)
         key = jax.random.PRNGKey(int(seed))
@@ -146,8 +151,8 @@ def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
             _SIM_COMPILED[cache_key] = fn
         out = []
         step = max(1, int(2e7 // max(lay.n, 1)))  # bound memory: ~160 MB per call
-        for s in range(0, n, step):
-            idx = jnp.arange(s, min(n, s + step), dtype=jnp.int32)
+        for s in range(0, len(rows), step):
+            idx = jnp.asarray(rows[s : s + step], dtype=jnp.int32)
             out.append(np.asarray(fn(key, idx, sp, model.obs)))
         return np.concatenate(out, axis=0)
 
@@ -437,6 +442,8 @@ def bootstrap(
             interrupted = True
         finally:
             bar.close()
+    if not interrupted:
+        _follow_up(result, int(seed), out_status, out_beta, out_sigma, out_theta, out_obj, out_iter)
     completed = np.flatnonzero(out_status > 0)
     if interrupted:
         warnings.warn(
@@ -460,6 +467,30 @@ def bootstrap(
         chunk_size=chunk,
         n_devices=ndev,
     )
+
+
+def _follow_up(result, seed, status, beta, sigma, theta, obj, iters) -> None:
+    """Second pass for the few replicates the batched loop left unconverged (status 3/4):
+    refit each with the core's exact-Hessian Newton, started where the batched loop stopped
+    and from the fitted θ, keeping the best converged answer.  One stubborn lane thus never
+    holds up a whole chunk."""
+    stubborn = np.flatnonzero((status == 3) | (status == 4))
+    if stubborn.size == 0:
+        return
+    ys = _simulate_rows(result, seed, stubborn)
+    for r, y in zip(stubborn, ys):
+        fits = [result.model.refit(y, reml=result.reml, theta0=t0, warn=False) for t0 in (theta[r], result.theta)]
+        fits = [f for f in fits if f.converged]
+        if not fits:
+            continue
+        fit = min(fits, key=lambda f: f.objective)
+        if not (np.isfinite(obj[r]) and obj[r] < fit.objective - 1e-6):
+            beta[r] = fit.fixef.to_numpy()
+            sigma[r] = fit.sigma
+            theta[r] = fit.theta
+            obj[r] = fit.objective
+            status[r] = 1 if fit.opt.status.startswith("converged (gradient") else 2
+            iters[r] += fit.opt.iterations
 
 
 # ----------------------------------------------------------------------------------------

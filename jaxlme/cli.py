@@ -79,9 +79,7 @@ def _clean(v: Any) -> Any:
 
 def _frame_json(df: Any) -> Any:
     if isinstance(df, pd.DataFrame):
-        return _clean(
-            df.reset_index().to_dict(orient="records") if df.index.name else df.to_dict(orient="index")
-        )
+        return _clean(df.reset_index().to_dict(orient="records") if df.index.name else df.to_dict(orient="index"))
     if isinstance(df, pd.Series):
         return _clean(df.to_dict())
     return _clean(df)

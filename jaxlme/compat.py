@@ -547,9 +547,7 @@ class MixedLMSummary:
                 )
             else:
                 se = r.bse_re.iloc[i - r.k_fe]
-                rows.append(
-                    [name, f"{r.params.iloc[i] * r.scale:.3f}", f"{se:.3f}" if np.isfinite(se) else ""]
-                )
+                rows.append([name, f"{r.params.iloc[i] * r.scale:.3f}", f"{se:.3f}" if np.isfinite(se) else ""])
         return rows
 
     def as_text(self) -> str:
@@ -570,9 +568,7 @@ class MixedLMSummary:
         widths = [max(len(x[c]) if c < len(x) else 0 for x in rows + [hdr]) for c in range(7)]
         body = []
         for row in [hdr] + rows:
-            cells = [row[0].ljust(widths[0])] + [
-                (row[c] if c < len(row) else "").rjust(widths[c]) for c in range(1, 7)
-            ]
+            cells = [row[0].ljust(widths[0])] + [(row[c] if c < len(row) else "").rjust(widths[c]) for c in range(1, 7)]
             body.append(" ".join(cells))
         w1 = max(len(a) for a, *_ in head) + 1
         w2 = max(len(b) for _, b, *_ in head) + 1

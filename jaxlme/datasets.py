@@ -42,8 +42,7 @@ class _Spec:
 
 _SPECS: dict[str, _Spec] = {
     "sleepstudy": _Spec(
-        "Reaction time (ms) over 10 days of sleep deprivation for 18 subjects "
-        "(180 x 3: Reaction, Days, Subject).",
+        "Reaction time (ms) over 10 days of sleep deprivation for 18 subjects (180 x 3: Reaction, Days, Subject).",
         categorical=("Subject",),
         floats=("Reaction", "Days"),
     ),
@@ -204,11 +203,7 @@ def simulate_bounce_time(
 
     eps = rng.normal(0.0, sd_residual, n)
     bounce = (
-        intercept
-        + b_county[county_idx]
-        + (beta_age + s_county[county_idx]) * age_scaled
-        + u_location[cl_idx]
-        + eps
+        intercept + b_county[county_idx] + (beta_age + s_county[county_idx]) * age_scaled + u_location[cl_idx] + eps
     )
 
     county_labels = [f"county_{c}" for c in range(n_counties)]

@@ -124,9 +124,7 @@ def _group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarr
     return codes.astype(np.int64), labels
 
 
-def _drop_aliased(
-    X: np.ndarray, names: list[str], tol: float = 1e-7
-) -> tuple[np.ndarray, list[str], list[str]]:
+def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:
     """Greedy Gram-Schmidt rank check in column order (earlier columns are kept, as in R)."""
     if X.shape[1] == 0:
         return X, names, []
@@ -163,9 +161,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
         raise DataError("data is empty: no rows to fit")
 
     response_vars = (
-        _required_variables(f"{parsed.response} ~ 1")
-        if not parsed.response.isidentifier()
-        else {parsed.response}
+        _required_variables(f"{parsed.response} ~ 1") if not parsed.response.isidentifier() else {parsed.response}
     )
     fixed_vars = _required_variables(f"~ {parsed.fixed}")
     term_vars: dict[RandomTerm, set[str]] = {}
@@ -222,8 +218,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
     X, xnames, aliased = _drop_aliased(X, xnames)
     if aliased and warn:
         warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {len(aliased)} "
-            f"column(s): {', '.join(aliased)}",
+            f"fixed-effect model matrix is rank deficient so dropping {len(aliased)} column(s): {', '.join(aliased)}",
             stacklevel=3,
         )
     n = len(y)

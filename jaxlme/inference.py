@@ -100,9 +100,7 @@ def satterthwaite(res: LMMResult, L=None) -> pd.DataFrame:
             L = L.reindex(columns=d.xnames, fill_value=0.0).to_numpy(dtype=float)
         L = np.atleast_2d(np.asarray(L, dtype=float))
         if L.shape[1] != p:
-            raise ValueError(
-                f"contrast matrix L must have {p} columns (one per fixed effect), got {L.shape[1]}"
-            )
+            raise ValueError(f"contrast matrix L must have {p} columns (one per fixed effect), got {L.shape[1]}")
         if not isinstance(names, list) or len(names) != L.shape[0]:
             names = [f"L{i + 1}" for i in range(L.shape[0])]
     struct = res.model.structure
@@ -499,9 +497,7 @@ def confint(
             if name not in wanted:
                 continue
             lo_b, hi_b = {0: (0.0, np.inf), 1: (-_COR_MAX, _COR_MAX), 2: (1e-12, np.inf)}[int(kinds[k])]
-            lo, hi = prof.interval(
-                lambda v, k=k: prof.dev_varpar(k, v), prof.phi_hat[k], prof.se_phi[k], lo_b, hi_b, z
-            )
+            lo, hi = prof.interval(lambda v, k=k: prof.dev_varpar(k, v), prof.phi_hat[k], prof.se_phi[k], lo_b, hi_b, z)
             if kinds[k] == 1:  # report the bound itself when the profile never reaches ±z
                 lo = -1.0 if lo == -_COR_MAX else lo
                 hi = 1.0 if hi == _COR_MAX else hi
@@ -515,9 +511,7 @@ def confint(
             lower[name], upper[name] = lo, hi
     else:
         if not hasattr(res, "bootstrap"):
-            raise NotImplementedError(
-                "method='boot' needs LMMResult.bootstrap (jaxlme.bootstrap), not available"
-            )
+            raise NotImplementedError("method='boot' needs LMMResult.bootstrap (jaxlme.bootstrap), not available")
         boot = res.bootstrap(nsim, seed=seed, progress=False)
         ci = boot.ci(level, method="percentile")
         for name in allnames:

@@ -176,9 +176,7 @@ class LMM:
                     stacklevel=3,
                 )
             if res.singular:
-                warnings.warn(
-                    "boundary (singular) fit: a variance component is (close to) zero", stacklevel=3
-                )
+                warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=3)
         return res
 
 

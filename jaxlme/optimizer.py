@@ -96,9 +96,7 @@ def newton_minimize(
     x0 = jnp.maximum(x0, lb)
     f0, g0, H0 = evaluate(x0)
     pg0, _ = _projected_gradient(x0, g0, lb)
-    status0 = jnp.where(
-        ~jnp.isfinite(f0), 5, jnp.where(jnp.max(jnp.abs(pg0), initial=0.0) <= options.gtol, 1, 0)
-    )
+    status0 = jnp.where(~jnp.isfinite(f0), 5, jnp.where(jnp.max(jnp.abs(pg0), initial=0.0) <= options.gtol, 1, 0))
     state = NewtonState(x0, f0, g0, H0, jnp.array(0), jnp.array(1), status0)
 
     def line_search(x, f, g, d):

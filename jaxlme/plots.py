@@ -66,18 +66,12 @@ def caterpillar(res: Any, group: str | None = None, level: float = 0.95, axes=No
     intervals use the conditional variances from ``res.ranef_condvar()``.
     """
     r = _lmm(res)
-    condvar_fn = getattr(r, "ranef_condvar", None)
-    if condvar_fn is None:
-        raise NotImplementedError(
-            "caterpillar plot needs the conditional variances of the random effects "
-            "(LMMResult.ranef_condvar), which this jaxlme version does not provide"
-        )
     names = list(r.ranef)
     group = group or names[0]
     if group not in r.ranef:
         raise KeyError(f"no random-effects term {group!r}; terms: {', '.join(names)}")
     modes: pd.DataFrame = r.ranef[group]
-    cv = np.asarray(condvar_fn()[group], dtype=float)  # (nlevels, r, r)
+    cv = np.asarray(r.ranef_condvar()[group], dtype=float)  # (nlevels, r, r)
     sd = np.sqrt(np.maximum(np.diagonal(cv, axis1=1, axis2=2), 0.0))
     z = NormalDist().inv_cdf(0.5 + level / 2)
     order = np.argsort(modes.iloc[:, 0].to_numpy())
@@ -85,9 +79,7 @@ def caterpillar(res: Any, group: str | None = None, level: float = 0.95, axes=No
     if axes is None:
         plt = _plt()
         height = max(3.0, 0.18 * len(modes) + 1.2)
-        _, axes = plt.subplots(
-            1, k, figsize=(3.6 * k, height), sharey=True, layout="constrained", squeeze=False
-        )
+        _, axes = plt.subplots(1, k, figsize=(3.6 * k, height), sharey=True, layout="constrained", squeeze=False)
         axes = axes.ravel()
     axes = np.atleast_1d(axes)
     ypos = np.arange(len(modes))
@@ -179,9 +171,7 @@ def bootstrap_histograms(boot: Any, level: float = 0.95, params: list[str] | Non
         plt = _plt()
         ncol = min(3, n)
         nrow = int(np.ceil(n / ncol))
-        _, axes = plt.subplots(
-            nrow, ncol, figsize=(3.8 * ncol, 2.8 * nrow), layout="constrained", squeeze=False
-        )
+        _, axes = plt.subplots(nrow, ncol, figsize=(3.8 * ncol, 2.8 * nrow), layout="constrained", squeeze=False)
     axes = np.atleast_1d(axes).ravel()
     a = (1 - level) / 2
     for ax, c in zip(axes, cols):
@@ -214,13 +204,9 @@ def diagnostics(res: Any, path: str | None = None):
     axes[1, 0].set_ylabel("scaled residual")
     axes[1, 0].set_title("Normal Q-Q of scaled residuals")
     name = next(iter(r.ranef))
-    if hasattr(r, "ranef_condvar"):
-        caterpillar(r, name, axes=[axes[1, 1]])
-        fig.suptitle("")
-        axes[1, 1].set_title(f"{r.ranef[name].columns[0]} | {name} (95% intervals)")
-    else:
-        axes[1, 1].hist(r.ranef[name].iloc[:, 0].to_numpy(), bins=15, color="C0")
-        axes[1, 1].set_title(f"Conditional modes: {r.ranef[name].columns[0]} | {name}")
+    caterpillar(r, name, axes=[axes[1, 1]])
+    fig.suptitle("")
+    axes[1, 1].set_title(f"{r.ranef[name].columns[0]} | {name} (95% intervals)")
     if path is not None:
         save(fig, path)
     return fig

@@ -39,9 +39,7 @@ def _required(spec) -> set[str]:
 def _check_columns(newdata: pd.DataFrame, needed: set[str], what: str) -> None:
     missing = sorted(v for v in needed if v not in newdata.columns)
     if missing:
-        raise DataError(
-            f"newdata is missing column(s) {', '.join(repr(m) for m in missing)} needed for {what}"
-        )
+        raise DataError(f"newdata is missing column(s) {', '.join(repr(m) for m in missing)} needed for {what}")
 
 
 def _matrix(spec, newdata: pd.DataFrame, names: list[str], what: str) -> np.ndarray:
@@ -111,9 +109,7 @@ def predict(
     if isinstance(newdata, dict):
         newdata = pd.DataFrame(newdata)
     if not isinstance(newdata, pd.DataFrame):
-        raise DataError(
-            f"newdata must be a pandas DataFrame (or a dict of columns), got {type(newdata).__name__}"
-        )
+        raise DataError(f"newdata must be a pandas DataFrame (or a dict of columns), got {type(newdata).__name__}")
     if len(newdata) == 0:
         return pd.Series([], index=newdata.index, name="predicted", dtype=float)
     _check_columns(newdata, _required(d.fixed_spec), "the fixed effects")

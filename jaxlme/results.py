@@ -183,9 +183,7 @@ class LMMResult:
             out.append(
                 f"{self.aic:10.1f} {self.bic:10.1f} {self.loglike:10.1f} {self.objective:10.1f} {self.df_resid:9d}"
             )
-        out.append(
-            f"logLik: {self.loglike:.4f}   AIC: {self.aic:.4f}   BIC: {self.bic:.4f}   (npar = {self.npar})"
-        )
+        out.append(f"logLik: {self.loglike:.4f}   AIC: {self.aic:.4f}   BIC: {self.bic:.4f}   (npar = {self.npar})")
         out.append("")
         out.append("Scaled residuals:")
         q = np.quantile(self.residuals / self.sigma, [0, 0.25, 0.5, 0.75, 1.0])
@@ -215,11 +213,8 @@ class LMMResult:
         if d.aliased:
             out.append(f"fixed-effect model matrix is rank deficient; dropped: {', '.join(d.aliased)}")
         out.append("")
-        status = "converged" if self.converged else "NOT CONVERGED"
-        out.append(
-            f"Optimizer: {status} ({self.opt.status}) in {self.opt.iterations} iterations, "
-            f"max|grad| = {self.opt.gradient_norm:.2e}"
-        )
+        status = self.opt.status if self.converged else f"NOT CONVERGED ({self.opt.status})"
+        out.append(f"Optimizer: {status} in {self.opt.iterations} iterations, max|grad| = {self.opt.gradient_norm:.2e}")
         if self.singular:
             out.append("boundary (singular) fit: see isSingular")
         return "\n".join(out)
@@ -238,8 +233,7 @@ class LMMResult:
                 corr = ""
                 if term.term.correlated and i > 0:
                     corr = " ".join(
-                        f"{(c[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else float('nan')):5.2f}"
-                        for j in range(i)
+                        f"{(c[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else float('nan')):5.2f}" for j in range(i)
                     )
                 grp = name if i == 0 else ""
                 lines.append(f" {grp:<10} {v:<14} {c[i, i]:10.4g} {sd[i]:9.4g}  {corr}")

@@ -219,12 +219,18 @@ def test_ci_summary_and_frame(sleep, sleep_boot):
     ci = boot.ci(0.95)
     sh = boot.ci(0.95, method="shortest")
     assert list(ci.columns) == ["estimate", "lower", "upper"]
-    for name in ["(Intercept)", "Days", "sd_(Intercept)|Subject", "sd_Days|Subject",
-                 "cor_(Intercept).Days|Subject", "sigma"]:
+    for name in [
+        "(Intercept)",
+        "Days",
+        "sd_(Intercept)|Subject",
+        "sd_Days|Subject",
+        "cor_(Intercept).Days|Subject",
+        "sigma",
+    ]:
         assert name in ci.index and ci.loc[name, "lower"] < ci.loc[name, "upper"]
     for name in ["(Intercept)", "Days", "sigma"]:
         assert ci.loc[name, "lower"] < ci.loc[name, "estimate"] < ci.loc[name, "upper"]
-    width = (ci.upper - ci.lower)
+    width = ci.upper - ci.lower
     assert ((sh.upper - sh.lower) <= width + 1e-9).all()
     assert boot.fixef.shape == (1000, 2)
     frame = boot.to_frame()

@@ -141,7 +141,5 @@ def test_python_dash_m_subprocess(files):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Nope" in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "jaxlme", "--help"], capture_output=True, text=True, timeout=60
-    )
+    proc = subprocess.run([sys.executable, "-m", "jaxlme", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "demo" in proc.stdout

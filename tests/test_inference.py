@@ -106,16 +106,14 @@ def test_satterthwaite_contrast_matches_unit_vectors_and_finite_differences():
 
         k = len(vp0)
         h = 1e-3 * (np.abs(vp0) + 0.1)
-        g = np.array(
-            [(var(vp0 + h[i] * np.eye(k)[i]) - var(vp0 - h[i] * np.eye(k)[i])) / (2 * h[i]) for i in range(k)]
-        )
+        g = np.array([(var(vp0 + h[i] * np.eye(k)[i]) - var(vp0 - h[i] * np.eye(k)[i])) / (2 * h[i]) for i in range(k)])
         H = np.zeros((k, k))
         for i in range(k):
             for j in range(k):
                 ei, ej = h[i] * np.eye(k)[i], h[j] * np.eye(k)[j]
-                H[i, j] = (
-                    dev(vp0 + ei + ej) - dev(vp0 + ei - ej) - dev(vp0 - ei + ej) + dev(vp0 - ei - ej)
-                ) / (4 * h[i] * h[j])
+                H[i, j] = (dev(vp0 + ei + ej) - dev(vp0 + ei - ej) - dev(vp0 - ei + ej) + dev(vp0 - ei - ej)) / (
+                    4 * h[i] * h[j]
+                )
         df_fd = 2 * var(vp0) ** 2 / (g @ (2 * np.linalg.inv(H)) @ g)
     assert st.loc["day5", "df"] == pytest.approx(df_fd, rel=1e-3)
 
@@ -154,9 +152,7 @@ def test_lrt_reproduces_shared_reference():
     assert row["p"] == pytest.approx(ref["p"], rel=1e-4)
 
 
-@pytest.mark.parametrize(
-    "name", ["nodays_slope_vs_slope", "int_vs_slope", "int_vs_uncorr", "uncorr_vs_slope"]
-)
+@pytest.mark.parametrize("name", ["nodays_slope_vs_slope", "int_vs_slope", "int_vs_uncorr", "uncorr_vs_slope"])
 def test_lrt_table_matches_lme4_anova(name):
     case = next(c for c in REF["lrt"] if c["name"] == name)
     a, b = (fit(f, "sleepstudy") for f in case["formulas"])

@@ -45,14 +45,20 @@ def test_observed_vs_fitted_by_group(res, tmp_path):
 
 
 def test_caterpillar(res, tmp_path):
-    if not hasattr(res, "ranef_condvar"):
-        with pytest.raises(NotImplementedError, match="ranef_condvar"):
-            plots.caterpillar(res)
-        return
     axes = plots.caterpillar(res, "Subject")
     assert len(axes) == 2
-    line = axes[0].lines[0] if axes[0].lines else None
-    assert line is not None
+    # the points are the conditional modes, sorted by the intercept's mode
+    modes = res.ranef["Subject"]
+    xs = axes[0].lines[0].get_xdata()
+    np.testing.assert_allclose(xs, np.sort(modes["(Intercept)"].to_numpy()))
+    # error bars are ±1.96 conditional SDs
+    sd = res.ranef_condsd()["Subject"]
+    order = np.argsort(modes["(Intercept)"].to_numpy())
+    seg = axes[0].collections[0].get_segments()
+    half = np.array([(s[1][0] - s[0][0]) / 2 for s in seg])
+    np.testing.assert_allclose(half, 1.959964 * sd["(Intercept)"].to_numpy()[order], rtol=1e-4)
+    with pytest.raises(KeyError, match="no random-effects term"):
+        plots.caterpillar(res, "nope")
     plots.save(axes, str(tmp_path / "c.png"))
     assert _is_png(tmp_path / "c.png")
 

@@ -47,9 +47,7 @@ def test_predict_matches_lme4_with_new_levels(case):
 def test_predict_new_level_without_permission_names_it():
     res = fit("Reaction ~ Days + (Days|Subject)", "sleepstudy")
     nd = pd.DataFrame({"Days": [1.0, 2.0], "Subject": ["308", "999"]})
-    with pytest.raises(
-        DataError, match=r"new level\(s\) '999' of grouping factor 'Subject'.*allow_new_levels"
-    ):
+    with pytest.raises(DataError, match=r"new level\(s\) '999' of grouping factor 'Subject'.*allow_new_levels"):
         res.predict(nd)
     # population predictions need no grouping column at all
     out = res.predict(nd[["Days"]], random_effects=False)
@@ -87,9 +85,7 @@ def test_predict_reuses_stateful_transforms_and_factor_levels():
     pred = res.predict(sub)
     np.testing.assert_allclose(pred, pd.Series(res.fitted, index=res.model.design.rows).loc[rows], rtol=1e-10)
     pop = res.predict(sub, random_effects=False)
-    np.testing.assert_allclose(
-        pop, (res.model.design.X @ res.fixef.to_numpy())[d.index.get_indexer(rows)], rtol=1e-10
-    )
+    np.testing.assert_allclose(pop, (res.model.design.X @ res.fixef.to_numpy())[d.index.get_indexer(rows)], rtol=1e-10)
     with pytest.raises(DataError, match=r"fixed-effects model matrix.*\{.unknown.\} not seen"):
         res.predict(sub.assign(phase="unknown"))
 
