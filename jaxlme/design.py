@@ -185,7 +185,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
         if warn:
             warnings.warn(
                 f"{n_dropped} row(s) with missing values in the model's columns were dropped",
-                stacklevel=3,
+                stacklevel=4,
             )
     if len(frame) == 0:
         raise DataError("no complete rows remain after dropping missing values")
@@ -219,7 +219,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
     if aliased and warn:
         warnings.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(aliased)} column(s): {', '.join(aliased)}",
-            stacklevel=3,
+            stacklevel=4,
         )
     n = len(y)
 

@@ -20,8 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from scipy import optimize as sopt
-from scipy import stats
 
 from ._config import x64
 from .objective import factorize
@@ -148,6 +146,8 @@ def coefs(res: LMMResult, ddf: str = "satterthwaite", level: float = 0.95) -> pd
         df = np.full(d.p, np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se
+    from scipy import stats  # imported lazily: scipy.stats costs ~0.7 s at import
+
     p = 2.0 * stats.t.sf(np.abs(t), df)
     q = stats.t.ppf(0.5 + level / 2.0, df)
     out = pd.DataFrame(
@@ -233,6 +233,8 @@ def lrt(*results: LMMResult, names: Sequence[str] | None = None, refit: bool = T
         else:
             chisq = max(0.0, 2.0 * (ll - prev[0]))
             dfd = k - prev[1]
+            from scipy import stats
+
             pval = float(stats.chi2.sf(chisq, dfd)) if dfd > 0 else np.nan
         rows.append(
             {
@@ -442,6 +444,8 @@ class _Profiler:
             if found is None:
                 out.append(bound)
                 continue
+            from scipy import optimize as sopt
+
             out.append(sopt.brentq(g, a, found, xtol=1e-10 * max(1.0, abs(center)), rtol=1e-10))
         return out[0], out[1]
 
@@ -483,6 +487,8 @@ def confint(
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown}; available: {allnames}")
         wanted = [p for p in allnames if p in parm]
+    from scipy import stats
+
     z = float(stats.norm.ppf(0.5 + level / 2.0))
     lower = pd.Series(np.nan, index=allnames)
     upper = pd.Series(np.nan, index=allnames)

@@ -173,7 +173,7 @@ class LMM:
                 warnings.warn(
                     f"Model failed to converge: {opt.status} after {opt.iterations} iterations, "
                     f"max|projected gradient| = {opt.gradient_norm:.3g}",
-                    stacklevel=3,
+                    stacklevel=4,
                 )
             if res.singular:
                 warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=3)

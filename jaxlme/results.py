@@ -118,15 +118,12 @@ class LMMResult:
 
     def covariance_matrices(self) -> dict[str, pd.DataFrame]:
         """Σ_t = σ² Λ_t Λ_t' for each term (random-effects covariance)."""
-        import jax
-        import jax.numpy as jnp
-
-        from .objective import lambda_blocks
-
-        with jax.enable_x64(True):
-            lams = [np.asarray(x) for x in lambda_blocks(jnp.asarray(self.theta), self.model.layout)]
-        out = {}
-        for t, lam in zip(self.model.design.terms, lams):
+        out, start = {}, 0
+        for t, tl in zip(self.model.design.terms, self.model.layout.terms):
+            lam = np.zeros((tl.ncols, tl.ncols))
+            for k, (i, j) in enumerate(tl.theta_index):
+                lam[i, j] = self.theta[start + k]
+            start += tl.ntheta
             cov = self.sigma**2 * lam @ lam.T
             out[t.name] = pd.DataFrame(cov, index=t.columns, columns=t.columns)
         return out

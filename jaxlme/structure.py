@@ -166,6 +166,19 @@ def response_crossprods(layout: Layout, obs: ObsData, y: jax.Array) -> tuple[jax
     return zy1, jnp.concatenate(parts)
 
 
+def _response_crossprods_np(design: Design, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Host (numpy) twin of :func:`response_crossprods` for the one-off build: no compiles."""
+    y = design.y
+    t1 = design.terms[0]
+    zy1 = np.stack([np.bincount(t1.index, t1.Z[:, c] * y, minlength=t1.nlevels) for c in range(t1.ncols)], axis=1)
+    parts = [
+        np.stack([np.bincount(t.index, t.Z[:, c] * y, minlength=t.nlevels) for c in range(t.ncols)], 1).ravel()
+        for t in design.terms[1:]
+    ]
+    parts += [design.X.T @ y, np.atleast_1d(y @ y)]
+    return zy1, np.concatenate(parts)
+
+
 def _rest_entries(design: Design, layout: Layout) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Rest-row index and value of each observation's nonzeros in [Zr X] (one array per column)."""
     rows, vals = [], []
@@ -274,7 +287,7 @@ def build_structure(design: Design) -> tuple[Structure, ObsData]:
         Z=tuple(jnp.asarray(t.Z) for t in terms),
         X=jnp.asarray(design.X),
     )
-    zy1, ry = response_crossprods(layout, obs, jnp.asarray(design.y))
+    zy1, ry = _response_crossprods_np(design, layout)
     index_dtype = jnp.int32 if size * size < 2**31 else jnp.int64
     struct = Structure(
         layout=layout,
@@ -282,9 +295,9 @@ def build_structure(design: Design) -> tuple[Structure, ObsData]:
         rows=jnp.asarray(rows, dtype=jnp.int32),
         levs=jnp.asarray(levs, dtype=jnp.int32),
         vals_fixed=jnp.asarray(vals),
-        zy1=zy1,
+        zy1=jnp.asarray(zy1),
         arr_fixed=jnp.asarray(arr),
-        ry=ry,
+        ry=jnp.asarray(ry),
         pair_a=jnp.asarray(pa, dtype=jnp.int32),
         pair_b=jnp.asarray(pb, dtype=jnp.int32),
         pair_target=jnp.asarray(pt, dtype=index_dtype),
