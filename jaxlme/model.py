@@ -176,7 +176,7 @@ class LMM:
                     stacklevel=4,
                 )
             if res.singular:
-                warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=3)
+                warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=4)
         return res
 
 

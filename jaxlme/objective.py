@@ -14,6 +14,7 @@ a sparse (or dense) Schur-complement update, then one dense Cholesky for the res
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -122,6 +123,12 @@ class Factor(NamedTuple):
 
 def factorize(theta: jax.Array, s: Structure) -> Factor:
     """Blocked Cholesky of the penalized cross-product matrix at θ."""
+    L1, C, m = _blocks(theta, s)
+    return Factor(L1, C, jax.lax.linalg.cholesky(m, symmetrize_input=False))  # m symmetric by construction
+
+
+def _blocks(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Term-1 factors L1, the sparse L21 core C, and the (symmetric) rest block to factor."""
     lay = s.layout
     lams = lambda_blocks(theta, lay)
     lam1 = lams[0]
@@ -161,8 +168,7 @@ def factorize(theta: jax.Array, s: Structure) -> Factor:
     else:
         m = _apply_lambda_rows(arr - schur, rest_lams, lay)
         m = _apply_lambda_rows(m.T, rest_lams, lay).T + jnp.diag(unit)
-    L = jax.lax.linalg.cholesky(m, symmetrize_input=False)  # m is symmetric by construction
-    return Factor(L1, C, L)
+    return L1, C, m
 
 
 class CriterionTerms(NamedTuple):
@@ -189,9 +195,51 @@ def objective_from_factor(f: Factor, lay: Layout, reml: bool) -> jax.Array:
     return ct.ldL2 + n * (1.0 + _LOG2PI + jnp.log(ct.pwrss / n))
 
 
+def _row_weights(lay: Layout, reml: bool) -> tuple[float, float, float]:
+    """Weights c of 2·log L_ii for the rest block's Z, X and y rows in the criterion.
+
+    ML: ldL2 + n log r²  ->  (1, 0, n);  REML: ldL2 + ldRX2 + (n-p) log r²  ->  (1, 1, n-p).
+    """
+    return (1.0, 1.0, float(lay.n - lay.p)) if reml else (1.0, 0.0, float(lay.n))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def weighted_chol_logdiag(m: jax.Array, weights: tuple[tuple[int, float], ...]) -> jax.Array:
+    """Σ_i c_i · 2 log L_ii for the Cholesky factor L of symmetric m, c given as (count, c) runs.
+
+    A weighted sum of logdets of m's leading blocks, so its derivative is <G, dm> with
+    G = L⁻ᵀ diag(c) L⁻¹ — one triangular inverse and one product, several times cheaper
+    than differentiating through the Cholesky factorization itself.
+    """
+    L = jax.lax.linalg.cholesky(m, symmetrize_input=False)
+    return 2.0 * jnp.sum(_expand(weights, m.dtype) * jnp.log(jnp.diagonal(L)))
+
+
+def _expand(weights, dtype) -> jax.Array:
+    return jnp.concatenate([jnp.full(k, c, dtype) for k, c in weights if k])
+
+
+@weighted_chol_logdiag.defjvp
+def _weighted_chol_logdiag_jvp(weights, primals, tangents):
+    (m,), (dm,) = primals, tangents
+    L = jax.lax.linalg.cholesky(m, symmetrize_input=False)
+    c = _expand(weights, m.dtype)
+    value = 2.0 * jnp.sum(c * jnp.log(jnp.diagonal(L)))
+    eye = jnp.eye(m.shape[0], dtype=m.dtype)
+    Linv = jax.lax.linalg.triangular_solve(L, eye, left_side=True, lower=True)
+    G = (Linv.T * c) @ Linv
+    return value, jnp.sum(G * dm)
+
+
 def objective(theta: jax.Array, s: Structure, reml: bool = True) -> jax.Array:
     """REML criterion (reml=True) or ML deviance at θ, on lme4's scale. Pure and differentiable."""
-    return objective_from_factor(factorize(theta, s), s.layout, reml)
+    lay = s.layout
+    L1, _, m = _blocks(theta, s)
+    cz, cx, cy = _row_weights(lay, reml)
+    rest = weighted_chol_logdiag(m, ((lay.q_rest, cz), (lay.p, cx), (1, cy)))
+    ld1 = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L1, axis1=-2, axis2=-1)))
+    dof = (lay.n - lay.p) if reml else lay.n
+    return ld1 + rest + dof * (1.0 + _LOG2PI - jnp.log(dof))
 
 
 class Effects(NamedTuple):
