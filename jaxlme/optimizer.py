@@ -93,11 +93,20 @@ def newton_minimize(
         f, g = vg(x, *args)
         return f, g, hess(x, *args)
 
+    # The start is evaluated by the loop body itself (f = inf, g = 0 gives a zero step that
+    # the line search accepts), so the objective, gradient and Hessian are traced once:
+    # this roughly halves the compile time of a fit.
     x0 = jnp.maximum(x0, lb)
-    f0, g0, H0 = evaluate(x0)
-    pg0, _ = _projected_gradient(x0, g0, lb)
-    status0 = jnp.where(~jnp.isfinite(f0), 5, jnp.where(jnp.max(jnp.abs(pg0), initial=0.0) <= options.gtol, 1, 0))
-    state = NewtonState(x0, f0, g0, H0, jnp.array(0), jnp.array(1), status0)
+    n = x0.shape[0]
+    state = NewtonState(
+        x0,
+        jnp.array(jnp.inf, x0.dtype),
+        jnp.zeros_like(x0),
+        jnp.eye(n, dtype=x0.dtype),
+        jnp.array(-1),
+        jnp.array(0),
+        jnp.array(0),
+    )
 
     def line_search(x, f, g, d):
         def cond(c):
