@@ -215,8 +215,14 @@ def _count_pairs(levs: np.ndarray, k1: int) -> int:
     return int((c * (c + 1) // 2).sum())
 
 
-def build_structure(design: Design) -> tuple[Structure, ObsData]:
-    """Compute the blocked cross-products of [Z X y] from a validated design."""
+def build_structure(design: Design, schur: str = "auto") -> tuple[Structure, ObsData]:
+    """Compute the blocked cross-products of [Z X y] from a validated design.
+
+    ``schur`` picks the Schur-complement update of the rest block: "sparse" (segment sum over
+    entry pairs sharing a term-1 level), "dense" (one matrix product), or "auto" (cheaper one).
+    """
+    if schur not in ("auto", "sparse", "dense"):
+        raise ValueError(f"schur must be 'auto', 'sparse' or 'dense', got {schur!r}")
     terms = design.terms
     tls, offset = [], 0
     for i, t in enumerate(terms):
@@ -274,6 +280,8 @@ def build_structure(design: Design) -> tuple[Structure, ObsData]:
     npairs_est = _count_pairs(levs, k1)
     dense_cost = size * size * k1 * r1 / 20.0  # ~20 flops per scatter-add, in flop units
     dense_schur = npairs_est > _MAX_PAIRS or dense_cost < npairs_est * (r1 + 4)
+    if schur != "auto":
+        dense_schur = schur == "dense"
     if dense_schur:
         pa = pb = pt = np.zeros(0, dtype=np.int32)
         npairs = 0
