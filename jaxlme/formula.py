@@ -50,7 +50,7 @@ class ParsedFormula:
 
 def _syntax_error(message: str, text: str, pos: int) -> FormulaError:
     caret = " " * pos + "^"
-    return FormulaError(f"{message} in formula:\n  {text}\n  {caret}")
+    return FormulaError(f"{message} at character {pos + 1} of {text!r}:\n  {text}\n  {caret}")
 
 
 def _split_top_level(text: str, offset: int, full: str) -> list[tuple[str, str, int]]:
