@@ -20,7 +20,7 @@ from ._config import enable_compilation_cache, x64
 from .design import build_design
 from .objective import objective, solve_effects
 from .optimizer import STATUS, NewtonOptions, newton_minimize
-from .results import LMMResult, OptSummary
+from .results import SINGULAR_TOL, LMMResult, OptSummary
 from .structure import Structure, build_structure, response_crossprods
 
 __all__ = ["LMM", "lmm", "fit_program"]
@@ -132,6 +132,20 @@ class LMM:
         struct = self.structure.with_response(zy1, ry)
         return self._fit(struct, reml, theta0, NewtonOptions(), warn, y=y)
 
+    def _boundary_reset(self, theta: np.ndarray, start: np.ndarray) -> np.ndarray | None:
+        """θ with zero diagonal entries of multi-column terms reset to the start, or None."""
+        mask = np.zeros(theta.shape, bool)
+        i = 0
+        for t in self.layout.terms:
+            for r, c in t.theta_index:
+                mask[i] = t.ncols > 1 and r == c and theta[i] < SINGULAR_TOL
+                i += 1
+        if not mask.any():
+            return None
+        out = theta.copy()
+        out[mask] = start[mask]
+        return out
+
     def _fit(self, struct, reml, theta0, options, warn, y=None) -> LMMResult:
         lay = self.layout
         start = lay.theta_start * self.theta_scale  # Λ = diag(1/rms(Z_j)): unit-scale start
@@ -143,11 +157,18 @@ class LMM:
         scale = jnp.asarray(self.theta_scale)
         compiled, compile_s = fit_program(theta_dev, scale, struct, reml, options)
         t0 = time.perf_counter()
-        state, effects = compiled(theta_dev, scale, struct)
-        jax.block_until_ready(effects)
+        state, effects = jax.device_get(compiled(theta_dev, scale, struct))
+        # A zero on Λ's diagonal inside a vector-valued term can be a boundary local optimum
+        # of the Cholesky parametrization: restart with those entries reset, keep the best.
+        current = state
+        for _ in range(3):
+            reset = self._boundary_reset(np.asarray(current.x), start)
+            if reset is None:
+                break
+            current, current_effects = jax.device_get(compiled(jnp.asarray(reset), scale, struct))
+            if float(current.f) < float(state.f) - 1e-6:
+                state, effects = current, current_effects
         fit_s = time.perf_counter() - t0
-        state = jax.device_get(state)
-        effects = jax.device_get(effects)
         lb = lay.theta_lower
         g = np.asarray(state.g)
         pg = np.where((np.asarray(state.x) <= lb) & (g > 0), 0.0, g)

@@ -32,7 +32,7 @@ def lme4_group(name: str) -> str:
     return name
 
 
-def assert_matches_lme4(res, ref: dict) -> None:
+def assert_matches_lme4(res, ref: dict, check_singular: bool = True) -> None:
     """The issue's correctness bar: criterion no worse than lme4's + 1e-3, fixef within
     0.002·SE, SEs and sigma within 0.2%, SDs within 0.5%, correlations within 0.02."""
     assert res.converged
@@ -42,7 +42,8 @@ def assert_matches_lme4(res, ref: dict) -> None:
     assert res.aic == pytest.approx(ref["AIC"], abs=0.05)
     assert res.bic == pytest.approx(ref["BIC"], abs=0.05)
     assert res.nobs == ref["nobs"]
-    assert res.singular == ref["singular"]
+    if check_singular:
+        assert res.singular == ref["singular"]
     for name, value in ref["fixef"].items():
         assert abs(res.fixef[name] - value) <= 0.002 * ref["se"][name], name
         assert res.stderr[name] == pytest.approx(ref["se"][name], rel=2e-3), name

@@ -5,6 +5,8 @@
 suppressMessages({library(lme4); library(jsonlite)})
 sleep <- read.csv("jaxlme/data/sleepstudy.csv"); sleep$Subject <- factor(sleep$Subject)
 sleep$phase <- factor(ifelse(sleep$Days < 5, "early", "late"))
+sleep$period3 <- factor(c("a", "b", "c")[pmin(sleep$Days %/% 4, 2) + 1])
+sleep$period5 <- factor(paste0("p", sleep$Days %/% 2))
 bounce <- read.csv("jaxlme/data/bounce_time.csv")
 bounce$county <- factor(bounce$county); bounce$location <- factor(bounce$location)
 pen <- read.csv("jaxlme/data/Penicillin.csv")
@@ -37,6 +39,10 @@ cases <- list(
        "Reaction ~ Days * phase + (1 | Subject)", "Reaction ~ Days * phase + (1 | Subject)"),
   list("sleep_factor_slope", "sleepstudy", sleep,
        "Reaction ~ phase + (0 + phase | Subject)", "Reaction ~ phase + (0 + phase | Subject)"),
+  list("sleep_vector3", "sleepstudy", sleep,
+       "Reaction ~ Days + (period3 | Subject)", "Reaction ~ Days + (period3 | Subject)"),
+  list("sleep_vector5", "sleepstudy", sleep,
+       "Reaction ~ Days + (0 + period5 | Subject)", "Reaction ~ Days + (0 + period5 | Subject)"),
   list("sleep_log_noint", "sleepstudy", sleep,
        "log(Reaction) ~ 0 + Days + (1 | Subject)", "np.log(Reaction) ~ 0 + Days + (1 | Subject)"),
   list("penicillin_slope_crossed", "Penicillin", pen,
