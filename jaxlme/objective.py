@@ -15,6 +15,7 @@ a sparse (or dense) Schur-complement update, then one dense Cholesky for the res
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -27,11 +28,10 @@ __all__ = [
     "lambda_blocks",
     "factorize",
     "objective",
-    "objective_from_factor",
     "solve_effects",
 ]
 
-_LOG2PI = float(jnp.log(2 * jnp.pi))
+_LOG2PI = math.log(2.0 * math.pi)  # a Python float: jnp here would be float32 at import
 
 
 def lambda_blocks(theta: jax.Array, layout: Layout) -> list[jax.Array]:
@@ -184,15 +184,6 @@ def criterion_terms(f: Factor, lay: Layout) -> CriterionTerms:
     ldL2 = 2.0 * (jnp.sum(jnp.log(d1)) + jnp.sum(jnp.log(d[:q])))
     ldRX2 = 2.0 * jnp.sum(jnp.log(d[q : q + p]))
     return CriterionTerms(ldL2, ldRX2, d[-1] ** 2)
-
-
-def objective_from_factor(f: Factor, lay: Layout, reml: bool) -> jax.Array:
-    ct = criterion_terms(f, lay)
-    n, p = lay.n, lay.p
-    if reml:
-        nmp = n - p
-        return ct.ldL2 + ct.ldRX2 + nmp * (1.0 + _LOG2PI + jnp.log(ct.pwrss / nmp))
-    return ct.ldL2 + n * (1.0 + _LOG2PI + jnp.log(ct.pwrss / n))
 
 
 def _row_weights(lay: Layout, reml: bool) -> tuple[float, float, float]:
