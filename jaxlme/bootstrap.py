@@ -295,9 +295,11 @@ def _lane_bytes(layout) -> int:
 
 def default_chunk_size(layout, n: int, ndev: int = 1, memory_bytes: float = 1e9, max_chunk: int = 256) -> int:
     """Pool size: a power of two, ≤ max_chunk (known-good on CPU), ≤ the memory budget,
-    and about n/4 so the pool refills (short tails); rounded to a multiple of ndev."""
+    and about n/16 so the pool refills many times and the full-width tail is short
+    (sleepstudy, 1000 replicates: chunk 64 → 0.13 s, 256 → 0.19 s, 1024 → 0.90 s);
+    rounded to a multiple of ndev."""
     by_mem = max(1, int(memory_bytes // _lane_bytes(layout)))
-    want = max(16, 2 ** math.ceil(math.log2(max(1, n / 4))))
+    want = max(16, 2 ** math.ceil(math.log2(max(1, n / 16))))
     c = max(1, min(by_mem, max_chunk, want))
     return int(math.ceil(c / ndev) * ndev)
 
