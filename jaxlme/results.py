@@ -48,12 +48,6 @@ class OptSummary:
         return "\n".join(lines)
 
 
-def _format_table(df: pd.DataFrame, digits: int = 4) -> str:
-    return df.to_string(
-        float_format=lambda v: f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e6 else f"{v:.{digits}f}"
-    )
-
-
 @dataclass(eq=False)
 class LMMResult:
     """A fitted linear mixed model.  Attributes follow lme4 (``fixef``, ``ranef``,
