@@ -502,13 +502,8 @@ def _vc_columns(result: LMMResult, theta: np.ndarray, sigma: np.ndarray) -> pd.D
     """SDs and correlations of every random-effects term, and sigma, per replicate."""
     lay = result.model.layout
     cols: dict[str, np.ndarray] = {}
-    start = 0
-    for t, term in zip(lay.terms, result.model.design.terms):
+    for t, term, lam in zip(lay.terms, result.model.design.terms, lay.lambdas(theta)):
         r = t.ncols
-        lam = np.zeros((theta.shape[0], r, r))
-        for m, (i, j) in enumerate(t.theta_index):
-            lam[:, i, j] = theta[:, start + m]
-        start += t.ntheta
         cov = sigma[:, None, None] ** 2 * lam @ np.swapaxes(lam, 1, 2)
         sd = np.sqrt(np.maximum(np.einsum("nii->ni", cov), 0.0))
         names = list(term.columns)

@@ -308,13 +308,9 @@ def _phi_to_theta(phi: jax.Array, layout) -> tuple[jax.Array, jax.Array]:
 
 
 def _theta_to_phi(theta: np.ndarray, sigma: float, layout) -> np.ndarray:
-    out, start = [], 0
-    for tl in layout.terms:
+    out = []
+    for tl, lam in zip(layout.terms, layout.lambdas(theta)):
         idx = tl.theta_index
-        lam = np.zeros((tl.ncols, tl.ncols))
-        for k, (i, j) in enumerate(idx):
-            lam[i, j] = theta[start + k]
-        start += len(idx)
         S = lam @ lam.T
         sd = np.sqrt(np.maximum(np.diag(S), 0.0))
         for i, j in idx:

@@ -95,7 +95,7 @@ def newton_minimize(
 
     # The start is evaluated by the loop body itself (f = inf, g = 0 gives a zero step that
     # the line search accepts), so the objective, gradient and Hessian are traced once:
-    # this roughly halves the compile time of a fit.
+    # measured ~20% less compile time for a sleepstudy fit.
     x0 = jnp.maximum(x0, lb)
     n = x0.shape[0]
     state = NewtonState(

@@ -151,7 +151,7 @@ def ranef_condvar(res: LMMResult) -> dict[str, np.ndarray]:
     raise a ValueError (a single-term model is always block-diagonal and cheap).
     """
     d = res.model.design
-    lams = [_lambda(res, i) for i in range(len(d.terms))]
+    lams = res.model.layout.lambdas(res.theta)
     s2 = res.sigma**2
     out = {}
     if len(d.terms) == 1:
@@ -198,12 +198,3 @@ def ranef_condsd(res: LMMResult) -> dict[str, pd.DataFrame]:
         sd = np.sqrt(np.maximum(np.diagonal(cv, axis1=1, axis2=2), 0.0))
         out[name] = pd.DataFrame(sd, index=ref.index.copy(), columns=list(ref.columns))
     return out
-
-
-def _lambda(res: LMMResult, i: int) -> np.ndarray:
-    tl = res.model.layout.terms[i]
-    start = sum(t.ntheta for t in res.model.layout.terms[:i])
-    lam = np.zeros((tl.ncols, tl.ncols))
-    for k, (a, b) in enumerate(tl.theta_index):
-        lam[a, b] = res.theta[start + k]
-    return lam

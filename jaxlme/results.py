@@ -112,12 +112,8 @@ class LMMResult:
 
     def covariance_matrices(self) -> dict[str, pd.DataFrame]:
         """Σ_t = σ² Λ_t Λ_t' for each term (random-effects covariance)."""
-        out, start = {}, 0
-        for t, tl in zip(self.model.design.terms, self.model.layout.terms):
-            lam = np.zeros((tl.ncols, tl.ncols))
-            for k, (i, j) in enumerate(tl.theta_index):
-                lam[i, j] = self.theta[start + k]
-            start += tl.ntheta
+        out = {}
+        for t, lam in zip(self.model.design.terms, self.model.layout.lambdas(self.theta)):
             cov = self.sigma**2 * lam @ lam.T
             out[t.name] = pd.DataFrame(cov, index=t.columns, columns=t.columns)
         return out

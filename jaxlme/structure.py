@@ -87,6 +87,18 @@ class Layout:
             lb += [0.0 if i == j else -np.inf for i, j in t.theta_index]
         return np.asarray(lb)
 
+    def lambdas(self, theta) -> list[np.ndarray]:
+        """Host (numpy) Λ_t of every term from θ of shape (..., ntheta): arrays (..., r_t, r_t)."""
+        theta = np.asarray(theta, dtype=float)
+        out, start = [], 0
+        for t in self.terms:
+            lam = np.zeros(theta.shape[:-1] + (t.ncols, t.ncols))
+            for k, (i, j) in enumerate(t.theta_index):
+                lam[..., i, j] = theta[..., start + k]
+            out.append(lam)
+            start += t.ntheta
+        return out
+
     @property
     def theta_start(self) -> np.ndarray:
         """lme4's and MixedModels.jl's start: Λ = I."""
@@ -169,14 +181,12 @@ def response_crossprods(layout: Layout, obs: ObsData, y: jax.Array) -> tuple[jax
 def _response_crossprods_np(design: Design, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     """Host (numpy) twin of :func:`response_crossprods` for the one-off build: no compiles."""
     y = design.y
-    t1 = design.terms[0]
-    zy1 = np.stack([np.bincount(t1.index, t1.Z[:, c] * y, minlength=t1.nlevels) for c in range(t1.ncols)], axis=1)
-    parts = [
-        np.stack([np.bincount(t.index, t.Z[:, c] * y, minlength=t.nlevels) for c in range(t.ncols)], 1).ravel()
-        for t in design.terms[1:]
-    ]
-    parts += [design.X.T @ y, np.atleast_1d(y @ y)]
-    return zy1, np.concatenate(parts)
+
+    def zty(t) -> np.ndarray:  # (nlevels, ncols) Z_t'y
+        return np.stack([np.bincount(t.index, t.Z[:, c] * y, minlength=t.nlevels) for c in range(t.ncols)], axis=1)
+
+    parts = [zty(t).ravel() for t in design.terms[1:]] + [design.X.T @ y, np.atleast_1d(y @ y)]
+    return zty(design.terms[0]), np.concatenate(parts)
 
 
 def _rest_entries(design: Design, layout: Layout) -> tuple[list[np.ndarray], list[np.ndarray]]:
