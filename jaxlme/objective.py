@@ -124,11 +124,11 @@ class Factor(NamedTuple):
 def factorize(theta: jax.Array, s: Structure) -> Factor:
     """Blocked Cholesky of the penalized cross-product matrix at θ."""
     L1, C, m = _blocks(theta, s)
-    return Factor(L1, C, jax.lax.linalg.cholesky(m, symmetrize_input=False))  # m symmetric by construction
+    return Factor(L1, C, lower_cholesky(m))
 
 
 def _blocks(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Term-1 factors L1, the sparse L21 core C, and the (symmetric) rest block to factor."""
+    """Term-1 factors L1, the sparse L21 core C, and the rest block to factor (lower triangle valid)."""
     lay = s.layout
     lams = lambda_blocks(theta, lay)
     lam1 = lams[0]
@@ -143,18 +143,16 @@ def _blocks(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.A
     vals = jnp.concatenate([s.vals_fixed, s.zy1], axis=0)
     C = small_forward(L1[s.levs], vals @ lam1)
 
-    # rest block: A_RR - C C' (the Schur complement), assembled symmetric in one pass
-    arr = jnp.zeros((size, size), theta.dtype)
-    arr = arr.at[: size - 1, : size - 1].set(s.arr_fixed)
-    arr = arr.at[size - 1, :].set(s.ry).at[:, size - 1].set(s.ry)
+    # rest block: A_RR - C C' (the Schur complement).  The Cholesky factorization reads only
+    # the lower triangle, so with scalar rest terms only that triangle is assembled.
+    arr = jnp.pad(s.arr_fixed, ((0, 1), (0, 1))).at[size - 1, :].set(s.ry)  # lower triangle exact
     if lay.dense_schur:
         Cd = jnp.zeros((size, k1, r1), theta.dtype).at[s.rows, s.levs].add(C).reshape(size, k1 * r1)
         schur = Cd @ Cd.T
     else:
         prods = jnp.sum(C[s.pair_a] * C[s.pair_b], axis=-1)
-        low = jax.ops.segment_sum(prods, s.pair_target, num_segments=size * size, indices_are_sorted=True)
-        low = low.reshape(size, size)
-        schur = low + low.T - jnp.diag(jnp.diag(low))
+        schur = jax.ops.segment_sum(prods, s.pair_target, num_segments=size * size, indices_are_sorted=True)
+        schur = schur.reshape(size, size)  # lower triangle only
     q = lay.q_rest
     rest_lams = lams[1:]
     unit = jnp.concatenate([jnp.ones(q, theta.dtype), jnp.zeros(size - q, theta.dtype)])
@@ -166,9 +164,33 @@ def _blocks(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.A
         )
         m = (arr - schur) * (lam_vec[:, None] * lam_vec[None, :]) + jnp.diag(unit)
     else:
-        m = _apply_lambda_rows(arr - schur, rest_lams, lay)
+        low = arr - schur  # Λ̃ mixes rows within a level: symmetrize first
+        m = jnp.tril(low) + jnp.tril(low, -1).T
+        m = _apply_lambda_rows(m, rest_lams, lay)
         m = _apply_lambda_rows(m.T, rest_lams, lay).T + jnp.diag(unit)
     return L1, C, m
+
+
+@jax.custom_jvp
+def _symmetric_tangent(m: jax.Array) -> jax.Array:
+    """Identity on m; its tangent becomes the symmetric matrix that a lower-triangle tangent stands for."""
+    return m
+
+
+@_symmetric_tangent.defjvp
+def _symmetric_tangent_jvp(primals, tangents):
+    (m,), (dm,) = primals, tangents
+    # the primal goes through the wrapper again so that higher derivatives are symmetric too
+    return _symmetric_tangent(m), jnp.tril(dm) + jnp.tril(dm, -1).T
+
+
+def lower_cholesky(m: jax.Array) -> jax.Array:
+    """Cholesky factor of the symmetric matrix given by m's lower triangle (upper never read).
+
+    The primal skips symmetrizing (LAPACK reads one triangle); derivatives see the
+    symmetric tangent that JAX's Cholesky rule assumes.
+    """
+    return jax.lax.linalg.cholesky(_symmetric_tangent(m), symmetrize_input=False)
 
 
 class CriterionTerms(NamedTuple):
@@ -196,13 +218,14 @@ def _row_weights(lay: Layout, reml: bool) -> tuple[float, float, float]:
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def weighted_chol_logdiag(m: jax.Array, weights: tuple[tuple[int, float], ...]) -> jax.Array:
-    """Σ_i c_i · 2 log L_ii for the Cholesky factor L of symmetric m, c given as (count, c) runs.
+    """Σ_i c_i · 2 log L_ii for the Cholesky factor L of m, c given as (count, c) runs.
 
+    Only m's lower triangle is read (it stands for the symmetric matrix it determines).
     A weighted sum of logdets of m's leading blocks, so its derivative is <G, dm> with
-    G = L⁻ᵀ diag(c) L⁻¹ — one triangular inverse and one product, several times cheaper
+    G = L⁻ᵀ diag(c) L⁻¹ (see weighted_inverse), several times cheaper
     than differentiating through the Cholesky factorization itself.
     """
-    L = jax.lax.linalg.cholesky(m, symmetrize_input=False)
+    L = lower_cholesky(m)
     return 2.0 * jnp.sum(_expand(weights, m.dtype) * jnp.log(jnp.diagonal(L)))
 
 
@@ -213,13 +236,35 @@ def _expand(weights, dtype) -> jax.Array:
 @weighted_chol_logdiag.defjvp
 def _weighted_chol_logdiag_jvp(weights, primals, tangents):
     (m,), (dm,) = primals, tangents
-    L = jax.lax.linalg.cholesky(m, symmetrize_input=False)
+    L = lower_cholesky(m)
     c = _expand(weights, m.dtype)
     value = 2.0 * jnp.sum(c * jnp.log(jnp.diagonal(L)))
-    eye = jnp.eye(m.shape[0], dtype=m.dtype)
-    Linv = jax.lax.linalg.triangular_solve(L, eye, left_side=True, lower=True)
-    G = (Linv.T * c) @ Linv
-    return value, jnp.sum(G * dm)
+    G = weighted_inverse(L, c)
+    G_low = 2.0 * jnp.tril(G) - jnp.diag(jnp.diagonal(G))  # m_ij, i > j, stands for both m_ij and m_ji
+    return value, jnp.sum(G_low * dm)
+
+
+_INVERSE_BLOCK = 128  # below this size one triangular solve against I is as fast as recursing
+
+
+def weighted_inverse(L: jax.Array, c: jax.Array) -> jax.Array:
+    """G = L⁻ᵀ diag(c) L⁻¹ for lower-triangular L, by recursive 2×2 blocking.
+
+    With L = [[A, 0], [B, D]]:  G22 = G(D, c2),  T = B A⁻¹,  G21 = -G22 T,
+    G11 = G(A, c1) - Tᵀ G21.  About (5/6) n³ flops, against 3 n³ for forming L⁻¹ with one
+    triangular solve and multiplying out: measured 30 ms against 80 ms at n = 1145.
+    """
+    n = L.shape[0]
+    if n <= _INVERSE_BLOCK:
+        Y = jax.lax.linalg.triangular_solve(L, jnp.eye(n, dtype=L.dtype), left_side=True, lower=True)
+        return Y.T @ (c[:, None] * Y)
+    h = n // 2
+    A, B, D = L[:h, :h], L[h:, :h], L[h:, h:]
+    G22 = weighted_inverse(D, c[h:])
+    T = jax.lax.linalg.triangular_solve(A, B, left_side=False, lower=True)  # T A = B
+    G21 = -(G22 @ T)
+    G11 = weighted_inverse(A, c[:h]) - T.T @ G21
+    return jnp.concatenate([jnp.concatenate([G11, G21.T], 1), jnp.concatenate([G21, G22], 1)], 0)
 
 
 def objective(theta: jax.Array, s: Structure, reml: bool = True) -> jax.Array:

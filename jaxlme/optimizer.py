@@ -33,6 +33,7 @@ class NewtonOptions(NamedTuple):
     maxiter: int = 100
     max_halvings: int = 40
     armijo: float = 1e-4
+    hessian: str = "exact"  # "exact" (autodiff Newton) or "bfgs" (quasi-Newton: gradients only)
 
 
 class NewtonState(NamedTuple):
@@ -78,20 +79,60 @@ def _direction(x, g, H, lb):
     return jnp.where(free, d, 0.0), pg
 
 
+def bfgs_update(B: jax.Array, s: jax.Array, y: jax.Array) -> jax.Array:
+    """Powell-damped BFGS update of a Hessian approximation B (stays positive definite)."""
+    Bs = B @ s
+    sBs = jnp.dot(s, Bs)
+    sy = jnp.dot(s, y)
+    phi = jnp.where(sy >= 0.2 * sBs, 1.0, 0.8 * sBs / jnp.where(sBs - sy > 0, sBs - sy, 1.0))
+    r = phi * y + (1.0 - phi) * Bs
+    sr = jnp.dot(s, r)
+    tiny = 1e-300
+    Bn = B - jnp.outer(Bs, Bs) / jnp.maximum(sBs, tiny) + jnp.outer(r, r) / jnp.maximum(sr, tiny)
+    ok = (sBs > 1e-12 * jnp.dot(s, s) * jnp.max(jnp.abs(jnp.diagonal(B)))) & (sr > 0) & jnp.all(jnp.isfinite(Bn))
+    return jnp.where(ok, 0.5 * (Bn + Bn.T), B)
+
+
 def newton_minimize(
     fun: Callable[..., jax.Array],
     x0: jax.Array,
     lb: jax.Array,
     args: tuple = (),
     options: NewtonOptions = NewtonOptions(),
+    H0: jax.Array | None = None,
 ) -> NewtonState:
-    """Minimize ``fun(x, *args)`` subject to ``x >= lb``. Traceable: call inside jit/vmap."""
+    """Minimize ``fun(x, *args)`` subject to ``x >= lb``. Traceable: call inside jit/vmap.
+
+    ``options.hessian == "bfgs"`` replaces the autodiff Hessian by a damped BFGS model (one
+    gradient per iteration instead of a Hessian: the cheaper choice when the objective's
+    dense block is large), started from ``H0`` when given (e.g. the Hessian at a nearby
+    optimum) or else from a scaled identity.
+    """
     vg = jax.value_and_grad(fun)
+    bfgs = options.hessian == "bfgs"
+    if options.hessian not in ("exact", "bfgs"):
+        raise ValueError(f"hessian must be 'exact' or 'bfgs', got {options.hessian!r}")
     hess = jax.hessian(fun)
 
-    def evaluate(x):
+    def evaluate(x, s: NewtonState):
         f, g = vg(x, *args)
-        return f, g, hess(x, *args)
+        if not bfgs:
+            return f, g, hess(x, *args)
+        return evaluate_model(x, f, g, s)
+
+    def evaluate_model(x, f, g, s: NewtonState):
+        if H0 is not None:
+            return f, g, bfgs_update(s.H, x - s.x, g - s.g)
+        # no model yet: after the start, a scaled identity that makes the first step
+        # at most ~0.5 long (θ̃ is unit scale); at the first step, Shanno-Phua's scaling
+        eye = jnp.eye(x.shape[0], dtype=x.dtype)
+        gmax = jnp.max(jnp.abs(g), initial=0.0)
+        start = jnp.maximum(gmax / 0.5, 1.0) * eye
+        dx, dg = x - s.x, g - s.g
+        sy = jnp.dot(dx, dg)
+        shanno = jnp.where(sy > 0, jnp.dot(dg, dg) / jnp.where(sy > 0, sy, 1.0), 1.0) * eye
+        B = jnp.where(s.it == -1, start, jnp.where(s.it == 0, shanno, s.H))
+        return f, g, jnp.where(s.it == -1, B, bfgs_update(B, dx, dg))
 
     # The start is evaluated by the loop body itself (f = inf, g = 0 gives a zero step that
     # the line search accepts), so the objective, gradient and Hessian are traced once:
@@ -102,37 +143,60 @@ def newton_minimize(
         x0,
         jnp.array(jnp.inf, x0.dtype),
         jnp.zeros_like(x0),
-        jnp.eye(n, dtype=x0.dtype),
+        jnp.eye(n, dtype=x0.dtype) if H0 is None else jnp.asarray(H0, x0.dtype),
         jnp.array(-1),
         jnp.array(0),
         jnp.array(0),
     )
 
-    def line_search(x, f, g, d):
+    def trial(x, f, g, d, alpha):
+        """f at the projected step x + αd, whether it passes Armijo, and the next α to try."""
+        xn = jnp.maximum(x + alpha * d, lb)
+        fn = fun(xn, *args)
+        return (xn, fn) + _judge(x, f, g, xn, fn, alpha)
+
+    def _judge(x, f, g, xn, fn, alpha):
+        decrease = jnp.dot(g, xn - x)
+        ok = jnp.isfinite(fn) & (fn <= f + options.armijo * jnp.minimum(decrease, 0.0))
+        ok = ok & ((fn < f) | (decrease < 0))
+        # backtrack to the minimizer of the quadratic through f, the slope and fn,
+        # kept within [0.1, 0.5] of the rejected step (plain halving when undefined)
+        slope = decrease / alpha
+        curv = (fn - f - decrease) / alpha**2
+        quad = -slope / jnp.where(curv > 0, 2.0 * curv, 1.0)
+        usable = jnp.isfinite(fn) & jnp.isfinite(f) & (curv > 0) & (slope < 0)
+        return ok, jnp.where(usable, jnp.clip(quad, 0.1 * alpha, 0.5 * alpha), 0.5 * alpha)
+
+    def line_search(x, f, g, d, alpha0, k0):
         def cond(c):
             alpha, k, fn, xn, ok = c
             return (~ok) & (k < options.max_halvings)
 
         def body(c):
             alpha, k, _, _, _ = c
-            xn = jnp.maximum(x + alpha * d, lb)
-            fn = fun(xn, *args)
-            decrease = jnp.dot(g, xn - x)
-            ok = jnp.isfinite(fn) & (fn <= f + options.armijo * jnp.minimum(decrease, 0.0))
-            ok = ok & ((fn < f) | (decrease < 0))
-            return alpha * 0.5, k + 1, fn, xn, ok
+            xn, fn, ok, nxt = trial(x, f, g, d, alpha)
+            return nxt, k + 1, fn, xn, ok
 
-        init = (jnp.array(1.0, x.dtype), jnp.array(0), f, x, jnp.array(False))
+        init = (jnp.asarray(alpha0, x.dtype), jnp.asarray(k0), f, x, jnp.array(False))
         _, k, fn, xn, ok = jax.lax.while_loop(cond, body, init)
         return xn, fn, ok, k
+
+    def step(s: NewtonState, d):
+        """Line search along d; returns the new point's (x, f, g, model H), ok, evaluations.
+
+        (Trying the full step with its gradient first, to skip one evaluation, measured
+        slower on InstEval: 1.7 against 1.35 s, the gradient inside ``lax.cond``.)
+        """
+        xn, _, ok, k = line_search(s.x, s.f, s.g, d, 1.0, 0)
+        fe, ge, He = evaluate(xn, s)
+        return xn, fe, ge, He, ok, k + 1
 
     def cond(s: NewtonState):
         return s.status == 0
 
     def body(s: NewtonState):
         d, _ = _direction(s.x, s.g, s.H, lb)
-        xn, fn, ok, k = line_search(s.x, s.f, s.g, d)
-        fe, ge, He = evaluate(xn)
+        xn, fe, ge, He, ok, k = step(s, d)
         x = jnp.where(ok, xn, s.x)
         f = jnp.where(ok, fe, s.f)
         g = jnp.where(ok, ge, s.g)
@@ -145,6 +209,12 @@ def newton_minimize(
         # 2.4e5 REML criterion): "no further decrease" below this floor counts as converged
         floor = jnp.maximum(1e-3, 1e-8 * jnp.abs(f))
         stationary = (gnorm <= options.gtol) & (_free_min_eig(x, g, H, lb) >= -1e-8)
+        if bfgs:
+            # the model's predicted decrease is below f's resolution: a line search could only
+            # chase rounding noise (the gradient's floor is reached long before 1e-6 there)
+            d_next, _ = _direction(x, g, H, lb)
+            tiny = -0.5 * jnp.dot(g, d_next) <= 1e-12 * (1.0 + jnp.abs(f))
+            small_change = small_change | tiny
         status = jnp.where(
             stationary,
             1,
@@ -155,6 +225,6 @@ def newton_minimize(
             ),
         )
         status = jnp.where(jnp.isfinite(f), status, 5)
-        return NewtonState(x, f, g, H, it, s.nfev + k + 1, status)
+        return NewtonState(x, f, g, H, it, s.nfev + k, status)
 
     return jax.lax.while_loop(cond, body, state)

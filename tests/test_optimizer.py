@@ -1,0 +1,116 @@
+"""The quasi-Newton path (BFGS) and the dense-block derivative kernels it relies on."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import DATA, assert_matches_lme4, load_csv
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxlme
+from jaxlme.model import BFGS_MIN_SIZE
+from jaxlme.objective import lower_cholesky, weighted_inverse
+from jaxlme.optimizer import bfgs_update
+
+REFERENCE = [r for r in json.loads((DATA / "lme4_reference.json").read_text()) if r["data"] != "InstEval"]
+
+
+@pytest.mark.parametrize("ref", REFERENCE, ids=[f"{r['model']}-{'REML' if r['REML'] else 'ML'}" for r in REFERENCE])
+def test_bfgs_matches_lme4(ref):
+    """Forced BFGS meets the same bar as Newton on every reference fit, boundary fits included."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = jaxlme.LMM(ref["formula"], load_csv(ref["data"])).fit(reml=ref["REML"], optimizer="bfgs")
+    assert "BFGS" in res.opt.optimizer
+    assert_matches_lme4(res, ref)
+
+
+def _crossed(n_big: int, n_small: int, n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g1 = rng.integers(0, n_big, n)
+    g2 = rng.integers(0, n_small, n)
+    y = 1.0 + rng.normal(0, 0.7, n_big)[g1] + rng.normal(0, 0.4, n_small)[g2] + rng.normal(0, 1.0, n)
+    return pd.DataFrame({"y": y, "g1": g1.astype(str), "g2": g2.astype(str)})
+
+
+def test_auto_picks_bfgs_for_a_large_dense_block_and_agrees_with_newton():
+    d = _crossed(600, BFGS_MIN_SIZE + 20, 6000)
+    model = jaxlme.LMM("y ~ 1 + (1 | g1) + (1 | g2)", d)
+    assert model.layout.size_rest >= BFGS_MIN_SIZE
+    auto = model.fit(reml=False)
+    newton = model.fit(reml=False, optimizer="newton")
+    assert "BFGS" in auto.opt.optimizer and "Newton" in newton.opt.optimizer
+    assert auto.converged and newton.converged
+    assert auto.objective == pytest.approx(newton.objective, abs=1e-6)
+    np.testing.assert_allclose(auto.theta, newton.theta, rtol=1e-4)
+
+
+def test_small_models_keep_newton():
+    res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+    assert "Newton" in res.opt.optimizer
+
+
+def test_unknown_optimizer_is_rejected():
+    model = jaxlme.LMM("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+    with pytest.raises(ValueError, match="optimizer must be"):
+        model.fit(optimizer="nelder-mead")
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 6))
+def test_bfgs_update_stays_symmetric_positive_definite(seed, k):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(k, k))
+    B = A @ A.T + 0.1 * np.eye(k)
+    s, y = rng.normal(size=k), rng.normal(size=k)  # sᵀy may be negative: damping must cope
+    with jax.enable_x64(True):
+        Bn = np.asarray(bfgs_update(jnp.asarray(B), jnp.asarray(s), jnp.asarray(y)))
+    np.testing.assert_allclose(Bn, Bn.T, atol=1e-12 * np.abs(Bn).max())
+    assert np.linalg.eigvalsh(Bn).min() > 0
+    if s @ y >= 0.2 * s @ B @ s:  # undamped: the secant equation holds
+        np.testing.assert_allclose(Bn @ s, y, rtol=1e-6, atol=1e-8 * np.abs(y).max())
+
+
+@pytest.mark.parametrize("n", [5, 128, 129, 300, 517])
+def test_weighted_inverse_equals_direct_formula(n):
+    rng = np.random.default_rng(n)
+    A = rng.normal(size=(n, n))
+    M = A @ A.T / n + np.eye(n)
+    L = np.linalg.cholesky(M)
+    c = np.ones(n)
+    c[-3:] = [0.0, 1.0, 1e4]  # the ML/REML weights on X and y rows
+    want = np.linalg.inv(L).T @ np.diag(c) @ np.linalg.inv(L)
+    with jax.enable_x64(True):
+        got = np.asarray(jax.jit(weighted_inverse)(jnp.asarray(L), jnp.asarray(c)))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
+def test_lower_cholesky_derivatives_see_the_symmetric_matrix():
+    """Only the lower triangle is passed on; first and second derivatives must be those of
+    the symmetric matrix it stands for (a lower-only tangent broke Satterthwaite's Hessian)."""
+    rng = np.random.default_rng(0)
+    n = 6
+    A0, A1, A2 = (rng.normal(size=(n, n)) for _ in range(3))
+    S0 = A0 @ A0.T + n * np.eye(n)
+    S1, S2 = A1 + A1.T, A2 + A2.T
+
+    with jax.enable_x64(True):
+
+        def lower_only(t):  # upper triangle left at garbage values
+            m = S0 + t[0] * S1 + t[1] ** 2 * S2
+            return jnp.sum(jnp.log(jnp.diagonal(lower_cholesky(jnp.tril(m) + 7.0 * jnp.triu(jnp.ones((n, n)), 1)))))
+
+        def full(t):
+            m = S0 + t[0] * S1 + t[1] ** 2 * S2
+            return jnp.sum(jnp.log(jnp.diagonal(jnp.linalg.cholesky(m))))
+
+        t = jnp.array([0.3, -0.4])
+        np.testing.assert_allclose(jax.grad(lower_only)(t), jax.grad(full)(t), rtol=1e-10)
+        np.testing.assert_allclose(jax.hessian(lower_only)(t), jax.hessian(full)(t), rtol=1e-9, atol=1e-12)
