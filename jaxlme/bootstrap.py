@@ -39,7 +39,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from ._config import enable_compilation_cache
 from .objective import objective, solve_effects
-from .optimizer import STATUS, _direction, _projected_gradient
+from .optimizer import STATUS, _direction, _projected_gradient, bfgs_update
 from .structure import ObsData, Structure, response_crossprods
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,6 +59,9 @@ class BootOptions(NamedTuple):
     max_halvings: int = 30  # consecutive rejected steps before giving up
     armijo: float = 1e-4
     fd_step: float = 1e-6  # relative forward-difference step for the Hessian
+    hessian: str = "fd"  # "fd": forward differences of gradients (ntheta + 1 gradients per
+    # step); "bfgs": one gradient per step, the model started from the Hessian at θ̂ (large
+    # dense blocks, where each gradient is expensive)
 
 
 class _Lanes(NamedTuple):
@@ -167,12 +170,16 @@ def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _L
     vg = jax.value_and_grad(lambda t: objective(t, s, reml))
     d, _ = _direction(x, g, H, lb)
     xn = jnp.maximum(x + st.alpha * d, lb)
-    h = opt.fd_step * jnp.maximum(1.0, jnp.abs(xn))
-    pts = jnp.concatenate([xn[None, :], xn[None, :] + jnp.diag(h)], axis=0)
-    fs, gs = jax.vmap(vg)(pts)
-    fn, gn = fs[0], gs[0]
-    Hn = (gs[1:] - gn[None, :]) / h[:, None]
-    Hn = 0.5 * (Hn + Hn.T)
+    if opt.hessian == "bfgs":
+        fn, gn = vg(xn)
+        Hn = bfgs_update(H, xn - x, gn - g)  # no-op at the start, where xn == x
+    else:
+        h = opt.fd_step * jnp.maximum(1.0, jnp.abs(xn))
+        pts = jnp.concatenate([xn[None, :], xn[None, :] + jnp.diag(h)], axis=0)
+        fs, gs = jax.vmap(vg)(pts)
+        fn, gn = fs[0], gs[0]
+        Hn = (gs[1:] - gn[None, :]) / h[:, None]
+        Hn = 0.5 * (Hn + Hn.T)
     decrease = jnp.dot(jnp.where(jnp.isfinite(f), g, 0.0), xn - x)
     ok = jnp.isfinite(fn) & jnp.all(jnp.isfinite(gn)) & jnp.all(jnp.isfinite(Hn))
     armijo_ok = (fn <= f + opt.armijo * jnp.minimum(decrease, 0.0)) & ((fn < f) | (decrease < 0))
@@ -199,6 +206,11 @@ def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _L
     min_eig = w[0] / jnp.maximum(1.0, jnp.max(jnp.abs(w)))
     stationary = ok & (gnorm <= opt.gtol) & (min_eig >= -1e-6)
     small_change = ok & jnp.isfinite(f) & (jnp.abs(f - fn) <= 1e-14 * (1.0 + jnp.abs(fn))) & (gnorm <= 1e-3)
+    if opt.hessian == "bfgs":  # as the core: a predicted decrease below f's resolution
+        d_next, _ = _direction(x2, g2, H2, lb)
+        floor = jnp.maximum(1e-3, 1e-8 * jnp.abs(f2))
+        tiny = -0.5 * jnp.dot(g2, d_next) <= 1e-12 * (1.0 + jnp.abs(f2))
+        small_change = small_change | (ok & tiny & (gnorm <= floor))
     ls_fail = (~ok) & (nhalf >= opt.max_halvings)
     status = jnp.where(
         stationary,
@@ -231,9 +243,16 @@ def _pool_round(struct, obs, sp, theta_lb, key, idx, poison, lanes, budget, min_
         st, k = c
         return (k < budget) & (jnp.sum(st.status == 0) > min_active)
 
+    def step_all(st):
+        if opt.hessian == "bfgs":
+            # large dense blocks: lanes one after another (BLAS already uses every core, and
+            # unbatched the gradient keeps its fast recursive inverse)
+            return jax.lax.map(lambda a: lane(*a), (st, zy1, ry))
+        return jax.vmap(lane)(st, zy1, ry)
+
     def body(c):
         st, k = c
-        new = jax.vmap(lane)(st, zy1, ry)
+        new = step_all(st)
         run = st.status == 0
         st = jax.tree_util.tree_map(lambda a, b: jnp.where(run.reshape(run.shape + (1,) * (a.ndim - 1)), a, b), new, st)
         return st, k + 1
@@ -344,7 +363,10 @@ def bootstrap(
         ndev = len(devs)
         chunk = default_chunk_size(lay, n, ndev, memory_bytes) if chunk_size is None else int(chunk_size)
         chunk = int(math.ceil(max(chunk, 1) / ndev) * ndev)
-        opt = BootOptions(gtol=float(gtol), maxiter=int(maxiter))
+        from .model import BFGS_MIN_SIZE
+
+        bfgs = lay.size_rest >= BFGS_MIN_SIZE
+        opt = BootOptions(gtol=float(gtol), maxiter=int(maxiter), hessian="bfgs" if bfgs else "fd")
         prog = _pool_program(model, result.reml, opt, chunk, devs)
         k = lay.ntheta
         poison_set = {int(i) for i in _poison}
@@ -353,6 +375,7 @@ def bootstrap(
         key = jax.random.PRNGKey(int(seed))
         theta_hat = np.asarray(result.theta, dtype=float)
         lb = jnp.asarray(lay.theta_lower)
+        H_start = _hessian_at(model.structure, theta_hat, result.reml, opt.fd_step) if bfgs else np.eye(k)
 
         if ndev > 1:
             from jax.sharding import NamedSharding
@@ -377,7 +400,7 @@ def bootstrap(
             x=np.tile(theta_hat, (chunk, 1)),
             f=np.full(chunk, np.inf),
             g=np.zeros((chunk, k)),
-            H=np.tile(np.eye(k), (chunk, 1, 1)),
+            H=np.tile(H_start, (chunk, 1, 1)),
             alpha=np.ones(chunk),
             nhalf=np.zeros(chunk, np.int32),
             it=np.zeros(chunk, np.int32),
@@ -404,7 +427,7 @@ def bootstrap(
                     lanes.x[take] = theta_hat
                     lanes.f[take] = np.inf
                     lanes.g[take] = 0.0
-                    lanes.H[take] = np.eye(k)
+                    lanes.H[take] = H_start
                     lanes.alpha[take] = 1.0
                     lanes.nhalf[take] = 0
                     lanes.it[take] = 0
@@ -469,6 +492,23 @@ def bootstrap(
         chunk_size=chunk,
         n_devices=ndev,
     )
+
+
+def _hessian_at(struct: Structure, theta: np.ndarray, reml: bool, step: float) -> np.ndarray:
+    """Forward-difference Hessian (of exact gradients) of the fitted criterion at θ̂: the
+    BFGS lanes' starting model, so replicates near θ̂ converge in a few steps."""
+    vg = jax.jit(jax.vmap(jax.grad(objective), in_axes=(0, None, None)), static_argnums=2)
+    h = step * np.maximum(1.0, np.abs(theta))
+    pts = np.vstack([theta, theta + np.diag(h)])
+    pts[1:] = np.maximum(pts[1:], struct.layout.theta_lower)  # stays feasible (h > 0 anyway)
+    gs = np.asarray(vg(jnp.asarray(pts), struct, bool(reml)))
+    H = (gs[1:] - gs[0]) / h[:, None]
+    H = 0.5 * (H + H.T)
+    w, V = np.linalg.eigh(H)
+    if not np.all(np.isfinite(w)):
+        return np.eye(len(theta))
+    w = np.maximum(np.abs(w), 1e-8 * max(1.0, np.abs(w).max()))  # positive definite
+    return (V * w) @ V.T
 
 
 def _follow_up(result, seed, status, beta, sigma, theta, obj, iters) -> None:

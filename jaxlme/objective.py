@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_batching import custom_vmap
 
 from .structure import Layout, Structure
 
@@ -247,23 +248,43 @@ def _weighted_chol_logdiag_jvp(weights, primals, tangents):
 _INVERSE_BLOCK = 128  # below this size one triangular solve against I is as fast as recursing
 
 
+@custom_vmap
 def weighted_inverse(L: jax.Array, c: jax.Array) -> jax.Array:
     """G = L⁻ᵀ diag(c) L⁻¹ for lower-triangular L, by recursive 2×2 blocking.
 
     With L = [[A, 0], [B, D]]:  G22 = G(D, c2),  T = B A⁻¹,  G21 = -G22 T,
     G11 = G(A, c1) - Tᵀ G21.  About (5/6) n³ flops, against 3 n³ for forming L⁻¹ with one
     triangular solve and multiplying out: measured 30 ms against 80 ms at n = 1145.
+
+    Under ``vmap`` the direct formula is used instead: batched, the recursion's triangular
+    solves hang jax 0.10.2's CPU runtime (all threads idle) from three levels deep.
     """
+    return _weighted_inverse_recursive(L, c)
+
+
+@weighted_inverse.def_vmap
+def _weighted_inverse_vmap(axis_size, in_batched, L, c):
+    L_batched, c_batched = in_batched
+    if not (L_batched or c_batched):
+        return _weighted_inverse_recursive(L, c), False
+    L = L if L_batched else jnp.broadcast_to(L, (axis_size,) + L.shape)
+    c = c if c_batched else jnp.broadcast_to(c, (axis_size,) + c.shape)
+    eye = jnp.broadcast_to(jnp.eye(L.shape[-1], dtype=L.dtype), L.shape)
+    Y = jax.lax.linalg.triangular_solve(L, eye, left_side=True, lower=True)
+    return jnp.swapaxes(Y, -1, -2) @ (c[..., :, None] * Y), True
+
+
+def _weighted_inverse_recursive(L: jax.Array, c: jax.Array) -> jax.Array:
     n = L.shape[0]
     if n <= _INVERSE_BLOCK:
         Y = jax.lax.linalg.triangular_solve(L, jnp.eye(n, dtype=L.dtype), left_side=True, lower=True)
         return Y.T @ (c[:, None] * Y)
     h = n // 2
     A, B, D = L[:h, :h], L[h:, :h], L[h:, h:]
-    G22 = weighted_inverse(D, c[h:])
+    G22 = _weighted_inverse_recursive(D, c[h:])
     T = jax.lax.linalg.triangular_solve(A, B, left_side=False, lower=True)  # T A = B
     G21 = -(G22 @ T)
-    G11 = weighted_inverse(A, c[:h]) - T.T @ G21
+    G11 = _weighted_inverse_recursive(A, c[:h]) - T.T @ G21
     return jnp.concatenate([jnp.concatenate([G11, G21.T], 1), jnp.concatenate([G21, G22], 1)], 0)
 
 
