@@ -20,9 +20,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run import machine  # noqa: E402  (same machine description as the fit benchmarks)
+
 SLEEP_CSV = ROOT / "tests" / "data" / "sleepstudy.csv"
 INSTEVAL_CSV = Path("/work/shared/reference/InstEval.csv")
 if not INSTEVAL_CSV.exists():
@@ -107,6 +111,7 @@ def main(argv=None):
     ap.add_argument("--skip-lme4", action="store_true")
     ap.add_argument("--cold", action="store_true", help="empty XLA cache: first calls include full compilation")
     ap.add_argument("--reps", type=int, default=3, help="warm repetitions after the first call")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "BOOTSTRAP_RESULTS.md"), help="report file")
     args = ap.parse_args(argv)
 
     cache = tempfile.mkdtemp(prefix="jaxlme-bench-cache-") if args.cold else None
@@ -125,13 +130,13 @@ def main(argv=None):
     if cache:
         shutil.rmtree(cache, ignore_errors=True)
 
-    print("\n== parametric bootstrap ==")
+    report = []
     boot_s = lme4.get("boot_seconds") if lme4 and lme4.get("status") == "ok" else None
     if boot_s:
-        print(f"lme4 bootMer, sleepstudy 1000 replicates: {boot_s:.2f} s")
+        report.append(f"lme4 bootMer, sleepstudy 1000 replicates: {boot_s:.2f} s")
     for r in rows:
         if r.get("status") == "error":
-            print(f"{r['case']} n={r['n']}: ERROR {r['error'][-300:]}")
+            report.append(f"{r['case']} n={r['n']}: ERROR {r['error'][-300:]}")
             continue
         warm = min(r["warm"]) if r["warm"] else float("nan")
         line = (
@@ -140,12 +145,26 @@ def main(argv=None):
         )
         if boot_s and r["case"] == "sleepstudy" and r["n"] == 1000:
             line += f"  speedup vs bootMer: first {boot_s / r['first_call']:.1f}x, warm {boot_s / warm:.1f}x"
-        print(line)
+        report.append(line)
         if r["case"] == "sleepstudy" and r["n"] == 1000:
             for k, v in r["fixef_sd"].items():
                 peer = (lme4 or {}).get("boot_fixef_sd", {}).get(k)
                 extra = f", bootMer SD {peer:.4f} (ratio {v / peer:.3f})" if peer else ""
-                print(f"    boot SD {k}: {v:.4f} (asymptotic SE {r['asymptotic_se'][k]:.4f}{extra})")
+                report.append(f"    boot SD {k}: {v:.4f} (asymptotic SE {r['asymptotic_se'][k]:.4f}{extra})")
+    print("\n== parametric bootstrap ==")
+    print("\n".join(report))
+    cmd = "python benchmarks/bench_bootstrap.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    header = [
+        "# jaxlme parametric bootstrap benchmark",
+        "",
+        f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}",
+        f"Command: `{cmd.strip()}`"
+        + (" (cold: empty XLA cache, so first calls include compilation)" if args.cold else ""),
+        "First call = fresh process; warm = best of the repeated calls in that process.",
+        "",
+        "```",
+    ]
+    Path(args.out).write_text("\n".join(header + report + ["```", ""]))
 
 
 if __name__ == "__main__":
