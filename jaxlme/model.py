@@ -191,6 +191,20 @@ class LMM:
             current, current_effects = jax.device_get(compiled(jnp.asarray(reset), scale, struct))
             if float(current.f) < float(state.f) - 1e-6:
                 state, effects = current, current_effects
+        # BFGS can stall in the objective's rounding noise with the gradient still above its
+        # floor (seen on InstEval with other start scalings): finish with Newton's exact
+        # Hessian from where it stopped, usually a step or two, and keep the better answer.
+        polished = False
+        if options.hessian == "bfgs" and int(state.status) not in (1, 2):
+            newton = options._replace(hessian="exact", maxiter=min(options.maxiter, 10))
+            x_bfgs = jnp.asarray(state.x)
+            compiled_newton, polish_compile_s = fit_program(x_bfgs, scale, struct, reml, newton)
+            compile_s += polish_compile_s
+            polish, polish_effects = jax.device_get(compiled_newton(x_bfgs, scale, struct))
+            if int(polish.status) in (1, 2) or float(polish.f) < float(state.f):
+                polish = polish._replace(it=polish.it + state.it, nfev=polish.nfev + state.nfev)
+                state, effects, polished = polish, polish_effects, True
+            t0 += polish_compile_s
         fit_s = time.perf_counter() - t0
         lb = lay.theta_lower
         g = np.asarray(state.g)
@@ -198,9 +212,10 @@ class LMM:
         status = int(state.status)
         opt = OptSummary(
             optimizer=(
-                "bounded quasi-Newton (BFGS, autodiff gradient)"
-                if options.hessian == "bfgs"
-                else "bounded Newton (autodiff Hessian)"
+                "bounded Newton (autodiff Hessian)"
+                if options.hessian != "bfgs"
+                else "bounded quasi-Newton (BFGS, autodiff gradient)"
+                + (", finished by Newton (autodiff Hessian)" if polished else "")
             ),
             theta_initial=theta_init,
             theta_final=np.asarray(state.x),

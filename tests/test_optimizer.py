@@ -114,3 +114,18 @@ def test_lower_cholesky_derivatives_see_the_symmetric_matrix():
         t = jnp.array([0.3, -0.4])
         np.testing.assert_allclose(jax.grad(lower_only)(t), jax.grad(full)(t), rtol=1e-10)
         np.testing.assert_allclose(jax.hessian(lower_only)(t), jax.hessian(full)(t), rtol=1e-9, atol=1e-12)
+
+
+def test_unconverged_bfgs_is_finished_by_newton():
+    """A BFGS run that stops short (here: an iteration cap) is polished with Newton's exact
+    Hessian from where it stopped, and reports so."""
+    model = jaxlme.LMM("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+    newton = model.fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = model.fit(optimizer="bfgs", maxiter=3)
+    assert "finished by Newton" in res.opt.optimizer
+    assert res.converged
+    assert res.objective == pytest.approx(newton.objective, abs=1e-6)
+    np.testing.assert_allclose(res.theta, newton.theta, rtol=1e-4)
+    assert res.opt.iterations > 3  # both runs counted
