@@ -39,7 +39,15 @@ from jax.sharding import Mesh, PartitionSpec
 
 from ._config import enable_compilation_cache
 from .objective import objective, solve_effects
-from .optimizer import STATUS, _direction, _projected_gradient, bfgs_update
+from .optimizer import (
+    STATUS,
+    _direction,
+    _projected_gradient,
+    below_resolution,
+    bfgs_update,
+    fd_hessian,
+    noise_floor,
+)
 from .structure import ObsData, Structure, response_crossprods
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,12 +182,7 @@ def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _L
         fn, gn = vg(xn)
         Hn = bfgs_update(H, xn - x, gn - g)  # no-op at the start, where xn == x
     else:
-        h = opt.fd_step * jnp.maximum(1.0, jnp.abs(xn))
-        pts = jnp.concatenate([xn[None, :], xn[None, :] + jnp.diag(h)], axis=0)
-        fs, gs = jax.vmap(vg)(pts)
-        fn, gn = fs[0], gs[0]
-        Hn = (gs[1:] - gn[None, :]) / h[:, None]
-        Hn = 0.5 * (Hn + Hn.T)
+        fn, gn, Hn = fd_hessian(vg, xn, opt.fd_step)
     decrease = jnp.dot(jnp.where(jnp.isfinite(f), g, 0.0), xn - x)
     ok = jnp.isfinite(fn) & jnp.all(jnp.isfinite(gn)) & jnp.all(jnp.isfinite(Hn))
     armijo_ok = (fn <= f + opt.armijo * jnp.minimum(decrease, 0.0)) & ((fn < f) | (decrease < 0))
@@ -207,10 +210,8 @@ def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _L
     stationary = ok & (gnorm <= opt.gtol) & (min_eig >= -1e-6)
     small_change = ok & jnp.isfinite(f) & (jnp.abs(f - fn) <= 1e-14 * (1.0 + jnp.abs(fn))) & (gnorm <= 1e-3)
     if opt.hessian == "bfgs":  # as the core: a predicted decrease below f's resolution
-        d_next, _ = _direction(x2, g2, H2, lb)
-        floor = jnp.maximum(1e-3, 1e-8 * jnp.abs(f2))
-        tiny = -0.5 * jnp.dot(g2, d_next) <= 1e-12 * (1.0 + jnp.abs(f2))
-        small_change = small_change | (ok & tiny & (gnorm <= floor))
+        tiny = below_resolution(x2, g2, H2, lb, f2)
+        small_change = small_change | (ok & tiny & (gnorm <= noise_floor(f2)))
     ls_fail = (~ok) & (nhalf >= opt.max_halvings)
     status = jnp.where(
         stationary,
@@ -494,20 +495,20 @@ def bootstrap(
     )
 
 
+@jax.jit(static_argnums=(2, 3))
+def _fd_hessian_program(theta: jax.Array, struct: Structure, reml: bool, step: float) -> jax.Array:
+    return fd_hessian(jax.value_and_grad(lambda t: objective(t, struct, reml)), theta, step)[2]
+
+
 def _hessian_at(struct: Structure, theta: np.ndarray, reml: bool, step: float) -> np.ndarray:
-    """Forward-difference Hessian (of exact gradients) of the fitted criterion at θ̂: the
-    BFGS lanes' starting model, so replicates near θ̂ converge in a few steps."""
-    vg = jax.jit(jax.vmap(jax.grad(objective), in_axes=(0, None, None)), static_argnums=2)
-    h = step * np.maximum(1.0, np.abs(theta))
-    pts = np.vstack([theta, theta + np.diag(h)])
-    pts[1:] = np.maximum(pts[1:], struct.layout.theta_lower)  # stays feasible (h > 0 anyway)
-    gs = np.asarray(vg(jnp.asarray(pts), struct, bool(reml)))
-    H = (gs[1:] - gs[0]) / h[:, None]
-    H = 0.5 * (H + H.T)
+    """Forward-difference Hessian (of exact gradients) of the fitted criterion at θ̂, made
+    positive definite: the BFGS lanes' starting model, so replicates near θ̂ converge in a
+    few steps."""
+    H = np.asarray(_fd_hessian_program(jnp.asarray(theta), struct, bool(reml), float(step)))
     w, V = np.linalg.eigh(H)
     if not np.all(np.isfinite(w)):
         return np.eye(len(theta))
-    w = np.maximum(np.abs(w), 1e-8 * max(1.0, np.abs(w).max()))  # positive definite
+    w = np.maximum(np.abs(w), 1e-8 * max(1.0, np.abs(w).max()))
     return (V * w) @ V.T
 
 

@@ -79,6 +79,28 @@ def _direction(x, g, H, lb):
     return jnp.where(free, d, 0.0), pg
 
 
+def noise_floor(f: jax.Array) -> jax.Array:
+    """Gradient size that rounding noise in f reaches at the optimum (~1e-3 for InstEval's
+    2.4e5 criterion): below it, "no further decrease" counts as converged."""
+    return jnp.maximum(1e-3, 1e-8 * jnp.abs(f))
+
+
+def below_resolution(x, g, H, lb, f) -> jax.Array:
+    """The model's predicted decrease -g'd/2 along the next direction is below f's
+    resolution: a line search there can only chase rounding noise."""
+    d, _ = _direction(x, g, H, lb)
+    return -0.5 * jnp.dot(g, d) <= 1e-12 * (1.0 + jnp.abs(f))
+
+
+def fd_hessian(vg: Callable, x: jax.Array, rel_step: float):
+    """f, g at x and the symmetrized forward-difference Hessian of the exact gradient."""
+    h = rel_step * jnp.maximum(1.0, jnp.abs(x))
+    pts = jnp.concatenate([x[None, :], x[None, :] + jnp.diag(h)], axis=0)
+    fs, gs = jax.vmap(vg)(pts)
+    H = (gs[1:] - gs[0][None, :]) / h[:, None]
+    return fs[0], gs[0], 0.5 * (H + H.T)
+
+
 def bfgs_update(B: jax.Array, s: jax.Array, y: jax.Array) -> jax.Array:
     """Powell-damped BFGS update of a Hessian approximation B (stays positive definite)."""
     Bs = B @ s
@@ -196,18 +218,13 @@ def newton_minimize(
         gnorm = jnp.max(jnp.abs(pg), initial=0.0)
         small_change = jnp.abs(s.f - f) <= 1e-14 * (1.0 + jnp.abs(f))
         it = s.it + 1
-        # at the optimum the gradient's rounding noise grows with |f| (~1e-3 for InstEval's
-        # 2.4e5 REML criterion): "no further decrease" below this floor counts as converged
-        floor = jnp.maximum(1e-3, 1e-8 * jnp.abs(f))
         stationary = (gnorm <= options.gtol) & (_free_min_eig(x, g, H, lb) >= -1e-8)
-        near = gnorm <= floor
+        near = gnorm <= noise_floor(f)
         if bfgs:
-            # the model's predicted decrease is below f's resolution: a line search can only
-            # chase rounding noise.  On InstEval that happens with |g| up to ~1e-2, above the
-            # floor (the predicted decrease g'B⁻¹g/2 ~ 1e-8 against f ~ 2.4e5), so it counts
-            # as converged by itself, also when the line search has just failed.
-            d_next, _ = _direction(x, g, H, lb)
-            tiny = -0.5 * jnp.dot(g, d_next) <= 1e-12 * (1.0 + jnp.abs(f))
+            # On InstEval BFGS can stop with |g| up to ~1e-2, above the floor, where the
+            # predicted decrease g'B⁻¹g/2 ~ 1e-8 against f ~ 2.4e5: that counts as converged
+            # by itself, also when the line search has just failed.
+            tiny = below_resolution(x, g, H, lb, f)
             small_change = small_change | tiny
             near = near | tiny
         status = jnp.where(
