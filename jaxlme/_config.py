@@ -6,8 +6,11 @@ other JAX code keeps its own default dtype.  To use jaxlme's objective inside yo
 JAX code, wrap that code in ``with jax.enable_x64(True):`` (or enable x64 globally).
 
 Compiled XLA programs are cached on disk (``~/.cache/jaxlme/xla`` or
-``$JAXLME_CACHE_DIR``) so a new process skips recompilation.  Opt out with
-``JAXLME_NO_CACHE=1``; a cache directory you configured yourself is left untouched.
+``$JAXLME_CACHE_DIR``) so a new process skips recompilation, and jaxlme's own programs are
+also kept as ready-to-run executables in its ``executables`` subfolder (see
+``jaxlme.compiled``), so a new process skips tracing them too.  Opt out of both with
+``JAXLME_NO_CACHE=1``; a JAX cache directory you configured yourself is left untouched
+(jaxlme's executables then go to the default location).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["x64", "enable_compilation_cache"]
+__all__ = ["x64", "enable_compilation_cache", "cache_root"]
 
 
 def x64(fn):
@@ -35,19 +38,27 @@ def x64(fn):
 _cache_done = False
 
 
+def cache_root() -> str | None:
+    """jaxlme's cache directory (``$JAXLME_CACHE_DIR`` or ``~/.cache/jaxlme/xla``), or None
+    when caching is switched off with ``JAXLME_NO_CACHE``."""
+    if os.environ.get("JAXLME_NO_CACHE", "").strip() not in ("", "0"):
+        return None
+    return os.environ.get("JAXLME_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"), "jaxlme", "xla"
+    )
+
+
 def enable_compilation_cache() -> str | None:
     """Point JAX's persistent compilation cache at a per-user directory (once, opt-out)."""
     global _cache_done
     if _cache_done:
         return None
     _cache_done = True
-    if os.environ.get("JAXLME_NO_CACHE", "").strip() not in ("", "0"):
+    base = cache_root()
+    if base is None:
         return None
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
-    base = os.environ.get("JAXLME_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"), "jaxlme", "xla"
-    )
     try:
         os.makedirs(base, exist_ok=True)
     except OSError:

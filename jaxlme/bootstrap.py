@@ -38,6 +38,7 @@ import pandas as pd
 from jax.sharding import Mesh, PartitionSpec
 
 from ._config import enable_compilation_cache
+from .compiled import compile_program
 from .objective import objective, solve_effects
 from .optimizer import (
     STATUS,
@@ -48,7 +49,7 @@ from .optimizer import (
     fd_hessian,
     noise_floor,
 )
-from .structure import ObsData, Structure, response_crossprods
+from .structure import ObsData, Structure, is_small, response_crossprods
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
@@ -114,13 +115,12 @@ def _simulate_one(key, i, sp: _SimParams, obs: ObsData, sizes: tuple[tuple[int, 
 
 
 def _sim_params(result: LMMResult) -> _SimParams:
-    from .objective import lambda_blocks
-
-    lams = lambda_blocks(jnp.asarray(result.theta, dtype=jnp.float64), result.model.layout)
+    """Host arrays (device_put by the caller: no eager JAX ops, so no small compiles)."""
+    lams = result.model.layout.lambdas(np.asarray(result.theta, dtype=float))
     return _SimParams(
-        jnp.asarray(result.fixef.to_numpy(), dtype=jnp.float64),
-        jnp.asarray(result.sigma, dtype=jnp.float64),
-        tuple(lams),
+        np.asarray(result.fixef.to_numpy(), dtype=np.float64),
+        np.asarray(result.sigma, dtype=np.float64),
+        tuple(np.asarray(lam, dtype=np.float64) for lam in lams),
     )
 
 
@@ -151,20 +151,23 @@ def _simulate_rows(result: LMMResult, seed: int, rows: np.ndarray) -> np.ndarray
         if len(rows) == 0:
             return np.zeros((0, model.nobs))
         sizes = _sizes(lay)
-        key = jax.random.PRNGKey(int(seed))
-        sp = _sim_params(result)
+        seed_arr = np.int64(seed)
+        sp = jax.device_put(_sim_params(result))
         cache_key = (lay, sizes)
         fn = _SIM_COMPILED.get(cache_key)
         if fn is None:
-            fn = jax.jit(
-                lambda key, idx, sp, obs: jax.vmap(lambda i: _simulate_one(key, i, sp, obs, sizes, lay.n))(idx)
-            )
+
+            def sim(seed, idx, sp, obs):
+                key = jax.random.PRNGKey(seed)
+                return jax.vmap(lambda i: _simulate_one(key, i, sp, obs, sizes, lay.n))(idx)
+
+            fn = jax.jit(sim)
             _SIM_COMPILED[cache_key] = fn
         out = []
         step = max(1, int(2e7 // max(lay.n, 1)))  # bound memory: ~160 MB per call
         for s in range(0, len(rows), step):
-            idx = jnp.asarray(rows[s : s + step], dtype=jnp.int32)
-            out.append(np.asarray(fn(key, idx, sp, model.obs)))
+            idx = jax.device_put(np.asarray(rows[s : s + step], dtype=np.int32))
+            out.append(np.asarray(fn(seed_arr, idx, sp, model.obs)))
         return np.concatenate(out, axis=0)
 
 
@@ -226,9 +229,10 @@ def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _L
     return _Lanes(x2, f2, g2, H2, alpha, nhalf, it, status.astype(st.status.dtype))
 
 
-def _pool_round(struct, obs, sp, theta_lb, key, idx, poison, lanes, budget, min_active, *, sizes, reml, opt):
+def _pool_round(struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min_active, *, sizes, reml, opt):
     """Run the lanes of this device until ≤ min_active are running or ``budget`` iterations."""
     lay = struct.layout
+    key = jax.random.PRNGKey(seed)
 
     def crossprods(i, bad):
         y = _simulate_one(key, i, sp, obs, sizes, lay.n)
@@ -268,15 +272,11 @@ def _pool_round(struct, obs, sp, theta_lb, key, idx, poison, lanes, budget, min_
     return lanes, beta, sigma
 
 
-_POOL_COMPILED: dict[Any, Any] = {}
-
-
-def _pool_program(model, reml: bool, opt: BootOptions, chunk: int, devices: tuple):
+def _pool_program(model, reml: bool, opt: BootOptions, chunk: int, devices: tuple, args: tuple):
+    """The compiled pool round for this layout, options, chunk and devices (cached in memory;
+    single-device programs also on disk, see ``jaxlme.compiled``)."""
     lay = model.layout
     sizes = _sizes(lay)
-    key = (lay, bool(reml), opt, chunk, devices)
-    if key in _POOL_COMPILED:
-        return _POOL_COMPILED[key]
     fn = _pool_round_fn(sizes, reml, opt)
     ndev = len(devices)
     if ndev > 1:
@@ -289,15 +289,15 @@ def _pool_program(model, reml: bool, opt: BootOptions, chunk: int, devices: tupl
             out_specs=(bat, bat, bat),
             check_vma=False,
         )
-    prog = jax.jit(fn)
-    _POOL_COMPILED[key] = prog
+    extra = (sizes, bool(reml), opt, tuple((d.platform, d.id) for d in devices))
+    prog, _ = compile_program("bootstrap", fn, args, key=extra, small=is_small(lay), disk=ndev == 1)
     return prog
 
 
 def _pool_round_fn(sizes, reml, opt):
-    def fn(struct, obs, sp, theta_lb, key, idx, poison, lanes, budget, min_active):
+    def fn(struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min_active):
         return _pool_round(
-            struct, obs, sp, theta_lb, key, idx, poison, lanes, budget, min_active, sizes=sizes, reml=reml, opt=opt
+            struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min_active, sizes=sizes, reml=reml, opt=opt
         )
 
     return fn
@@ -368,14 +368,13 @@ def bootstrap(
 
         bfgs = lay.size_rest >= BFGS_MIN_SIZE
         opt = BootOptions(gtol=float(gtol), maxiter=int(maxiter), hessian="bfgs" if bfgs else "fd")
-        prog = _pool_program(model, result.reml, opt, chunk, devs)
         k = lay.ntheta
         poison_set = {int(i) for i in _poison}
 
         sp = _sim_params(result)
-        key = jax.random.PRNGKey(int(seed))
+        seed_arr = np.int64(seed)  # the key is made inside the program (no eager compile)
         theta_hat = np.asarray(result.theta, dtype=float)
-        lb = jnp.asarray(lay.theta_lower)
+        lb = np.asarray(lay.theta_lower, dtype=np.float64)
         H_start = _hessian_at(model.structure, theta_hat, result.reml, opt.fd_step) if bfgs else np.eye(k)
 
         if ndev > 1:
@@ -383,13 +382,13 @@ def bootstrap(
 
             mesh = Mesh(np.asarray(devs), ("b",))
             rep_sh, bat_sh = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("b"))
-            struct, obs, sp, lb, key = jax.device_put((model.structure, model.obs, sp, lb, key), rep_sh)
+            struct, obs, sp, lb, seed_arr = jax.device_put((model.structure, model.obs, sp, lb, seed_arr), rep_sh)
 
             def put(tree):
                 return jax.device_put(tree, bat_sh)
         else:
             struct, obs = jax.device_put((model.structure, model.obs), devs[0])
-            sp, lb, key = jax.device_put((sp, lb, key), devs[0])
+            sp, lb, seed_arr = jax.device_put((sp, lb, seed_arr), devs[0])
 
             def put(tree):
                 return jax.device_put(tree, devs[0])
@@ -414,6 +413,7 @@ def bootstrap(
         out_status = np.full(n, _INACTIVE, np.int32)
         out_iter = np.zeros(n, np.int32)
         next_rep, done = 0, 0
+        prog = None
         interrupted = False
         bar = tqdm(total=n, desc="bootstrap", unit="rep", delay=2.0, disable=not progress, leave=False)
         try:
@@ -436,18 +436,21 @@ def bootstrap(
                 running = int(np.sum(lanes.status == 0))
                 # refill when half the pool is idle, unless nothing is left to refill with
                 min_active = (chunk // 2) // ndev if next_rep < n else 0
-                out = prog(
+                args = (
                     struct,
                     obs,
                     sp,
                     lb,
-                    key,
-                    put(jnp.asarray(idx)),
-                    put(jnp.asarray(poison)),
-                    put(_Lanes(*(jnp.asarray(a) for a in lanes))),
-                    jnp.int32(round_iters if running else 0),
-                    jnp.int32(min_active),
+                    seed_arr,
+                    put(idx),
+                    put(poison),
+                    put(lanes),
+                    np.int32(round_iters if running else 0),
+                    np.int32(min_active),
                 )
+                if prog is None:
+                    prog = _pool_program(model, result.reml, opt, chunk, devs, args)
+                out = prog(*args)
                 new_lanes, beta, sigma = jax.device_get(out)
                 lanes = _Lanes(*(np.array(a) for a in new_lanes))
                 fin = np.flatnonzero(lanes.status > 0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ._config import enable_compilation_cache, x64
+from .compiled import compile_program
 from .design import build_design
 from .objective import objective, solve_effects
 from .optimizer import STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, LMMResult, OptSummary
-from .structure import Structure, build_structure, response_crossprods
+from .structure import Structure, build_structure, is_small, response_crossprods
 
 __all__ = ["LMM", "lmm", "fit_program"]
 
@@ -38,8 +38,6 @@ def _fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: b
     return state._replace(x=state.x * scale), effects  # g stays in θ̃ units (as tested)
 
 
-_COMPILED: dict[Any, Any] = {}
-
 # Rows of the dense rest block from which "auto" fits with BFGS.  The Hessian costs about
 # 3·ntheta gradients there, against ~1.5× the iterations for BFGS; measured on InstEval
 # (1145 rows): Newton 6.7 s, BFGS 1.3 s.  Small models keep Newton's few, cheap iterations.
@@ -47,15 +45,15 @@ BFGS_MIN_SIZE = 400
 
 
 def fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
-    """AOT-compiled fit for this layout (cached); returns (compiled, compile_seconds)."""
-    key = (struct.layout, bool(reml), options, theta0.dtype)
-    if key in _COMPILED:
-        return _COMPILED[key], 0.0
-    t0 = time.perf_counter()
-    jitted = jax.jit(_fit_program, static_argnames=("reml", "options"))
-    compiled = jitted.lower(theta0, scale, struct, reml=reml, options=options).compile()
-    _COMPILED[key] = compiled
-    return compiled, time.perf_counter() - t0
+    """AOT-compiled fit for this layout (cached in memory and on disk); returns
+    (compiled, seconds to obtain it)."""
+    return compile_program(
+        "fit",
+        _fit_program,
+        (theta0, scale, struct),
+        {"reml": bool(reml), "options": options},
+        small=is_small(struct.layout),
+    )
 
 
 class LMM:
@@ -176,8 +174,8 @@ class LMM:
         if theta_init.shape[0] != lay.ntheta:
             raise ValueError(f"theta0 must have {lay.ntheta} elements, got {theta_init.shape[0]}")
         theta_init = np.maximum(theta_init, lay.theta_lower)
-        theta_dev = jnp.asarray(theta_init)
-        scale = jnp.asarray(self.theta_scale)
+        theta_dev = jax.device_put(theta_init)  # device_put, unlike jnp.asarray, compiles nothing
+        scale = jax.device_put(self.theta_scale)
         compiled, compile_s = fit_program(theta_dev, scale, struct, reml, options)
         t0 = time.perf_counter()
         state, effects = jax.device_get(compiled(theta_dev, scale, struct))
@@ -188,7 +186,7 @@ class LMM:
             reset = self._boundary_reset(np.asarray(current.x), start, options.hessian == "bfgs")
             if reset is None:
                 break
-            current, current_effects = jax.device_get(compiled(jnp.asarray(reset), scale, struct))
+            current, current_effects = jax.device_get(compiled(jax.device_put(reset), scale, struct))
             if float(current.f) < float(state.f) - 1e-6:
                 state, effects = current, current_effects
         # BFGS can stall in the objective's rounding noise with the gradient still above its
@@ -197,7 +195,7 @@ class LMM:
         polished = False
         if options.hessian == "bfgs" and int(state.status) not in (1, 2):
             newton = options._replace(hessian="exact", maxiter=min(options.maxiter, 10))
-            x_bfgs = jnp.asarray(state.x)
+            x_bfgs = jax.device_put(np.asarray(state.x))
             compiled_newton, polish_compile_s = fit_program(x_bfgs, scale, struct, reml, newton)
             compile_s += polish_compile_s
             polish, polish_effects = jax.device_get(compiled_newton(x_bfgs, scale, struct))

@@ -5,6 +5,7 @@ Reference numbers: tests/data/inference_reference.json, made by make_inference_r
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 
@@ -14,7 +15,7 @@ import pytest
 from helpers import DATA
 
 import jaxlme
-from jaxlme import inference
+from jaxlme import compiled, inference
 
 REF = json.loads((DATA / "inference_reference.json").read_text())
 
@@ -116,6 +117,36 @@ def test_satterthwaite_contrast_matches_unit_vectors_and_finite_differences():
                 )
         df_fd = 2 * var(vp0) ** 2 / (g @ (2 * np.linalg.inv(H)) @ g)
     assert st.loc["day5", "df"] == pytest.approx(df_fd, rel=1e-3)
+
+
+def test_large_models_difference_exact_gradients_and_agree_with_autodiff(monkeypatch):
+    """Large dense blocks take the forward-difference route (of exact gradients and of
+    Var(β̂)); it must give the autodiff route's df."""
+    rng = np.random.default_rng(3)
+    n, k1, k2 = 5000, 500, 420
+    g1, g2 = rng.integers(0, k1, n), rng.integers(0, k2, n)
+    x = rng.normal(size=n)
+    y = 1 + 0.3 * x + rng.normal(0, 0.6, k1)[g1] + rng.normal(0, 0.4, k2)[g2] + rng.normal(size=n)
+    d = pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str)})
+    res = jaxlme.lmm("y ~ x + (1 | g1) + (1 | g2)", d)
+    assert not inference.is_small(res.model.layout)
+    calls = []
+    fd = inference._satterthwaite_parts_fd
+
+    @functools.wraps(fd)
+    def counted(*a, **k):
+        calls.append(1)
+        return fd(*a, **k)
+
+    monkeypatch.setattr(inference, "_satterthwaite_parts_fd", counted)
+    monkeypatch.setenv("JAXLME_NO_CACHE", "1")  # trace here, not load from an earlier run
+    compiled.clear_memory_cache()
+    by_fd = inference.satterthwaite(res)
+    assert calls  # the forward-difference program was the one compiled
+    monkeypatch.setattr(inference, "is_small", lambda layout: True)
+    exact = inference.satterthwaite(res)
+    np.testing.assert_allclose(by_fd["df"], exact["df"], rtol=1e-4)
+    np.testing.assert_allclose(by_fd["se"], exact["se"], rtol=1e-12)
 
 
 def test_summary_shows_df_and_p():

@@ -1,0 +1,164 @@
+"""The executable cache (jaxlme.compiled): programs reload in a new process, bad entries are
+replaced, stale ones never load, and small programs get the cheaper CPU code generation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlme import compiled
+from jaxlme.structure import is_small
+
+CHILD = r"""
+import json, sys, warnings
+import jax
+import jaxlme
+from jaxlme import compiled
+events = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, d, **kw: events.append((name, kw.get("fun_name", "")))
+)
+warnings.simplefilter("ignore")
+d = jaxlme.datasets.load("sleepstudy")
+res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", d)
+coefs = res.coefs()
+print(json.dumps(dict(
+    theta=res.theta.tolist(), df=coefs["df"].tolist(), stats=compiled.STATS,
+    traces=sum(e == "/jax/core/compile/jaxpr_trace_duration" and f.startswith("jaxlme_") for e, f in events),
+)))
+"""
+
+
+def _child(cache_dir, **env) -> dict:
+    e = dict(os.environ, JAXLME_CACHE_DIR=str(cache_dir))
+    e.pop("JAXLME_NO_CACHE", None)
+    e.update(env)
+    out = subprocess.run([sys.executable, "-c", CHILD], env=e, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_new_process_loads_fit_and_satterthwaite_without_tracing(tmp_path):
+    first = _child(tmp_path)
+    assert first["stats"]["compiled"] == 2 and first["stats"]["saved"] == 2
+    files = sorted(p.name.split("-")[0] for p in (tmp_path / "executables").glob("*.jaxexe"))
+    assert files == ["fit", "satterthwaite"]
+    second = _child(tmp_path)
+    assert second["stats"]["loaded"] == 2 and second["stats"]["compiled"] == 0
+    assert first["traces"] == 2
+    assert second["traces"] == 0  # nothing traced: the cached programs ran as loaded
+    np.testing.assert_allclose(second["theta"], first["theta"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(second["df"], first["df"], rtol=1e-12)
+
+
+def test_corrupt_entry_is_replaced(tmp_path):
+    _child(tmp_path)
+    for p in (tmp_path / "executables").glob("fit-*.jaxexe"):
+        p.write_bytes(b"not an executable")
+    again = _child(tmp_path)
+    assert again["stats"]["compiled"] == 1 and again["stats"]["loaded"] == 1  # fit rebuilt
+    third = _child(tmp_path)
+    assert third["stats"]["loaded"] == 2 and third["stats"]["compiled"] == 0
+
+
+def test_no_cache_writes_nothing(tmp_path):
+    out = _child(tmp_path, JAXLME_NO_CACHE="1")
+    assert out["stats"]["saved"] == 0 and out["stats"]["loaded"] == 0
+    assert not (tmp_path / "executables").exists()
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXLME_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("JAXLME_NO_CACHE", raising=False)
+    compiled.clear_memory_cache()
+    yield tmp_path / "executables"
+    compiled.clear_memory_cache()
+
+
+def _square(x, *, power):
+    return x**power
+
+
+def test_key_separates_static_args_shapes_and_source(cache_dir, monkeypatch):
+    x3, x4 = np.ones(3), np.ones(4)
+    a, _ = compiled.compile_program("sq", _square, (x3,), {"power": 2})
+    b, _ = compiled.compile_program("sq", _square, (x3,), {"power": 3})
+    c, _ = compiled.compile_program("sq", _square, (x4,), {"power": 2})
+    assert a is not b and a is not c
+    again, secs = compiled.compile_program("sq", _square, (x3,), {"power": 2})
+    assert again is a and secs == 0.0
+    np.testing.assert_array_equal(np.asarray(b(np.full(3, 2.0))), 8.0)
+    assert len(list(cache_dir.glob("sq-*.jaxexe"))) == 3
+    # a changed jaxlme never loads an executable built from other source
+    monkeypatch.setattr(compiled, "_SOURCE_HASH", "0" * 64)
+    compiled.clear_memory_cache()
+    before = dict(compiled.STATS)
+    compiled.compile_program("sq", _square, (x3,), {"power": 2})
+    assert compiled.STATS["compiled"] == before["compiled"] + 1
+    assert compiled.STATS["loaded"] == before["loaded"]
+
+
+def test_disk_entry_loads_in_process_and_runs(cache_dir):
+    x = np.arange(3.0)
+    compiled.compile_program("sq", _square, (x,), {"power": 2})
+    compiled.clear_memory_cache()
+    before = dict(compiled.STATS)
+    prog, _ = compiled.compile_program("sq", _square, (x,), {"power": 2})
+    assert compiled.STATS["loaded"] == before["loaded"] + 1
+    np.testing.assert_array_equal(np.asarray(prog(x)), x**2)
+
+
+def test_executable_from_jax_cache_is_not_saved(cache_dir):
+    """JAX's own cache hands back executables that do not re-serialize completely on CPU:
+    a compile that was a JAX cache hit must not be written (simulated by the hit event)."""
+
+    def traced_on_hit(x):
+        jax.monitoring.record_event("/jax/compilation_cache/cache_hits")
+        return x + 1.0
+
+    before = dict(compiled.STATS)
+    compiled.compile_program("hit", traced_on_hit, (np.ones(2),))
+    assert compiled.STATS["saved"] == before["saved"]
+    assert not list(cache_dir.glob("hit-*.jaxexe")) if cache_dir.exists() else True
+
+
+def test_loaded_program_that_fails_is_recompiled(tmp_path):
+    path = tmp_path / "x.jaxexe"
+    path.write_bytes(b"entry")
+
+    def broken(*args):
+        raise RuntimeError("Function bitcast_concatenate_fusion not found")
+
+    rebuilt = []
+
+    def recompile():
+        rebuilt.append(1)
+        return jax.jit(lambda x: x * 2.0)
+
+    prog = compiled._FromDisk(broken, recompile, path)
+    np.testing.assert_array_equal(np.asarray(prog(jnp.ones(2))), 2.0)
+    assert not path.exists() and rebuilt == [1]  # the bad entry is dropped, the program rebuilt
+    np.testing.assert_array_equal(np.asarray(prog(jnp.ones(2))), 2.0)
+
+
+def test_fast_options_only_for_small_models():
+    import jaxlme
+
+    small = jaxlme.LMM("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy")).layout
+    assert is_small(small)
+    assert not is_small(SimpleNamespace(size_rest=1145, n=73421))  # InstEval: runtime matters
+    assert not is_small(SimpleNamespace(size_rest=10, n=10**6))
+    assert compiled.fast_compile_options(True) == {
+        "xla_cpu_use_fusion_emitters": False,
+        "xla_backend_optimization_level": 1,
+    }
+    assert compiled.fast_compile_options(False) == {}
