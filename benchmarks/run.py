@@ -84,10 +84,11 @@ if case == "scale":
     d["g1"] = d["g1"].astype("category"); d["g2"] = d["g2"].astype("category")
 model = jaxlme.LMM(formula, d)
 res = model.fit(reml=reml)
-times = []
+times, progs = [], []
 for _ in range(reps):
     t = time.perf_counter(); r = model.fit(reml=reml); times.append(time.perf_counter() - t)
-out = dict(refit=statistics.median(times), refit_all=times, fit_program=r.opt.fit_seconds,
+    progs.append(r.opt.fit_seconds)
+out = dict(refit=statistics.median(times), refit_all=times, fit_program=statistics.median(progs),
            objective=r.objective, iterations=r.opt.iterations, evaluations=r.opt.evaluations,
            setup=model.setup_seconds, nlevels={t.name: t.nlevels for t in model.layout.terms},
            fixef=r.fixef.to_dict(), theta=r.theta.tolist())
@@ -347,15 +348,23 @@ def render(rows, scale_rows, args) -> str:
     if scale_rows:
         out.append("Scale series: `y ~ x + (1 + x | g1) + (1 | g2)`, ML, fixed levels, growing n")
         out.append("")
-        out.append("| n | levels g1 × g2 | set-up (O(n)) | optimization | iterations | lme4 fit | statsmodels |")
-        out.append("|---|---|---|---|---|---|---|")
+        out.append(
+            "Optimization = the compiled optimizer (`res.opt.fit_seconds`), the part that must not grow "
+            "with n; `fit()` = the whole warm `model.fit()` call, result object included."
+        )
+        out.append("")
+        out.append(
+            "| n | levels g1 × g2 | set-up (O(n)) | optimization | `fit()` | iterations | lme4 fit | statsmodels |"
+        )
+        out.append("|---|---|---|---|---|---|---|---|")
         for r in scale_rows:
             j = r["jaxlme"] or {}
             lme4 = (r.get("lme4") or {}).get("fit_seconds_median")
             sm = r.get("statsmodels") or {}
             smv = sm.get("fit_seconds_median") if sm.get("status") == "ok" else sm.get("status")
             out.append(
-                f"| {r['n']:,} | {r['g1']} × {r['g2']} | {_fmt(j.get('setup'))} | {_fmt(j.get('refit'))} | "
+                f"| {r['n']:,} | {r['g1']} × {r['g2']} | {_fmt(j.get('setup'))} | {_fmt(j.get('fit_program'))} | "
+                f"{_fmt(j.get('refit'))} | "
                 f"{j.get('iterations', '—')} | {_fmt(lme4)} | {_fmt(smv)} |"
             )
         out.append("")

@@ -20,9 +20,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.custom_batching import custom_vmap
-from jax.custom_derivatives import SymbolicZero
 
 from .structure import Layout, Structure
 
@@ -133,17 +131,6 @@ def factorize(theta: jax.Array, s: Structure) -> Factor:
 def _blocks(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Term-1 factors L1, the sparse L21 core C, and the rest block to factor (lower triangle valid)."""
     lay = s.layout
-    if _all_scalar_sparse(lay):
-        return _scalar_blocks(theta, s)
-    return _blocks_generic(theta, s)
-
-
-def _all_scalar_sparse(lay: Layout) -> bool:
-    return all(t.ncols == 1 for t in lay.terms) and not lay.dense_schur
-
-
-def _blocks_generic(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.Array]:
-    lay = s.layout
     lams = lambda_blocks(theta, lay)
     lam1 = lams[0]
     k1, r1 = lay.terms[0].nlevels, lay.terms[0].ncols
@@ -183,79 +170,6 @@ def _blocks_generic(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Arra
         m = _apply_lambda_rows(m, rest_lams, lay)
         m = _apply_lambda_rows(m.T, rest_lams, lay).T + jnp.diag(unit)
     return L1, C, m
-
-
-def _scalar_parts(theta: jax.Array, s: Structure):
-    """All-scalar ``_blocks``, with the intermediates its derivative reuses."""
-    lay = s.layout
-    size, q = lay.size_rest, lay.q_rest
-    t1 = theta[0]
-    m11 = t1 * t1 * s.a11[:, 0, 0] + 1.0
-    l1 = jnp.sqrt(m11)
-    vals = jnp.concatenate([s.vals_fixed, s.zy1], axis=0)[:, 0]
-    C = (vals * t1 / l1[s.levs])[:, None]
-    prods = C[s.pair_a, 0] * C[s.pair_b, 0]
-    schur = jax.ops.segment_sum(prods, s.pair_target, num_segments=size * size, indices_are_sorted=True)
-    arr = jnp.pad(s.arr_fixed, ((0, 1), (0, 1))).at[size - 1, :].set(s.ry)  # lower triangle exact
-    a_minus_s = arr - schur.reshape(size, size)  # lower triangle valid
-    lam = jnp.concatenate(
-        [jnp.full(t.nlevels, theta[1 + i]) for i, t in enumerate(lay.terms[1:])] + [jnp.ones(size - q, theta.dtype)]
-    )
-    unit = jnp.concatenate([jnp.ones(q, theta.dtype), jnp.zeros(size - q, theta.dtype)])
-    m = a_minus_s * (lam[:, None] * lam[None, :]) + jnp.diag(unit)
-    return (l1[:, None, None], C, m), (m11, vals, a_minus_s, lam)
-
-
-@jax.custom_jvp
-def _scalar_blocks(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``_blocks`` for models whose terms are all scalar (sparse Schur update), with an
-    analytic derivative in θ.
-
-    Every pair product is C_a C_b = v_a v_b θ1² / m11[lev], so the Schur block's tangent is
-    θ̇1 · Σ_pairs v_a v_b 2θ1 / m11[lev]², linear in θ̇1 through one segment sum whose
-    transpose (reverse mode) is a gather-and-reduce instead of autodiff's scatters into C;
-    the rest terms enter as m = (A - S) ∘ λλ' + I, whose transpose is two n² products.
-    """
-    return _scalar_parts(theta, s)[0]
-
-
-def _instantiate(t, primal):
-    if type(t) is not SymbolicZero:
-        return t
-    if jnp.issubdtype(jnp.result_type(primal), jnp.inexact):
-        return jnp.zeros(jnp.shape(primal), jnp.result_type(primal))
-    return np.zeros(jnp.shape(primal), jax.dtypes.float0)
-
-
-def _scalar_blocks_jvp(primals, tangents):
-    theta, s = primals
-    dtheta, ds = tangents
-    ds_leaves = jax.tree_util.tree_leaves(ds, is_leaf=lambda t: type(t) is SymbolicZero)
-    if any(type(t) is not SymbolicZero for t in ds_leaves):
-        # a derivative in the data (e.g. through y): plain autodiff, θ included
-        s_leaves, treedef = jax.tree_util.tree_flatten(s)
-        ds_full = treedef.unflatten([_instantiate(t, p) for t, p in zip(ds_leaves, s_leaves)])
-        return jax.jvp(lambda th, st: _scalar_parts(th, st)[0], (theta, s), (_instantiate(dtheta, theta), ds_full))
-    out, (m11, vals, a_minus_s, lam) = _scalar_parts(theta, s)
-    dtheta = _instantiate(dtheta, theta)
-    lay = s.layout
-    size, q = lay.size_rest, lay.q_rest
-    t1, dt1 = theta[0], dtheta[0]
-    a11 = s.a11[:, 0, 0]
-    l1 = out[0][:, 0, 0]
-    dL1 = (dt1 * t1 * a11 / l1)[:, None, None]
-    dC = (dt1 * vals / (l1 * m11)[s.levs])[:, None]  # d(θ1/√m11) = dθ1 / m11^{3/2}
-    w = vals[s.pair_a] * vals[s.pair_b] * (2.0 * t1 / (m11 * m11))[s.levs[s.pair_a]]
-    dS = jax.ops.segment_sum(w * dt1, s.pair_target, num_segments=size * size, indices_are_sorted=True)
-    dlam = jnp.concatenate(
-        [jnp.full(t.nlevels, dtheta[1 + i]) for i, t in enumerate(lay.terms[1:])] + [jnp.zeros(size - q, theta.dtype)]
-    )
-    lamlam = lam[:, None] * lam[None, :]
-    dm = a_minus_s * (dlam[:, None] * lam[None, :] + lam[:, None] * dlam[None, :]) - dS.reshape(size, size) * lamlam
-    return out, (dL1, dC, dm)
-
-
-_scalar_blocks.defjvp(_scalar_blocks_jvp, symbolic_zeros=True)
 
 
 @jax.custom_jvp

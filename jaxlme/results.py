@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
@@ -89,12 +90,23 @@ class LMMResult:
         }
         for t, df in zip(d.terms, self.ranef.values()):
             df.index.name = t.name
-        zb = np.zeros(d.n)
-        for t, b in zip(d.terms, eff.b):
-            zb += np.einsum("ij,ij->i", t.Z, np.asarray(b)[t.index])
-        self.fitted = d.X @ self.fixef.to_numpy() + zb
-        self.residuals = self.y - self.fitted
         self.varcorr = self._varcorr()
+
+    # -- per-observation quantities: O(n), so computed on first use (a fit or refit of
+    # 10^7 rows returns without them: 0.4 s of its 1 s there) -----------------------------
+    @functools.cached_property
+    def fitted(self) -> np.ndarray:
+        """Conditional fitted values Xβ̂ + Zb̂ (lme4's ``fitted``)."""
+        d = self.model.design
+        out = d.X @ self.fixef.to_numpy()
+        for t, b in zip(d.terms, self.effects.b):
+            out = out + np.einsum("ij,ij->i", t.Z, np.asarray(b)[t.index])
+        return out
+
+    @functools.cached_property
+    def residuals(self) -> np.ndarray:
+        """Response minus conditional fitted values."""
+        return self.y - self.fitted
 
     # -- derived quantities --------------------------------------------------------
     @property
