@@ -206,16 +206,17 @@ def _rest_entries(design: Design, layout: Layout) -> tuple[list[np.ndarray], lis
 
 def _schur_pairs(rows: np.ndarray, levs: np.ndarray, size: int):
     """All pairs of sparse entries sharing a level, lower triangle, as flat target indices
-    (sorted by target, for a sorted segment sum).  32-bit indices where they fit: half the
-    set-up time on InstEval (2.1 M pairs)."""
-    it = np.int32 if len(rows) < 2**31 else np.int64
-    order = np.argsort(levs.astype(np.int64) * size + rows, kind="stable").astype(it)
+    (sorted by target, for a sorted segment sum).  32-bit pair arrays where they fit: half
+    the set-up time on InstEval (2.1 M pairs)."""
+    order = np.argsort(levs.astype(np.int64) * size + rows, kind="stable")
     levs_s = levs[order]
-    starts = np.searchsorted(levs_s, levs_s, side="left").astype(it)
-    counts = np.arange(len(levs_s), dtype=it) - starts + 1  # entry p pairs with positions starts..p
+    starts = np.searchsorted(levs_s, levs_s, side="left")
+    counts = np.arange(len(levs_s)) - starts + 1  # entry p pairs with positions starts..p
     total = int(counts.sum())
+    it = np.int32 if max(total, len(rows)) < 2**31 else np.int64
+    order, starts, counts = order.astype(it), starts.astype(it), counts.astype(it)
     a_sorted = np.repeat(np.arange(len(levs_s), dtype=it), counts)
-    offsets = np.arange(total, dtype=it) - np.repeat((np.cumsum(counts) - counts).astype(it), counts)
+    offsets = np.arange(total, dtype=it) - np.repeat((np.cumsum(counts, dtype=np.int64) - counts).astype(it), counts)
     b_sorted = np.repeat(starts, counts) + offsets
     a, b = order[a_sorted], order[b_sorted]
     tt = np.int32 if size * size < 2**31 else np.int64
