@@ -162,3 +162,15 @@ def test_fast_options_only_for_small_models():
         "xla_backend_optimization_level": 1,
     }
     assert compiled.fast_compile_options(False) == {}
+
+
+def test_unwritable_cache_still_compiles(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory would go")
+    monkeypatch.setenv("JAXLME_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.delenv("JAXLME_NO_CACHE", raising=False)
+    compiled.clear_memory_cache()
+    before = dict(compiled.STATS)
+    prog, _ = compiled.compile_program("sq", _square, (np.arange(3.0),), {"power": 2})
+    np.testing.assert_array_equal(np.asarray(prog(np.arange(3.0))), [0.0, 1.0, 4.0])
+    assert compiled.STATS["saved"] == before["saved"] and compiled.STATS["compiled"] == before["compiled"] + 1
