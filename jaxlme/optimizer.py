@@ -92,11 +92,20 @@ def below_resolution(x, g, H, lb, f) -> jax.Array:
     return -0.5 * jnp.dot(g, d) <= 1e-12 * (1.0 + jnp.abs(f))
 
 
-def fd_hessian(vg: Callable, x: jax.Array, rel_step: float):
-    """f, g at x and the symmetrized forward-difference Hessian of the exact gradient."""
+def fd_points(x: jax.Array, rel_step: float) -> tuple[jax.Array, jax.Array]:
+    """Rows x, x + h_1 e_1, …, x + h_k e_k and the steps h = rel_step·max(1, |x|)."""
     h = rel_step * jnp.maximum(1.0, jnp.abs(x))
-    pts = jnp.concatenate([x[None, :], x[None, :] + jnp.diag(h)], axis=0)
-    fs, gs = jax.vmap(vg)(pts)
+    return jnp.concatenate([x[None, :], x[None, :] + jnp.diag(h)], axis=0), h
+
+
+def fd_hessian(vg: Callable, x: jax.Array, rel_step: float, batched: bool = True):
+    """f, g at x and the symmetrized forward-difference Hessian of the exact gradient.
+
+    ``batched=False`` evaluates the points one after another (``lax.map``): for large dense
+    blocks, whose gradient is fastest unbatched.
+    """
+    pts, h = fd_points(x, rel_step)
+    fs, gs = jax.vmap(vg)(pts) if batched else jax.lax.map(vg, pts)
     H = (gs[1:] - gs[0][None, :]) / h[:, None]
     return fs[0], gs[0], 0.5 * (H + H.T)
 
