@@ -39,7 +39,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from ._config import enable_compilation_cache
 from .compiled import compile_program
-from .objective import objective, solve_effects
+from .objective import objective, program_objective, solve_effects
 from .optimizer import (
     STATUS,
     _direction,
@@ -178,7 +178,7 @@ def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _L
     """One branch-free Newton iteration for one lane (vmapped over lanes)."""
     x, f, g, H = st.x, st.f, st.g, st.H
     k = x.shape[0]
-    vg = jax.value_and_grad(lambda t: objective(t, s, reml))
+    vg = jax.value_and_grad(lambda t: program_objective(t, s, reml))
     d, _ = _direction(x, g, H, lb)
     xn = jnp.maximum(x + st.alpha * d, lb)
     if opt.hessian == "bfgs":

@@ -18,7 +18,7 @@ import pandas as pd
 from ._config import enable_compilation_cache, x64
 from .compiled import compile_program
 from .design import build_design
-from .objective import objective, solve_effects
+from .objective import objective, program_objective, solve_effects
 from .optimizer import STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, LMMResult, OptSummary
 from .structure import Structure, build_structure, is_small, response_crossprods
@@ -31,7 +31,7 @@ def _fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: b
     lb = jnp.asarray(struct.layout.theta_lower)
 
     def fun(theta_tilde, s):
-        return objective(theta_tilde * scale, s, reml)
+        return program_objective(theta_tilde * scale, s, reml)
 
     state = newton_minimize(fun, theta0 / scale, lb, (struct,), options)
     effects = solve_effects(state.x * scale, struct, reml)

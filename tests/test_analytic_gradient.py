@@ -1,0 +1,162 @@
+"""The analytic θ-gradient (``objective_analytic``) against JAX's autodiff of the same objective."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import jaxlme
+from jaxlme import compiled
+from jaxlme import objective as obj
+from jaxlme.design import build_design
+from jaxlme.structure import build_structure
+
+
+def _synthetic(slope_on: str, seed: int = 0) -> pd.DataFrame:
+    """Crossed g1 (40 levels) × g2 (9 levels) with a random slope on one of them."""
+    rng = np.random.default_rng(seed)
+    n = 600
+    g1, g2 = rng.integers(0, 40, n), rng.integers(0, 9, n)
+    x = rng.normal(size=n)
+    slope = rng.normal(0, 0.3, 40)[g1] if slope_on == "g1" else rng.normal(0, 0.3, 9)[g2]
+    y = 1 + 0.5 * x + rng.normal(0, 0.8, 40)[g1] + rng.normal(0, 0.5, 9)[g2] + slope * x + rng.normal(size=n)
+    return pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str)})
+
+
+CASES = {
+    # all-scalar rest terms (the diagonal Λ̃ branch)
+    "crossed scalar": ("diameter ~ 1 + (1|plate) + (1|sample)", jaxlme.datasets.load("Penicillin")),
+    "nested scalar": ("strength ~ 1 + (1|batch/cask)", jaxlme.datasets.load("Pastes")),
+    # a vector-valued rest term (the generic pull-back through Λ̃)
+    "vector rest term": ("y ~ x + (1 | g1) + (x | g2)", _synthetic("g2")),
+    # a vector-valued term 1 (r1 = 2: ∂W_k is a 2 × 2 block per level)
+    "vector term 1": ("y ~ x + (x | g1) + (1 | g2)", _synthetic("g1")),
+    "bounce_time": (
+        "bounce_time ~ age_scaled + (1 + age_scaled | county) + (1 | county:location)",
+        jaxlme.datasets.load("bounce_time"),
+    ),
+}
+
+
+def _structure(case: str, schur: str):
+    formula, data = CASES[case]
+    with jax.enable_x64(True):  # float64 arrays, as LMM builds them
+        s, _ = build_structure(build_design(formula, data), schur=schur)
+    assert s.arr_fixed.dtype == jnp.float64
+    return s
+
+
+def _thetas(layout, seed: int) -> list[np.ndarray]:
+    """A random interior θ and one with a diagonal entry on its bound (θ_i = 0)."""
+    rng = np.random.default_rng(seed)
+    theta = layout.theta_start * np.abs(rng.normal(1.0, 0.4, layout.ntheta)) + rng.normal(0, 0.3, layout.ntheta) * (
+        layout.theta_lower != 0
+    )
+    boundary = theta.copy()
+    boundary[np.flatnonzero(layout.theta_lower == 0)[-1]] = 0.0
+    return [theta, boundary]
+
+
+def _derivatives(f):
+    """Value, gradient and Hessian of f(θ, s, reml), one jitted program (reml static)."""
+
+    def run(th, s, reml):
+        v, g = jax.value_and_grad(f)(th, s, reml)
+        return v, g, jax.hessian(f)(th, s, reml)
+
+    return jax.jit(run, static_argnums=2)
+
+
+@pytest.mark.parametrize("schur", ["sparse", "dense"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_value_gradient_and_hessian_equal_autodiff(case, schur):
+    s = _structure(case, schur)
+    assert s.layout.dense_schur == (schur == "dense")
+    autodiff, analytic = _derivatives(obj.objective), _derivatives(obj.objective_analytic)
+    direct = jax.jit(obj.value_and_gradient, static_argnums=2)
+    with jax.enable_x64(True):
+        for theta in _thetas(s.layout, 1):
+            th = jnp.asarray(theta)
+            for reml in (True, False):
+                va, ga, Ha = autodiff(th, s, reml)
+                vb, gb, Hb = analytic(th, s, reml)
+                assert float(vb) == pytest.approx(float(va), rel=1e-13)
+                scale = np.max(np.abs(np.asarray(ga)))
+                np.testing.assert_allclose(gb, ga, rtol=1e-9, atol=1e-9 * scale)
+                np.testing.assert_allclose(direct(th, s, reml)[1], ga, rtol=1e-9, atol=1e-9 * scale)
+                hscale = np.max(np.abs(np.asarray(Ha)))
+                np.testing.assert_allclose(Hb, Ha, rtol=1e-7, atol=1e-7 * hscale)
+
+
+def test_gradient_vmaps_over_theta_and_over_responses():
+    s = _structure("crossed scalar", "sparse")
+    with jax.enable_x64(True):
+        thetas = jnp.asarray(np.stack(_thetas(s.layout, 2) + [s.layout.theta_start]))
+        ga = jax.jit(jax.vmap(jax.grad(obj.objective), (0, None)))(thetas, s)
+        gb = jax.jit(jax.vmap(jax.grad(obj.objective_analytic), (0, None)))(thetas, s)
+        np.testing.assert_allclose(gb, ga, rtol=1e-9, atol=1e-9 * float(jnp.max(jnp.abs(ga))))
+
+        # batched responses, as in the bootstrap: only zy1 and ry differ per lane
+        zy1s = s.zy1[None] * jnp.array([1.0, 0.9, 1.2])[:, None, None]
+        rys = s.ry[None] * jnp.array([1.0, 0.9, 1.2])[:, None]
+
+        def grad_for(f):
+            return jax.jit(jax.vmap(lambda z, r: jax.grad(f)(thetas[0], s.with_response(z, r))))(zy1s, rys)
+
+        np.testing.assert_allclose(grad_for(obj.objective_analytic), grad_for(obj.objective), rtol=1e-9, atol=1e-6)
+
+
+def test_derivatives_in_the_data_fall_back_to_autodiff():
+    """Differentiating in the response cross-products (a pipeline fitting y) stays exact."""
+    s = _structure("vector rest term", "sparse")
+    with jax.enable_x64(True):
+        th = jnp.asarray(_thetas(s.layout, 3)[0])
+
+        def in_data(f):
+            return jax.jit(jax.grad(lambda ry, t: f(t, s.with_response(s.zy1, ry)), argnums=(0, 1)))(s.ry, th)
+
+        (dry_a, dth_a), (dry_b, dth_b) = in_data(obj.objective), in_data(obj.objective_analytic)
+        assert float(jnp.max(jnp.abs(dry_a))) > 0
+        np.testing.assert_allclose(dry_b, dry_a, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(dth_b, dth_a, rtol=1e-9)
+
+
+def test_program_objective_picks_the_analytic_gradient_for_large_blocks(monkeypatch):
+    small = _structure("crossed scalar", "sparse")
+    calls = []
+    monkeypatch.setattr(obj, "objective_analytic", lambda *a: calls.append(1) or obj.objective(*a))
+    with jax.enable_x64(True):
+        th = jnp.asarray(small.layout.theta_start)
+        obj.program_objective(th, small)
+        assert not calls
+        monkeypatch.setattr(obj, "ANALYTIC_GRADIENT_MIN_SIZE", small.layout.size_rest)
+        obj.program_objective(th, small)
+        assert calls
+
+
+def test_fit_with_the_analytic_gradient_equals_the_autodiff_fit(monkeypatch):
+    """A crossed model with a 420-row dense block fits to the same optimum either way."""
+    rng = np.random.default_rng(4)
+    n, k1, k2 = 5000, 500, 420
+    g1, g2 = rng.integers(0, k1, n), rng.integers(0, k2, n)
+    x = rng.normal(size=n)
+    y = 1 + 0.3 * x + rng.normal(0, 0.6, k1)[g1] + rng.normal(0, 0.4, k2)[g2] + rng.normal(size=n)
+    d = pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str)})
+    model = jaxlme.LMM("y ~ x + (1 | g1) + (1 | g2)", d)
+    assert model.layout.size_rest >= obj.ANALYTIC_GRADIENT_MIN_SIZE
+    monkeypatch.setenv("JAXLME_NO_CACHE", "1")  # each fit program traced here
+    compiled.clear_memory_cache()
+    analytic = model.fit(reml=False)
+    monkeypatch.setattr(obj, "ANALYTIC_GRADIENT_MIN_SIZE", 10**9)
+    compiled.clear_memory_cache()
+    autodiff = model.fit(reml=False)
+    compiled.clear_memory_cache()
+    assert analytic.converged and autodiff.converged
+    assert analytic.objective == pytest.approx(autodiff.objective, abs=1e-6)
+    np.testing.assert_allclose(analytic.theta, autodiff.theta, rtol=1e-4)
+    with jax.enable_x64(True):  # stationary by the independent (autodiff) gradient too
+        g = jax.grad(obj.objective)(jnp.asarray(analytic.theta), model.structure, False)
+        assert float(jnp.max(jnp.abs(g))) < 1e-2
