@@ -18,7 +18,7 @@ import pandas as pd
 from ._config import enable_compilation_cache, x64
 from .compiled import compile_program
 from .design import build_design
-from .objective import objective, program_objective, solve_effects
+from .objective import objective, program_objective, solve_effects, uses_analytic_gradient
 from .optimizer import STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, LMMResult, OptSummary
 from .structure import Structure, build_structure, is_small, response_crossprods
@@ -212,7 +212,9 @@ class LMM:
             optimizer=(
                 "bounded Newton (autodiff Hessian)"
                 if options.hessian != "bfgs"
-                else "bounded quasi-Newton (BFGS, autodiff gradient)"
+                else "bounded quasi-Newton (BFGS, "
+                + ("analytic" if uses_analytic_gradient(lay) else "autodiff")
+                + " gradient)"
                 + (", finished by Newton (autodiff Hessian)" if polished else "")
             ),
             theta_initial=theta_init,

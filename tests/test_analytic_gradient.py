@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,6 +137,9 @@ def test_program_objective_picks_the_analytic_gradient_for_large_blocks(monkeypa
         monkeypatch.setattr(obj, "ANALYTIC_GRADIENT_MIN_SIZE", small.layout.size_rest)
         obj.program_objective(th, small)
         assert calls
+    # dense Schur products have no pairs to save: autodiff there, however large
+    assert obj.uses_analytic_gradient(SimpleNamespace(size_rest=10**4, dense_schur=False))
+    assert not obj.uses_analytic_gradient(SimpleNamespace(size_rest=10**4, dense_schur=True))
 
 
 def test_fit_with_the_analytic_gradient_equals_the_autodiff_fit(monkeypatch):
@@ -155,6 +160,7 @@ def test_fit_with_the_analytic_gradient_equals_the_autodiff_fit(monkeypatch):
     autodiff = model.fit(reml=False)
     compiled.clear_memory_cache()
     assert analytic.converged and autodiff.converged
+    assert "analytic gradient" in analytic.opt.optimizer and "autodiff gradient" in autodiff.opt.optimizer
     assert analytic.objective == pytest.approx(autodiff.objective, abs=1e-6)
     np.testing.assert_allclose(analytic.theta, autodiff.theta, rtol=1e-4)
     with jax.enable_x64(True):  # stationary by the independent (autodiff) gradient too
