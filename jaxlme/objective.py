@@ -399,7 +399,8 @@ def value_and_gradient(theta: jax.Array, s: Structure, reml: bool = True) -> tup
     ∂f/∂m = G (``weighted_inverse``); its pull-back through Λ̃ gives the rest terms'
     derivatives and H = ∂f/∂(A_RR − S); term 1's derivative is then
     −Σ_pairs H_t v_a' ∂W_k v_b, one gather pass over the pairs with ∂W_k from forward mode
-    on the k1 small blocks.  InstEval: 50 ms against 88 ms for reverse-mode autodiff.
+    on the k1 small blocks.  InstEval, inside the fit's loop: 52 ms against 58 ms for
+    reverse-mode autodiff (evaluation alone: 16 ms).
     """
     lay = s.layout
     size = lay.size_rest
