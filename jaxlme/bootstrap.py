@@ -39,7 +39,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from ._config import enable_compilation_cache
 from .compiled import compile_program
-from .objective import objective, program_objective, solve_effects
+from .objective import objective, program_objective, solve_effects, uses_analytic_gradient
 from .optimizer import (
     STATUS,
     _direction,
@@ -290,7 +290,15 @@ def _pool_program(model, reml: bool, opt: BootOptions, chunk: int, devices: tupl
             check_vma=False,
         )
     extra = (sizes, bool(reml), opt, tuple((d.platform, d.id) for d in devices))
-    prog, _ = compile_program("bootstrap", fn, args, key=extra, small=is_small(lay), disk=ndev == 1)
+    prog, _ = compile_program(
+        "bootstrap",
+        fn,
+        args,
+        key=extra,
+        small=is_small(lay),
+        native_reductions=uses_analytic_gradient(lay),
+        disk=ndev == 1,
+    )
     return prog
 
 

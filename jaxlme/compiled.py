@@ -41,18 +41,22 @@ _LAPACK_READY = False
 # XLA CPU options that halve compile time of jaxlme's small programs without slowing them:
 # the older loop emitters instead of the fusion emitters, and LLVM at -O1.
 _FAST_CPU = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
-# Large programs keep XLA's defaults except that reductions stay with XLA's own emitters
-# rather than YNNPACK (matrix products still go to YNNPACK): the gradient's pass over the
-# Schur pairs, a 2.1 M-element gather-multiply-reduce on InstEval, takes 22 ms in a YNN
-# reduce fusion and 4 ms without.
-_LARGE_CPU = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+# Programs with the analytic gradient's pass over the Schur pairs keep reductions with
+# XLA's own emitters rather than YNNPACK (matrix products still go to YNNPACK): on InstEval
+# that 2.1 M-element gather-multiply-reduce takes 22 ms in a YNN reduce fusion and 4 ms
+# without.  Other large programs keep XLA's defaults (the 10^7-row dense-Schur fit measured
+# 7% slower and 0.9 GiB larger with this option).
+_NATIVE_REDUCTIONS_CPU = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
 
 
-def fast_compile_options(small: bool) -> dict[str, Any]:
-    """Compiler options for a program on this backend (CPU: by program size)."""
+def fast_compile_options(small: bool, native_reductions: bool = False) -> dict[str, Any]:
+    """Compiler options for a program on this backend (CPU: cheaper code generation for
+    small programs; XLA's own reductions for programs that gather-reduce over pairs)."""
     if jax.default_backend() != "cpu":
         return {}
-    return dict(_FAST_CPU if small else _LARGE_CPU)
+    if small:
+        return dict(_FAST_CPU)
+    return dict(_NATIVE_REDUCTIONS_CPU) if native_reductions else {}
 
 
 def clear_memory_cache() -> None:
@@ -168,6 +172,7 @@ def compile_program(
     *,
     key: tuple = (),
     small: bool = False,
+    native_reductions: bool = False,
     disk: bool = True,
 ) -> tuple[Any, float]:
     """Compiled ``fn(*args, **static)`` (``static``: hashable, static keyword arguments;
@@ -178,7 +183,7 @@ def compile_program(
     an unreadable or incompatible disk entry is ignored and replaced.
     """
     static = static or {}
-    options = fast_compile_options(small)
+    options = fast_compile_options(small, native_reductions)
     digest = _key(name, args, static, options, key)
     hit = _MEMORY.get(digest)
     if hit is not None:

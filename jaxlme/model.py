@@ -53,6 +53,7 @@ def fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bo
         (theta0, scale, struct),
         {"reml": bool(reml), "options": options},
         small=is_small(struct.layout),
+        native_reductions=uses_analytic_gradient(struct.layout),
     )
 
 

@@ -322,7 +322,7 @@ def objective(theta: jax.Array, s: Structure, reml: bool = True) -> jax.Array:
 # Rows of the rest block from which jaxlme's own programs use the analytic θ-gradient.
 # Reverse-mode autodiff scatters the gradient back through every Schur pair; the analytic
 # gradient replaces that by one gather pass.  It pays only with the compiler options those
-# programs get (``compiled.fast_compile_options``: XLA's own reduction emitters) -- under
+# programs get (``compiled.fast_compile_options(native_reductions=True)``) -- under
 # XLA CPU's defaults its pass is 5x slower -- so plain ``objective`` keeps autodiff.  With
 # dense Schur products (no pairs) it gains nothing: the 10^7-row fit took 12% longer.
 ANALYTIC_GRADIENT_MIN_SIZE = 400

@@ -154,7 +154,16 @@ def test_fit_with_the_analytic_gradient_equals_the_autodiff_fit(monkeypatch):
     assert model.layout.size_rest >= obj.ANALYTIC_GRADIENT_MIN_SIZE
     monkeypatch.setenv("JAXLME_NO_CACHE", "1")  # each fit program traced here
     compiled.clear_memory_cache()
+    seen = []
+    compile_program = jaxlme.model.compile_program
+
+    def recording(*a, **k):
+        seen.append(k.get("native_reductions"))
+        return compile_program(*a, **k)
+
+    monkeypatch.setattr(jaxlme.model, "compile_program", recording)
     analytic = model.fit(reml=False)
+    assert seen and all(seen)  # compiled with XLA's own reductions (see compiled.py)
     monkeypatch.setattr(obj, "ANALYTIC_GRADIENT_MIN_SIZE", 10**9)
     compiled.clear_memory_cache()
     autodiff = model.fit(reml=False)

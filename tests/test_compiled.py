@@ -161,7 +161,10 @@ def test_fast_options_only_for_small_models():
         "xla_cpu_use_fusion_emitters": False,
         "xla_backend_optimization_level": 1,
     }
-    assert compiled.fast_compile_options(False) == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+    assert compiled.fast_compile_options(False) == {}
+    assert compiled.fast_compile_options(False, native_reductions=True) == {
+        "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"
+    }
 
 
 def test_large_program_options_keep_reductions_out_of_ynnpack():
@@ -173,7 +176,7 @@ def test_large_program_options_keep_reductions_out_of_ynnpack():
     with jax.enable_x64(True):
         x = jnp.ones((300, 300))
         default = jax.jit(f).lower(x, x).compile().as_text()
-        large = jax.jit(f).lower(x, x).compile(compiler_options=compiled.fast_compile_options(False)).as_text()
+        large = jax.jit(f).lower(x, x).compile(compiler_options=compiled.fast_compile_options(False, True)).as_text()
     assert default.count("__ynn_fusion") == 2  # the product and the reduction
     assert large.count("__ynn_fusion") == 1  # the product only
 
