@@ -147,6 +147,16 @@ def _env(cache: str | None) -> dict:
     return env
 
 
+def _wall(cmd: list[str], env: dict, timeout: float = 3600) -> float | None:
+    """Wall seconds of a successful command, else None."""
+    t = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return None
+    return time.perf_counter() - t if p.returncode == 0 else None
+
+
 def jaxlme_case(case: str, path: Path, reps: int) -> dict:
     formula, reml = FORMULA[case]
     args = [case, str(path), formula, "1" if reml else "0"]
@@ -160,6 +170,9 @@ def jaxlme_case(case: str, path: Path, reps: int) -> dict:
             warm_proc.append(out)
             walls.append(wall)
         warm, _, err = _run([sys.executable, "-c", WARM, *args, str(reps)], _env(cache))
+        # the command line, lme4's `Rscript -e` counterpart: read, fit, print the summary
+        cli = [sys.executable, "-m", "jaxlme", "fit", str(path), formula] + ([] if reml else ["--ml"])
+        cli_walls = [w for w in (_wall(cli, _env(cache)) for _ in range(reps)) if w is not None]
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     cold = [c for c in cold if c]
@@ -170,6 +183,7 @@ def jaxlme_case(case: str, path: Path, reps: int) -> dict:
         compile_cold=statistics.median(c["compile"] for c in cold) if cold else None,
         first_fit_cached=statistics.median(c["first_fit"] for c in warm_proc) if warm_proc else None,
         process_cached=statistics.median(walls),
+        cli_process=statistics.median(cli_walls) if cli_walls else None,
         peak_rss_mb=max((c["peak_rss_mb"] for c in cold + warm_proc), default=None),
         warm=warm,
         error=err,
@@ -275,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 first_cached=ours["first_fit_cached"],
                 warm=warm.get("refit"),
                 process=ours["process_cached"],
+                cli=ours.get("cli_process"),
                 mem=ours["peak_rss_mb"],
                 lme4=(lme4 or {}).get("fit_seconds_median"),
                 lme4_process=(lme4 or {}).get("process_seconds"),
@@ -335,20 +350,24 @@ def render(rows, scale_rows, args) -> str:
     out.append(f"Medians of {args.reps} runs; ratios are peer time / jaxlme time (higher is better for jaxlme).")
     out.append(
         "First fit = `LMM(...)` + `.fit()` in a fresh process (JAX compile included; 'cold' = no persistent "
-        "cache); whole process = `python -c` import, read CSV, fit, print summary (persistent cache warm)."
+        "cache); whole process = `python -c` import, read CSV, fit, print summary (persistent cache warm); "
+        "`jaxlme fit` = the same through the command line (`python -m jaxlme fit data.csv formula`), "
+        "the counterpart of lme4's `Rscript -e`."
     )
     out.append("")
     if rows:
         out.append(
             "| case | n | jaxlme first fit (cold compile) | first fit (cache warm) | warm refit | whole process "
-            "| peak RSS | lme4 fit | lme4 process | statsmodels fit | lme4/jaxlme warm | lme4/jaxlme process |"
+            "| `jaxlme fit` process | peak RSS | lme4 fit | lme4 process | statsmodels fit | lme4/jaxlme warm "
+            "| lme4/jaxlme process | lme4/`jaxlme fit` |"
         )
-        out.append("|" + "---|" * 12)
+        out.append("|" + "---|" * 14)
         for r in rows:
             out.append(
                 f"| {r['case']} | {r['n']} | {_fmt(r['first'])} | {_fmt(r['first_cached'])} | {_fmt(r['warm'])} "
-                f"| {_fmt(r['process'])} | {_fmt(r['mem'], 'MB')} | {_fmt(r['lme4'])} | {_fmt(r['lme4_process'])} "
-                f"| {_fmt(r['sm'])} | {_ratio(r['lme4'], r['warm'])} | {_ratio(r['lme4_process'], r['process'])} |"
+                f"| {_fmt(r['process'])} | {_fmt(r.get('cli'))} | {_fmt(r['mem'], 'MB')} | {_fmt(r['lme4'])} "
+                f"| {_fmt(r['lme4_process'])} | {_fmt(r['sm'])} | {_ratio(r['lme4'], r['warm'])} "
+                f"| {_ratio(r['lme4_process'], r['process'])} | {_ratio(r['lme4_process'], r.get('cli'))} |"
             )
         out.append("")
         out.append("Criterion at the optimum (jaxlme vs lme4) and derivative costs at θ̂:")

@@ -143,3 +143,25 @@ def test_python_dash_m_subprocess(files):
     assert proc.stderr.strip().count("\n") == 0 and "Nope" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "jaxlme", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "demo" in proc.stdout
+
+
+def test_the_executable_exits_quickly_but_completely(tmp_path):
+    """``run`` (the installed ``jaxlme`` command) skips the interpreter's teardown but still
+    delivers all output, runs atexit handlers and returns main's status."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('atexit ran', flush=True))\n"
+        "sys.argv = ['jaxlme'] + sys.argv[1:]\n"
+        "from jaxlme.cli import run\n"
+        "run()\n"
+    )
+    ok = subprocess.run([sys.executable, "-c", script, "datasets"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0
+    assert "sleepstudy" in ok.stdout and ok.stdout.rstrip().endswith("atexit ran")
+    bad = subprocess.run(
+        [sys.executable, "-c", script, "fit", str(tmp_path / "missing.csv"), "y ~ 1 + (1|g)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "missing.csv" in bad.stderr and "atexit ran" in bad.stdout
