@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+def crossed_large(seed: int, n: int = 5000, k1: int = 500, k2: int = 420) -> pd.DataFrame:
+    """Synthetic y ~ x + (1 | g1) + (1 | g2) data whose dense rest block has k2 + 2 > 400 rows,
+    so jaxlme treats it as a large model (BFGS, analytic gradient, difference Hessians)."""
+    rng = np.random.default_rng(seed)
+    g1, g2 = rng.integers(0, k1, n), rng.integers(0, k2, n)
+    x = rng.normal(size=n)
+    y = 1 + 0.3 * x + rng.normal(0, 0.6, k1)[g1] + rng.normal(0, 0.4, k2)[g2] + rng.normal(size=n)
+    return pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str)})
 
 
 def load_csv(name: str) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import crossed_large
 
 import jaxlme
 from jaxlme import compiled
@@ -144,13 +145,7 @@ def test_program_objective_picks_the_analytic_gradient_for_large_blocks(monkeypa
 
 def test_fit_with_the_analytic_gradient_equals_the_autodiff_fit(monkeypatch):
     """A crossed model with a 420-row dense block fits to the same optimum either way."""
-    rng = np.random.default_rng(4)
-    n, k1, k2 = 5000, 500, 420
-    g1, g2 = rng.integers(0, k1, n), rng.integers(0, k2, n)
-    x = rng.normal(size=n)
-    y = 1 + 0.3 * x + rng.normal(0, 0.6, k1)[g1] + rng.normal(0, 0.4, k2)[g2] + rng.normal(size=n)
-    d = pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str)})
-    model = jaxlme.LMM("y ~ x + (1 | g1) + (1 | g2)", d)
+    model = jaxlme.LMM("y ~ x + (1 | g1) + (1 | g2)", crossed_large(4))
     assert model.layout.size_rest >= obj.ANALYTIC_GRADIENT_MIN_SIZE
     monkeypatch.setenv("JAXLME_NO_CACHE", "1")  # each fit program traced here
     compiled.clear_memory_cache()

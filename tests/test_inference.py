@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import DATA
+from helpers import DATA, crossed_large
 
 import jaxlme
 from jaxlme import compiled, inference
@@ -122,13 +122,7 @@ def test_satterthwaite_contrast_matches_unit_vectors_and_finite_differences():
 def test_large_models_difference_exact_gradients_and_agree_with_autodiff(monkeypatch):
     """Large dense blocks take the forward-difference route (of exact gradients and of
     Var(β̂)); it must give the autodiff route's df."""
-    rng = np.random.default_rng(3)
-    n, k1, k2 = 5000, 500, 420
-    g1, g2 = rng.integers(0, k1, n), rng.integers(0, k2, n)
-    x = rng.normal(size=n)
-    y = 1 + 0.3 * x + rng.normal(0, 0.6, k1)[g1] + rng.normal(0, 0.4, k2)[g2] + rng.normal(size=n)
-    d = pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str)})
-    res = jaxlme.lmm("y ~ x + (1 | g1) + (1 | g2)", d)
+    res = jaxlme.lmm("y ~ x + (1 | g1) + (1 | g2)", crossed_large(3))
     assert not inference.is_small(res.model.layout)
     calls = []
     fd = inference._satterthwaite_parts_fd
