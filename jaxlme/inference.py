@@ -22,7 +22,7 @@ import pandas as pd
 
 from ._config import x64
 from .compiled import compile_program
-from .objective import _blocks, factorize, weighted_chol_logdiag
+from .objective import _blocks, _log_det1, factorize, weighted_chol_logdiag
 from .optimizer import NewtonOptions, fd_hessian, fd_points, newton_minimize
 from .structure import is_small
 
@@ -63,7 +63,7 @@ def _deviance_vp(varpar: jax.Array, struct, reml: bool) -> jax.Array:
     theta, sigma = varpar[:-1], varpar[-1]
     lay = struct.layout
     L1, _, mat = _blocks(theta, struct)
-    ld1 = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L1, axis1=-2, axis2=-1)))
+    ld1 = _log_det1(L1)
     q, p = lay.q_rest, lay.p
     logdets = weighted_chol_logdiag(mat, ((q, 1.0), (p, 1.0 if reml else 0.0), (1, 0.0)))  # ldL2 [+ ldRX2]
     log_pwrss = weighted_chol_logdiag(mat, ((q, 0.0), (p, 0.0), (1, 1.0)))
