@@ -107,9 +107,8 @@ with jax.enable_x64(True):
     # the same costs as the fit program pays them: its objective and compiler options, inside
     # a loop (so large temporaries are allocated once, as in the optimizer's while loop)
     from jaxlme.compiled import fast_compile_options
-    from jaxlme.objective import program_objective, uses_analytic_gradient
-    from jaxlme.structure import is_small
-    opts = fast_compile_options(is_small(model.layout), uses_analytic_gradient(model.layout))
+    from jaxlme.objective import program_flags, program_objective
+    opts = fast_compile_options(**program_flags(model.layout))
     def in_loop(fn, N=10):
         def prog(x, s):
             def body(i, acc):

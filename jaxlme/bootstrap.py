@@ -39,7 +39,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from ._config import enable_compilation_cache
 from .compiled import compile_program
-from .objective import objective, program_objective, solve_effects, uses_analytic_gradient
+from .objective import objective, program_flags, program_objective, solve_effects
 from .optimizer import (
     STATUS,
     _direction,
@@ -49,7 +49,7 @@ from .optimizer import (
     fd_hessian,
     noise_floor,
 )
-from .structure import ObsData, Structure, is_small, response_crossprods
+from .structure import ObsData, Structure, response_crossprods
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
@@ -295,8 +295,7 @@ def _pool_program(model, reml: bool, opt: BootOptions, chunk: int, devices: tupl
         fn,
         args,
         key=extra,
-        small=is_small(lay),
-        native_reductions=uses_analytic_gradient(lay),
+        **program_flags(lay),
         disk=ndev == 1,
     )
     return prog

@@ -18,10 +18,10 @@ import pandas as pd
 from ._config import enable_compilation_cache, x64
 from .compiled import compile_program
 from .design import build_design
-from .objective import objective, program_objective, solve_effects, uses_analytic_gradient
+from .objective import objective, program_flags, program_objective, solve_effects, uses_analytic_gradient
 from .optimizer import STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, LMMResult, OptSummary
-from .structure import Structure, build_structure, is_small, response_crossprods
+from .structure import Structure, build_structure, response_crossprods
 
 __all__ = ["LMM", "lmm", "fit_program"]
 
@@ -52,8 +52,7 @@ def fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bo
         _fit_program,
         (theta0, scale, struct),
         {"reml": bool(reml), "options": options},
-        small=is_small(struct.layout),
-        native_reductions=uses_analytic_gradient(struct.layout),
+        **program_flags(struct.layout),
     )
 
 

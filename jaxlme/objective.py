@@ -24,7 +24,7 @@ import numpy as np
 from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import SymbolicZero
 
-from .structure import Layout, Structure
+from .structure import Layout, Structure, is_small
 
 __all__ = [
     "Factor",
@@ -32,6 +32,7 @@ __all__ = [
     "factorize",
     "objective",
     "objective_analytic",
+    "program_flags",
     "program_objective",
     "uses_analytic_gradient",
     "value_and_gradient",
@@ -331,6 +332,12 @@ ANALYTIC_GRADIENT_MIN_SIZE = 400
 def uses_analytic_gradient(layout: Layout) -> bool:
     """Whether jaxlme's programs differentiate this layout with ``value_and_gradient``."""
     return layout.size_rest >= ANALYTIC_GRADIENT_MIN_SIZE and not layout.dense_schur
+
+
+def program_flags(layout: Layout) -> dict[str, bool]:
+    """``compile_program``'s flags for a program that differentiates ``program_objective``:
+    cheap code generation for small models, XLA's own reductions for the analytic pair pass."""
+    return {"small": is_small(layout), "native_reductions": uses_analytic_gradient(layout)}
 
 
 def program_objective(theta: jax.Array, s: Structure, reml: bool = True) -> jax.Array:
