@@ -7,6 +7,7 @@ columns dropped with a warning, and grouping factors coded as integer levels.
 
 from __future__ import annotations
 
+import keyword
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -77,7 +78,80 @@ class Design:
         return self.X.shape[1]
 
 
+# A right-hand side made only of column names and 0/1/-1 ("1 + Days", "x - 1", "0 + x").
+_SIMPLE_PIECE = re.compile(r"\s*([+-]?)\s*([A-Za-z_][A-Za-z0-9_.]*|[01])\s*")
+
+
+def simple_terms(rhs: str) -> tuple[bool, tuple[str, ...]] | None:
+    """``(intercept, names)`` when ``rhs`` only adds plain column names and sets the
+    intercept with ``1``/``0``/``-1``; None for anything else (left to formulaic)."""
+    pos, intercept, names = 0, True, []
+    while pos < len(rhs):
+        m = _SIMPLE_PIECE.match(rhs, pos)
+        if m is None or m.end() == pos:
+            return None
+        sign, token = m.group(1) or "+", m.group(2)
+        if pos > 0 and not m.group(1):
+            return None  # two tokens without an operator between them
+        pos = m.end()
+        if token in ("0", "1"):
+            if sign == "-" and token == "0":
+                return None  # "- 0" adds the intercept back: rare, formulaic's business
+            intercept = token == "1" and sign == "+"
+        elif sign == "-" or keyword.iskeyword(token) or "." in token:
+            return None
+        elif token not in names:
+            names.append(token)
+    return (intercept, tuple(names)) if pos > 0 else None
+
+
+@dataclass(frozen=True)
+class ColumnsSpec:
+    """The model matrix of a formula that only names numeric columns: formulaic's ModelSpec
+    interface (``column_names``, ``required_variables``, ``get_model_matrix``) without
+    formulaic, whose import costs ~0.15 s of every process (a sleepstudy fit takes 0.02 s)."""
+
+    intercept: bool
+    variables: tuple[str, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return (["Intercept"] if self.intercept else []) + list(self.variables)
+
+    @property
+    def required_variables(self) -> set[str]:
+        return set(self.variables)
+
+    def get_model_matrix(self, data: pd.DataFrame, na_action: str = "ignore") -> pd.DataFrame:
+        cols = {"Intercept": np.ones(len(data))} if self.intercept else {}
+        for name in self.variables:
+            col = data[name]
+            if not _plain_numeric(col):
+                raise DataError(f"column '{name}' is not numeric (it was numeric when the model was fitted)")
+            cols[name] = col.to_numpy(dtype=float)
+        out = pd.DataFrame(cols, index=data.index)
+        if na_action == "raise" and out.isna().any(axis=None):
+            raise DataError("missing values in the model's columns")
+        return out
+
+
+def _plain_numeric(col) -> bool:
+    return isinstance(col, pd.Series) and col.dtype.kind in "iuf"
+
+
+def _simple_spec(rhs: str, data: pd.DataFrame) -> ColumnsSpec | None:
+    """A :class:`ColumnsSpec` when ``rhs`` is simple and all its columns are plain numbers."""
+    terms = simple_terms(rhs)
+    if terms is None or not all(name in data.columns and _plain_numeric(data[name]) for name in terms[1]):
+        return None
+    return ColumnsSpec(*terms)
+
+
 def _required_variables(expr: str) -> set[str]:
+    lhs, _, rhs = expr.partition("~")
+    simple = None if lhs.strip() else simple_terms(rhs)
+    if simple is not None:
+        return set(simple[1])
     import formulaic
 
     try:
@@ -197,24 +271,30 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
             if np.isinf(values).any():
                 raise DataError(f"Column '{name}' contains infinite values")
 
-    mm = _model_matrix(f"{parsed.response} ~ {parsed.fixed}", frame, "the fixed-effects model matrix")
-    lhs = mm.lhs
-    if lhs.shape[1] != 1:
-        raise DataError(
-            f"Response '{parsed.response}' must be a single numeric column "
-            f"(it expands to {lhs.shape[1]} columns: is it categorical?)"
-        )
-    try:
-        y = np.asarray(lhs, dtype=float).ravel()
-    except (TypeError, ValueError):
-        raise DataError(f"Response '{parsed.response}' is not numeric") from None
+    response = frame[parsed.response] if parsed.response in frame.columns else None
+    fixed_spec = _simple_spec(parsed.fixed, frame) if _plain_numeric(response) else None
+    if fixed_spec is not None:
+        y = response.to_numpy(dtype=float)
+        rhs = fixed_spec.get_model_matrix(frame)
+    else:
+        mm = _model_matrix(f"{parsed.response} ~ {parsed.fixed}", frame, "the fixed-effects model matrix")
+        lhs, rhs, fixed_spec = mm.lhs, mm.rhs, mm.rhs.model_spec
+        if lhs.shape[1] != 1:
+            raise DataError(
+                f"Response '{parsed.response}' must be a single numeric column "
+                f"(it expands to {lhs.shape[1]} columns: is it categorical?)"
+            )
+        try:
+            y = np.asarray(lhs, dtype=float).ravel()
+        except (TypeError, ValueError):
+            raise DataError(f"Response '{parsed.response}' is not numeric") from None
     if not np.all(np.isfinite(y)):
         raise DataError(f"Response '{parsed.response}' contains non-finite values")
-    X = np.asarray(mm.rhs, dtype=float)
+    X = np.asarray(rhs, dtype=float)
     if not np.all(np.isfinite(X)):
-        bad = [r_name(c) for c, ok in zip(mm.rhs.columns, np.isfinite(X).all(axis=0)) if not ok]
+        bad = [r_name(c) for c, ok in zip(rhs.columns, np.isfinite(X).all(axis=0)) if not ok]
         raise DataError(f"Fixed-effects column(s) {bad} contain non-finite values (e.g. log of 0)")
-    xnames = [r_name(c) for c in mm.rhs.columns]
+    xnames = [r_name(c) for c in rhs.columns]
     X, xnames, aliased = _drop_aliased(X, xnames)
     if aliased and warn:
         warnings.warn(
@@ -225,7 +305,12 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
 
     terms: list[ReTermDesign] = []
     for term in parsed.random:
-        zmm = _model_matrix(f"~ {term.expr}", frame, f"random-effects term {term}")
+        zspec = _simple_spec(term.expr, frame)
+        if zspec is not None:
+            zmm = zspec.get_model_matrix(frame)
+        else:
+            zmm = _model_matrix(f"~ {term.expr}", frame, f"random-effects term {term}")
+            zspec = zmm.model_spec
         Z = np.asarray(zmm, dtype=float)
         if Z.shape[1] == 0:
             raise FormulaError(f"Random-effects term {term} has no columns")
@@ -256,7 +341,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
                 levels=levels,
                 index=index,
                 Z=Z,
-                spec=zmm.model_spec,
+                spec=zspec,
             )
         )
     # most levels first, as MixedModels.jl and lme4 order them; ties keep formula order
@@ -270,5 +355,5 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
         rows=frame.index,
         n_dropped=n_dropped,
         aliased=aliased,
-        fixed_spec=mm.rhs.model_spec,
+        fixed_spec=fixed_spec,
     )

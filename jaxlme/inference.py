@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import x64
-from .compiled import compile_program
+from .compiled import compile_program, prefetch
 from .objective import _blocks, _log_det1, factorize, weighted_chol_logdiag
 from .optimizer import NewtonOptions, fd_hessian, fd_points, newton_minimize
 from .structure import is_small
@@ -100,6 +100,25 @@ def _satterthwaite_parts_fd(varpar: jax.Array, struct, reml: bool, step: float =
     return H, Vs[0], J
 
 
+def _satterthwaite_program(struct, reml: bool):
+    """(name, function, static arguments, small) of the program behind :func:`satterthwaite`:
+    exact autodiff derivatives for small models, finite differences of gradients otherwise."""
+    small = is_small(struct.layout)
+    if small:
+        return "satterthwaite", _satterthwaite_parts, {"reml": bool(reml)}, True
+    return "satterthwaite_fd", _satterthwaite_parts_fd, {"reml": bool(reml)}, False
+
+
+def prefetch_satterthwaite(struct, reml: bool) -> bool:
+    """Start loading the Satterthwaite program of a small model from the disk cache in the
+    background, so a summary after the fit does not wait for it; see compiled.prefetch."""
+    name, _, static, small = _satterthwaite_program(struct, reml)
+    if not small:
+        return False
+    varpar = jax.ShapeDtypeStruct((struct.layout.ntheta + 1,), jnp.float64)
+    return prefetch(name, (varpar, struct), static, small=small)
+
+
 @x64
 def satterthwaite(res: LMMResult, L=None) -> pd.DataFrame:
     """Satterthwaite df for the contrasts in the rows of ``L`` (default: each fixed effect).
@@ -124,10 +143,8 @@ def satterthwaite(res: LMMResult, L=None) -> pd.DataFrame:
             names = [f"L{i + 1}" for i in range(L.shape[0])]
     struct = res.model.structure
     varpar = jax.device_put(np.append(res.theta, res.sigma))
-    small = is_small(struct.layout)
-    parts = _satterthwaite_parts if small else _satterthwaite_parts_fd
-    name = "satterthwaite" if small else "satterthwaite_fd"
-    prog, _ = compile_program(name, parts, (varpar, struct), {"reml": bool(res.reml)}, small=small)
+    name, parts, static, small = _satterthwaite_program(struct, res.reml)
+    prog, _ = compile_program(name, parts, (varpar, struct), static, small=small)
     H, V, J = (np.asarray(a) for a in prog(varpar, struct))  # J: (p, p, nvp)
     # θ components at a bound of 0 are not free parameters (lmerTest drops them likewise)
     free = ~((res.model.layout.theta_lower == 0) & (res.theta <= 1e-10))

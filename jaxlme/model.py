@@ -18,6 +18,7 @@ import pandas as pd
 from ._config import enable_compilation_cache, x64
 from .compiled import compile_program
 from .design import build_design
+from .inference import prefetch_satterthwaite
 from .objective import objective, program_flags, program_objective, solve_effects, uses_analytic_gradient
 from .optimizer import STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, LMMResult, OptSummary
@@ -177,6 +178,7 @@ class LMM:
         theta_dev = jax.device_put(theta_init)  # device_put, unlike jnp.asarray, compiles nothing
         scale = jax.device_put(self.theta_scale)
         compiled, compile_s = fit_program(theta_dev, scale, struct, reml, options)
+        prefetch_satterthwaite(struct, reml)  # for a summary after the fit, while it runs
         t0 = time.perf_counter()
         state, effects = jax.device_get(compiled(theta_dev, scale, struct))
         # A zero on Λ's diagonal inside a vector-valued term can be a boundary local optimum

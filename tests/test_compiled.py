@@ -31,7 +31,7 @@ d = jaxlme.datasets.load("sleepstudy")
 res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", d)
 coefs = res.coefs()
 print(json.dumps(dict(
-    theta=res.theta.tolist(), df=coefs["df"].tolist(), stats=compiled.STATS,
+    theta=res.theta.tolist(), df=coefs["df"].tolist(), stats=compiled.STATS, pending=len(compiled._PENDING),
     traces=sum(e == "/jax/core/compile/jaxpr_trace_duration" and f.startswith("jaxlme_") for e, f in events),
 )))
 """
@@ -53,18 +53,23 @@ def test_new_process_loads_fit_and_satterthwaite_without_tracing(tmp_path):
     assert files == ["fit", "satterthwaite"]
     second = _child(tmp_path)
     assert second["stats"]["loaded"] == 2 and second["stats"]["compiled"] == 0
+    # the Satterthwaite program was read in the background while the fit ran
+    assert first["stats"]["prefetched"] == 0 and second["stats"]["prefetched"] == 1
+    assert second["pending"] == 0
     assert first["traces"] == 2
     assert second["traces"] == 0  # nothing traced: the cached programs ran as loaded
     np.testing.assert_allclose(second["theta"], first["theta"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(second["df"], first["df"], rtol=1e-12)
 
 
-def test_corrupt_entry_is_replaced(tmp_path):
+@pytest.mark.parametrize("program", ["fit", "satterthwaite"])  # the second one is prefetched
+def test_corrupt_entry_is_replaced(tmp_path, program):
     _child(tmp_path)
-    for p in (tmp_path / "executables").glob("fit-*.jaxexe"):
+    for p in (tmp_path / "executables").glob(f"{program}-*.jaxexe"):
         p.write_bytes(b"not an executable")
     again = _child(tmp_path)
-    assert again["stats"]["compiled"] == 1 and again["stats"]["loaded"] == 1  # fit rebuilt
+    assert again["stats"]["compiled"] == 1 and again["stats"]["loaded"] == 1  # that one rebuilt
+    assert again["stats"]["prefetched"] == 1
     third = _child(tmp_path)
     assert third["stats"]["loaded"] == 2 and third["stats"]["compiled"] == 0
 

@@ -1,0 +1,121 @@
+"""Formulas that only name numeric columns are built without formulaic, identically."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxlme
+from jaxlme import design
+from jaxlme.design import ColumnsSpec, DataError, simple_terms
+
+formulaic = pytest.importorskip("formulaic")
+
+
+def _frame(n: int = 40, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "y": rng.normal(size=n),
+            "x": rng.normal(size=n),
+            "k": rng.integers(0, 5, n),  # integer columns are numbers, as in formulaic
+            "z": rng.normal(size=n).astype("float32"),
+            "u": rng.integers(0, 3, n).astype("uint8"),
+            "g": rng.integers(0, 4, n).astype(str),
+        }
+    )
+
+
+_piece = st.tuples(st.sampled_from(["+", "-", ""]), st.sampled_from(["x", "k", "z", "u", "0", "1"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces=st.lists(_piece, min_size=1, max_size=6))
+def test_simple_formulas_match_formulaic(pieces):
+    rhs = " ".join(f"{sign} {tok}" if sign else tok for sign, tok in pieces)
+    d = _frame()
+    terms = simple_terms(rhs)
+    try:
+        ref = formulaic.model_matrix(f"~ {rhs}", d)
+    except Exception:
+        ref = None
+    if terms is None:
+        return  # not a simple formula: formulaic builds it
+    spec = ColumnsSpec(*terms)
+    assert ref is not None, rhs
+    got = spec.get_model_matrix(d)
+    assert list(got.columns) == list(ref.columns), rhs
+    np.testing.assert_array_equal(np.asarray(got, float), np.asarray(ref, float))
+    assert spec.required_variables == set(formulaic.Formula(f"~ {rhs}").required_variables)
+    assert design._required_variables(f"~ {rhs}") == spec.required_variables
+
+
+@pytest.mark.parametrize(
+    "rhs",
+    ["x * k", "x:k", "I(x ** 2)", "C(k)", "np.log(x)", "- 0 + x", "x - k", "`x`", "x k", "+", "lambda + x", "a.b"],
+)
+def test_other_formulas_are_left_to_formulaic(rhs):
+    assert simple_terms(rhs) is None
+
+
+def test_categorical_columns_are_left_to_formulaic():
+    d = _frame()
+    assert design._simple_spec("x + k", d) == ColumnsSpec(True, ("x", "k"))
+    assert design._simple_spec("x + g", d) is None  # strings need contrasts
+    assert design._simple_spec("x + b", d.assign(b=d.x > 0)) is None  # bools too
+
+
+def _no_columns_spec(monkeypatch):
+    monkeypatch.setattr(design, "_simple_spec", lambda rhs, data: None)
+    monkeypatch.setattr(design, "simple_terms", lambda rhs: None)
+
+
+def test_fit_and_predictions_equal_formulaic_route(monkeypatch):
+    sleep = jaxlme.datasets.load("sleepstudy")
+    formula = "Reaction ~ Days + (Days | Subject)"
+    fast = jaxlme.lmm(formula, sleep)
+    assert isinstance(fast.model.design.fixed_spec, ColumnsSpec)
+    assert all(isinstance(t.spec, ColumnsSpec) for t in fast.model.design.terms)
+    _no_columns_spec(monkeypatch)
+    slow = jaxlme.lmm(formula, sleep)
+    assert not isinstance(slow.model.design.fixed_spec, ColumnsSpec)
+    a, b = fast.model.design, slow.model.design
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert a.xnames == b.xnames
+    assert [t.columns for t in a.terms] == [t.columns for t in b.terms]
+    assert fast.objective == slow.objective
+    new = sleep.iloc[[0, 15, 40]].copy()
+    new.loc[new.index[1], "Days"] = np.nan  # a missing value predicts NaN on both routes
+    np.testing.assert_array_equal(fast.predict(new), slow.predict(new))
+
+
+def test_prediction_rejects_a_non_numeric_column():
+    sleep = jaxlme.datasets.load("sleepstudy")
+    res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", sleep)
+    new = sleep.head(3).assign(Days=["a", "b", "c"])
+    with pytest.raises(DataError, match="Days"):
+        res.predict(new)
+
+
+def test_missing_response_column_still_named():
+    with pytest.raises(DataError, match="'yy'"):
+        jaxlme.LMM("yy ~ x + (1 | g)", _frame())
+
+
+def test_numeric_formula_does_not_import_formulaic():
+    code = (
+        "import sys, jaxlme\n"
+        "m = jaxlme.LMM('Reaction ~ Days + (Days | Subject)', jaxlme.datasets.load('sleepstudy'))\n"
+        "print('formulaic' in sys.modules)\n"
+        "jaxlme.LMM('Reaction ~ C(Days) + (1 | Subject)', jaxlme.datasets.load('sleepstudy'))\n"
+        "print('formulaic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
