@@ -39,7 +39,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from ._config import enable_compilation_cache
 from .compiled import compile_program
-from .objective import objective, program_flags, program_objective, solve_effects
+from .objective import fixef_sigma, objective, program_flags, program_objective
 from .optimizer import (
     STATUS,
     _direction,
@@ -265,8 +265,7 @@ def _pool_round(struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min
     lanes, _ = jax.lax.while_loop(cond, body, (lanes, jnp.array(0, jnp.int32)))
 
     def effects(x, z, r):
-        e = solve_effects(x, struct.with_response(z, r), reml)
-        return e.beta, e.sigma
+        return fixef_sigma(x, struct.with_response(z, r), reml)
 
     beta, sigma = jax.vmap(effects)(lanes.x, zy1, ry)
     return lanes, beta, sigma

@@ -43,15 +43,26 @@ _LOG2PI = math.log(2.0 * math.pi)  # a Python float: jnp here would be float32 a
 
 
 def lambda_blocks(theta: jax.Array, layout: Layout) -> list[jax.Array]:
-    """Lower-triangular Λ_t (r_t × r_t) of every term from the flat θ vector (lme4's order)."""
+    """Lower-triangular Λ_t (r_t × r_t) of every term from the flat θ vector (lme4's order).
+
+    Each block is a constant 0/1 placement matrix times the term's θ segment: one small
+    product, whose derivative is one product too.  (An indexed ``.at[].set`` made a scatter
+    per call, and a gather and a scatter-add per derivative, which XLA on CPU expands into
+    loops: a fifth of the bootstrap program's operations.)
+    """
     blocks, start = [], 0
     for t in layout.terms:
-        idx = t.theta_index
-        rows = jnp.array([i for i, _ in idx])
-        cols = jnp.array([j for _, j in idx])
-        lam = jnp.zeros((t.ncols, t.ncols), theta.dtype).at[rows, cols].set(theta[start : start + len(idx)])
-        blocks.append(lam)
-        start += len(idx)
+        m, r = len(t.theta_index), t.ncols
+        seg = theta[start : start + m]
+        if r == 1:
+            blocks.append(seg.reshape(1, 1))
+        else:
+            place = np.zeros((r * r, m))
+            for k, (i, j) in enumerate(t.theta_index):
+                place[i * r + j, k] = 1.0
+            lam = jnp.matmul(place.astype(theta.dtype), seg, precision=jax.lax.Precision.HIGHEST)
+            blocks.append(lam.reshape(r, r))
+        start += m
     return blocks
 
 
@@ -163,7 +174,9 @@ def _schur_low(C: jax.Array, s: Structure) -> jax.Array:
     """A_RR - C C' on the unscaled rest rows: the Schur complement before Λ̃ (lower triangle exact)."""
     lay = s.layout
     size = lay.size_rest
-    arr = jnp.pad(s.arr_fixed, ((0, 1), (0, 1))).at[size - 1, :].set(s.ry)  # lower triangle exact
+    # [X y]'[X y] with y's row last (lower triangle exact); a concatenation, not an indexed
+    # update, which would be a scatter (a loop on CPU) under the bootstrap's vmap
+    arr = jnp.concatenate([jnp.pad(s.arr_fixed, ((0, 0), (0, 1))), s.ry[None, :].astype(s.arr_fixed.dtype)], axis=0)
     if lay.dense_schur:
         Cd = _dense_entries(C, s)
         return arr - Cd @ Cd.T
@@ -498,6 +511,19 @@ class Effects(NamedTuple):
     pwrss: jax.Array
     ldL2: jax.Array
     ldRX2: jax.Array
+
+
+def fixef_sigma(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.Array, jax.Array]:
+    """β̂ and σ̂ at θ alone (what a bootstrap replicate keeps): the fixed-effect rows are
+    the last of the rest block, so β needs only its p × p corner, RX' β = L_yX', and not
+    the conditional modes :func:`solve_effects` back-substitutes (a smaller program)."""
+    lay = s.layout
+    f = factorize(theta, s)
+    q, p, size = lay.q_rest, lay.p, lay.size_rest
+    RX = f.L[q : q + p, q : q + p]
+    beta = jax.scipy.linalg.solve_triangular(RX, f.L[size - 1, q : q + p], lower=True, trans="T")
+    denom = (lay.n - p) if reml else lay.n
+    return beta, jnp.sqrt(f.L[size - 1, size - 1] ** 2 / denom)
 
 
 def solve_effects(theta: jax.Array, s: Structure, reml: bool = True) -> Effects:

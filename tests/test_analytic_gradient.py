@@ -170,3 +170,43 @@ def test_fit_with_the_analytic_gradient_equals_the_autodiff_fit(monkeypatch):
     with jax.enable_x64(True):  # stationary by the independent (autodiff) gradient too
         g = jax.grad(obj.objective)(jnp.asarray(analytic.theta), model.structure, False)
         assert float(jnp.max(jnp.abs(g))) < 1e-2
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fixef_sigma_equals_the_full_solve(case):
+    """The bootstrap's β̂, σ̂ from the RX corner alone equal solve_effects' (REML and ML)."""
+    s = _structure(case, "sparse")
+    with jax.enable_x64(True):
+        for theta in _thetas(s.layout, 2):
+            th = jnp.asarray(theta)
+            for reml in (True, False):
+                beta, sigma = jax.jit(obj.fixef_sigma, static_argnums=2)(th, s, reml)
+                full = obj.solve_effects(th, s, reml)
+                np.testing.assert_allclose(beta, full.beta, rtol=1e-10, atol=1e-12)
+                assert float(sigma) == pytest.approx(float(full.sigma), rel=1e-12)
+
+
+def test_lambda_blocks_place_theta_in_lme4_order():
+    """Λ_t from θ: lower triangle filled column-wise (lme4's order), zero above the diagonal;
+    a || term has its diagonal only."""
+    with jax.enable_x64(True):
+        for formula, data in [CASES["bounce_time"], ("y ~ x + (x || g1) + (1 | g2)", _synthetic("g1"))]:
+            lay = build_structure(build_design(formula, data))[0].layout
+            theta = np.arange(1.0, lay.ntheta + 1)
+            got = obj.lambda_blocks(jnp.asarray(theta), lay)
+            start = 0
+            for t, lam in zip(lay.terms, got):
+                want = np.zeros((t.ncols, t.ncols))
+                for k, (i, j) in enumerate(t.theta_index):
+                    want[i, j] = theta[start + k]
+                start += len(t.theta_index)
+                np.testing.assert_array_equal(np.asarray(lam), want)
+                assert np.all(np.triu(want, 1) == 0)
+                if t.ncols == 2 and len(t.theta_index) == 3:  # (1 + x | g): [[θa, 0], [θa+1, θa+2]]
+                    a = want[0, 0]
+                    np.testing.assert_array_equal(want, [[a, 0.0], [a + 1, a + 2]])
+                if t.ncols == 2 and len(t.theta_index) == 2:  # (x || g): diagonal only
+                    assert want[1, 0] == 0.0 and want[0, 0] > 0 and want[1, 1] > 0
+            # and its derivative is the placement: d Λ / d θ_k is one unit entry
+            jac = jax.jacfwd(lambda th, lay=lay: obj.lambda_blocks(th, lay)[0])(jnp.asarray(theta))
+            assert np.asarray(jac).sum() == len(lay.terms[0].theta_index)
