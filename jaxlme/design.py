@@ -252,7 +252,9 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
 
     cols = [c for c in data.columns if c in used]
     frame = data[cols]
-    na_rows = frame.isna().any(axis=1).to_numpy()
+    na_rows = np.zeros(len(frame), dtype=bool)
+    for j in range(frame.shape[1]):  # column by column: pandas' row-wise any() took 70 ms on InstEval
+        na_rows |= frame.iloc[:, j].isna().to_numpy()
     n_dropped = int(na_rows.sum())
     if n_dropped:
         frame = frame.loc[~na_rows]

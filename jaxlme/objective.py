@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -412,7 +413,18 @@ def _instantiate(t, primal):
 
 def value_and_gradient(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.Array, jax.Array]:
     """The objective and its θ-gradient from one factorization, without reverse-mode
-    through the Schur pairs.
+    through the Schur pairs (see :func:`weighted_value_and_gradient`)."""
+    lay = s.layout
+    value, grad, _ = weighted_value_and_gradient(theta, s, lambda L: _expand(_weights(lay, reml), L.dtype))
+    return value + _constant(lay, reml), grad
+
+
+def weighted_value_and_gradient(
+    theta: jax.Array, s: Structure, weights: Callable[[jax.Array], jax.Array]
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """f = log|L1|² + Σ c_i·2 log L_ii(m), its θ-gradient with c held fixed, and the rest
+    block's factor L; c = ``weights(L)`` (the objective's row weights, or weights read off
+    L itself, as the Satterthwaite deviance's pwrss/σ²).
 
     With f = log|L1|² + Σ c_i·2 log L_ii(m) + const, m = Λ̃'(A_RR − S)Λ̃ + I and
     S = Σ over pairs of entries sharing a term-1 level of v_a' W_k v_b, W_k = Λ1 M_k⁻¹ Λ1':
@@ -431,9 +443,9 @@ def value_and_gradient(theta: jax.Array, s: Structure, reml: bool = True) -> tup
         m = _rest_matrix(low, theta, lay)
     else:
         m, pull_back = jax.vjp(lambda lo, th: _rest_matrix(lo, th, lay), low, theta)
-    c = _expand(_weights(lay, reml), m.dtype)
     L = lower_cholesky(m)
-    value = _log_det1(L1) + 2.0 * jnp.sum(c * jnp.log(jnp.diagonal(L))) + _constant(lay, reml)
+    c = weights(L)
+    value = _log_det1(L1) + 2.0 * jnp.sum(c * jnp.log(jnp.diagonal(L)))
     # ∂f/∂m on the lower triangle: m_ij, i > j, stands for both m_ij and m_ji
     row = jax.lax.broadcasted_iota(jnp.int32, (size, size), 0)
     col = jax.lax.broadcasted_iota(jnp.int32, (size, size), 1)
@@ -460,7 +472,7 @@ def value_and_gradient(theta: jax.Array, s: Structure, reml: bool = True) -> tup
         if not lay.dense_schur:
             H = H.reshape(-1)[s.pair_target]
     grad_det1 = jax.grad(lambda th: _log_det1(_term1_factor(th, s)))(theta)
-    return value, grad_rest + grad_det1 - _schur_gradient(H, theta, s)
+    return value, grad_rest + grad_det1 - _schur_gradient(H, theta, s), L
 
 
 def _lambda_vector(theta: jax.Array, lay: Layout) -> jax.Array:

