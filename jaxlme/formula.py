@@ -1,6 +1,7 @@
 """Parse lme4-style mixed-model formulas into a fixed part and random-effect terms.
 
-The fixed part is handed to formulaic (contrasts, interactions, stateful transforms);
+The fixed part is handed to formulaic (contrasts, interactions, stateful transforms; plain
+lists of columns are coded by ``design.ColumnsSpec`` the same way, without formulaic);
 this module only finds the bar terms ``(expr | group)`` / ``(expr || group)`` that
 formulaic does not know, and expands nesting ``(expr | a/b)`` into ``(expr | a)`` and
 ``(expr | a:b)`` as lme4 does.

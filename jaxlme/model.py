@@ -73,6 +73,7 @@ class LMM:
         self.structure, self.obs = build_structure(self.design)
         jax.block_until_ready(self.structure)
         self.setup_seconds = time.perf_counter() - t0
+        self._prefetched: set[bool] = set()  # REML/ML Satterthwaite programs prefetched
         self.layout = self.structure.layout
         self.theta_scale = _theta_scale(self.design, self.layout)
 
@@ -178,7 +179,9 @@ class LMM:
         theta_dev = jax.device_put(theta_init)  # device_put, unlike jnp.asarray, compiles nothing
         scale = jax.device_put(self.theta_scale)
         compiled, compile_s = fit_program(theta_dev, scale, struct, reml, options)
-        prefetch_satterthwaite(struct, reml)  # for a summary after the fit, while it runs
+        if reml not in self._prefetched:  # for a summary after the fit, while it runs
+            self._prefetched.add(reml)
+            prefetch_satterthwaite(struct, reml)
         t0 = time.perf_counter()
         state, effects = jax.device_get(compiled(theta_dev, scale, struct))
         # A zero on Λ's diagonal inside a vector-valued term can be a boundary local optimum

@@ -1,7 +1,8 @@
 """Predictions from a fitted model and conditional variances of the random effects.
 
 ``predict`` rebuilds the fixed-effects and random-effects model matrices for new data from
-the formulaic ModelSpecs kept on the design, so factor levels, contrasts and stateful
+the specs kept on the design (formulaic's ModelSpecs, or ``design.ColumnsSpec`` for plain
+column lists), so factor levels, contrasts and stateful
 transforms (``center(x)``, ``scale(x)``, ...) are applied exactly as in fitting.
 ``ranef_condvar`` gives lme4's ``ranef(fit, condVar = TRUE)`` "postVar" arrays.
 """

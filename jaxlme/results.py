@@ -63,34 +63,55 @@ class LMMResult:
     def __post_init__(self) -> None:
         d = self.model.design
         lay = self.model.layout
-        eff = self.effects
         self.theta = np.asarray(self.opt.theta_final, dtype=float)
         self.objective = float(self.opt.objective)
         self.converged = bool(self.opt.converged)
         self.nobs = d.n
-        self.sigma = float(eff.sigma)
-        self.fixef = pd.Series(np.asarray(eff.beta, dtype=float), index=d.xnames, name="fixef")
-        RX = np.asarray(eff.RX)
-        if RX.size:
-            RXinv = np.linalg.inv(RX)
-            vcov = self.sigma**2 * RXinv.T @ RXinv
-        else:
-            vcov = np.zeros((0, 0))
-        self.vcov = pd.DataFrame(vcov, index=d.xnames, columns=d.xnames)
-        self.stderr = pd.Series(np.sqrt(np.diag(vcov)), index=d.xnames, name="stderr")
+        self.sigma = float(self.effects.sigma)
         lower = lay.theta_lower
         self.singular = bool(np.any(self.theta[lower == 0] < SINGULAR_TOL))
         self.npar = d.p + lay.ntheta + 1
         self.loglike = -self.objective / 2.0
         self.aic = self.objective + 2.0 * self.npar
         self.bic = self.objective + np.log(self.nobs) * self.npar
-        self.ranef = {
-            t.name: pd.DataFrame(np.asarray(b), index=t.levels.copy(), columns=list(t.columns))
-            for t, b in zip(d.terms, eff.b)
-        }
-        for t, df in zip(d.terms, self.ranef.values()):
+
+    # -- tables: built on first use (pandas objects cost more than a sleepstudy refit) ---
+    @functools.cached_property
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates β̂ (lme4's ``fixef``)."""
+        return pd.Series(np.asarray(self.effects.beta, dtype=float), index=self.model.design.xnames, name="fixef")
+
+    @functools.cached_property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance of β̂: σ² (RX RX')⁻¹."""
+        xnames = self.model.design.xnames
+        RX = np.asarray(self.effects.RX)
+        if RX.size:
+            RXinv = np.linalg.inv(RX)
+            vcov = self.sigma**2 * RXinv.T @ RXinv
+        else:
+            vcov = np.zeros((0, 0))
+        return pd.DataFrame(vcov, index=xnames, columns=xnames)
+
+    @functools.cached_property
+    def stderr(self) -> pd.Series:
+        """Standard errors of β̂."""
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.model.design.xnames, name="stderr")
+
+    @functools.cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes (BLUPs) b̂ per grouping factor, one row per level."""
+        out = {}
+        for t, b in zip(self.model.design.terms, self.effects.b):
+            df = pd.DataFrame(np.asarray(b), index=t.levels.copy(), columns=list(t.columns))
             df.index.name = t.name
-        self.varcorr = self._varcorr()
+            out[t.name] = df
+        return out
+
+    @functools.cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components: SDs and correlations (lme4's ``as.data.frame(VarCorr())``)."""
+        return self._varcorr()
 
     # -- per-observation quantities: O(n), so computed on first use (a fit or refit of
     # 10^7 rows returns without them: 0.4 s of its 1 s there) -----------------------------

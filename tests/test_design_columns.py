@@ -27,33 +27,37 @@ def _frame(n: int = 40, seed: int = 0) -> pd.DataFrame:
             "k": rng.integers(0, 5, n),  # integer columns are numbers, as in formulaic
             "z": rng.normal(size=n).astype("float32"),
             "u": rng.integers(0, 3, n).astype("uint8"),
-            "g": rng.integers(0, 4, n).astype(str),
+            "b": rng.random(n) > 0.5,  # booleans are 0/1 numbers in formulaic
+            "g": rng.choice(["10", "2", "c"], n),  # factors: levels sorted as strings
+            "s": pd.Series(rng.choice(["p", "q"], n), dtype="str"),  # pandas' default strings
+            # a categorical keeps its category order, unused categories included
+            "h": pd.Categorical(rng.choice(["v", "u"], n), categories=["v", "u", "w"]),
         }
     )
 
 
-_piece = st.tuples(st.sampled_from(["+", "-", ""]), st.sampled_from(["x", "k", "z", "u", "0", "1"]))
+_piece = st.tuples(st.sampled_from(["+", "-", ""]), st.sampled_from(["x", "k", "z", "u", "b", "g", "s", "h", "0", "1"]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(pieces=st.lists(_piece, min_size=1, max_size=6))
 def test_simple_formulas_match_formulaic(pieces):
     rhs = " ".join(f"{sign} {tok}" if sign else tok for sign, tok in pieces)
     d = _frame()
-    terms = simple_terms(rhs)
-    try:
-        ref = formulaic.model_matrix(f"~ {rhs}", d)
-    except Exception:
-        ref = None
-    if terms is None:
+    spec = design._simple_spec(rhs, d)
+    if spec is None:
         return  # not a simple formula: formulaic builds it
-    spec = ColumnsSpec(*terms)
-    assert ref is not None, rhs
+    ref = formulaic.model_matrix(f"~ {rhs}", d)
     got = spec.get_model_matrix(d)
-    assert list(got.columns) == list(ref.columns), rhs
+    assert list(got.columns) == list(ref.columns) == spec.column_names, rhs
     np.testing.assert_array_equal(np.asarray(got, float), np.asarray(ref, float))
     assert spec.required_variables == set(formulaic.Formula(f"~ {rhs}").required_variables)
     assert design._required_variables(f"~ {rhs}") == spec.required_variables
+    # new data: the training coding (levels, contrasts) on a subset whose factors miss levels
+    new = d.iloc[[0, 3, 5]]
+    np.testing.assert_array_equal(
+        np.asarray(spec.get_model_matrix(new), float), np.asarray(ref.model_spec.get_model_matrix(new), float)
+    )
 
 
 @pytest.mark.parametrize(
@@ -64,11 +68,32 @@ def test_other_formulas_are_left_to_formulaic(rhs):
     assert simple_terms(rhs) is None
 
 
-def test_categorical_columns_are_left_to_formulaic():
+def test_unusual_columns_are_left_to_formulaic():
     d = _frame()
-    assert design._simple_spec("x + k", d) == ColumnsSpec(True, ("x", "k"))
-    assert design._simple_spec("x + g", d) is None  # strings need contrasts
-    assert design._simple_spec("x + b", d.assign(b=d.x > 0)) is None  # bools too
+    assert design._simple_spec("x + k", d) == ColumnsSpec(True, ("x", "k"), (None, None))
+    assert design._simple_spec("x + g", d).levels == (None, ("10", "2", "c"))
+    assert design._simple_spec("x + m", d.assign(m=[1, "a"] * 20)) is None  # mixed values
+    assert design._simple_spec("x + t", d.assign(t=pd.Timestamp(0))) is None  # dates
+    assert design._simple_spec("x + c", d.assign(c=d.x.astype(complex))) is None
+
+
+def test_nullable_string_column_is_a_factor_too():
+    """formulaic (1.2) passes a ``string``-dtype column through uncoded; here it is coded
+    like the same column as ``str`` or ``object``."""
+    d = _frame()
+    want = design._simple_spec("x + s", d).get_model_matrix(d)
+    for dtype in ("string", object):
+        got = design._simple_spec("x + s", d.assign(s=d.s.astype(dtype))).get_model_matrix(d)
+        pd.testing.assert_frame_equal(got, want)
+
+
+def test_unseen_factor_level_is_named():
+    d = _frame()
+    spec = design._simple_spec("x + g", d)
+    with pytest.raises(DataError, match=r"\{'zz'\} of 'g' not seen"):
+        spec.get_model_matrix(d.head(2).assign(g=["2", "zz"]))
+    nan = spec.get_model_matrix(d.head(2).assign(g=["2", None]))  # a missing level predicts NaN
+    assert np.isnan(nan.iloc[1, 2:]).all() and not np.isnan(nan.iloc[1, :2]).any() and not np.isnan(nan.iloc[0]).any()
 
 
 def _no_columns_spec(monkeypatch):
