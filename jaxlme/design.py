@@ -221,11 +221,21 @@ def _clean_message(exc: Exception) -> str:
     return re.sub(r"\x1b\[[0-9;]*m|⧛|⧚", "", str(exc))
 
 
+def for_formulaic(data: pd.DataFrame) -> pd.DataFrame:
+    """``data`` with pandas' nullable ``string`` columns as ``object``: formulaic (1.2) codes
+    object and ``str`` columns as factors but passes ``string`` ones through uncoded (then
+    fails in arithmetic, e.g. an interaction, with an unrelated message)."""
+    nullable = [c for c, t in data.dtypes.items() if isinstance(t, pd.StringDtype) and t.na_value is pd.NA]
+    if not nullable:
+        return data
+    return data.assign(**{c: data[c].astype(object).where(data[c].notna(), np.nan) for c in nullable})
+
+
 def _model_matrix(spec_text: str, data: pd.DataFrame, what: str):
     import formulaic
 
     try:
-        mm = formulaic.model_matrix(spec_text, data, na_action="raise")
+        mm = formulaic.model_matrix(spec_text, for_formulaic(data), na_action="raise")
     except Exception as exc:
         raise FormulaError(f"Cannot build {what} from '{spec_text}': {_clean_message(exc)}") from None
     return mm

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .design import DataError, r_name
+from .design import DataError, for_formulaic, r_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
@@ -48,7 +48,7 @@ def _matrix(spec, newdata: pd.DataFrame, names: list[str], what: str) -> np.ndar
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            mm = spec.get_model_matrix(newdata, na_action="ignore")
+            mm = spec.get_model_matrix(for_formulaic(newdata), na_action="ignore")
     except Exception as exc:
         raise DataError(f"cannot build {what} for newdata: {_clean(exc)}") from None
     for w in caught:

@@ -144,3 +144,17 @@ def test_numeric_formula_does_not_import_formulaic():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_nullable_string_column_in_a_formulaic_formula():
+    """An interaction goes through formulaic, which needs the ``string`` column as a factor:
+    same fit and predictions as with the column as ``object``."""
+    d = _frame().assign(g2=lambda f: f.g.map({"10": "a", "2": "b", "c": "a"}))
+    d["y"] = d.x + (d.s == "q") * 0.5 + np.repeat(np.arange(8.0), 5)
+    d["grp"] = np.repeat(np.arange(8), 5).astype(str)
+    as_string = d.assign(s=d.s.astype("string"))
+    a = jaxlme.lmm("y ~ x * s + (1 | grp)", as_string, warn=False)
+    b = jaxlme.lmm("y ~ x * s + (1 | grp)", d.assign(s=d.s.astype(object)), warn=False)
+    assert list(a.fixef.index) == list(b.fixef.index) == ["(Intercept)", "x", "sq", "x:sq"]
+    assert a.objective == pytest.approx(b.objective, rel=1e-12)
+    np.testing.assert_allclose(a.predict(as_string.head(4)), b.predict(d.head(4)), rtol=1e-10)
