@@ -32,11 +32,13 @@ def _frame(n: int = 40, seed: int = 0) -> pd.DataFrame:
             "s": pd.Series(rng.choice(["p", "q"], n), dtype="str"),  # pandas' default strings
             # a categorical keeps its category order, unused categories included
             "h": pd.Categorical(rng.choice(["v", "u"], n), categories=["v", "u", "w"]),
+            "c": pd.Categorical(rng.choice([2.0, 1.5, 3.0], n)),  # numeric categories: names g[T.2.0]
         }
     )
 
 
-_piece = st.tuples(st.sampled_from(["+", "-", ""]), st.sampled_from(["x", "k", "z", "u", "b", "g", "s", "h", "0", "1"]))
+_TOKENS = ["x", "k", "z", "u", "b", "g", "s", "h", "c", "0", "1"]
+_piece = st.tuples(st.sampled_from(["+", "-", ""]), st.sampled_from(_TOKENS))
 
 
 @settings(max_examples=300, deadline=None)
