@@ -25,8 +25,10 @@ from .compiled import compile_program, prefetch
 from .objective import (
     _blocks,
     _log_det1,
+    criterion_terms,
     factorize,
     program_flags,
+    rx_beta,
     uses_analytic_gradient,
     weighted_chol_logdiag,
     weighted_value_and_gradient,
@@ -49,16 +51,9 @@ _LOG2PI = float(np.log(2 * np.pi))
 # ---------------------------------------------------------------------------------------
 def _pieces(theta: jax.Array, struct):
     """ldL2, ldRX2, pwrss, RX and β̂ at θ, read off the blocked Cholesky factor."""
-    lay = struct.layout
     f = factorize(theta, struct)
-    q, p = lay.q_rest, lay.p
-    d1 = jnp.diagonal(f.L1, axis1=-2, axis2=-1)
-    d = jnp.diagonal(f.L)
-    ldL2 = 2.0 * (jnp.sum(jnp.log(d1)) + jnp.sum(jnp.log(d[:q])))
-    ldRX2 = 2.0 * jnp.sum(jnp.log(d[q : q + p]))
-    RX = f.L[q : q + p, q : q + p]
-    beta = jax.scipy.linalg.solve_triangular(RX, f.L[-1, q : q + p], lower=True, trans="T")
-    return ldL2, ldRX2, d[-1] ** 2, RX, beta
+    ct = criterion_terms(f, struct.layout)
+    return (ct.ldL2, ct.ldRX2, ct.pwrss, *rx_beta(f.L, struct.layout))
 
 
 def _deviance_vp(varpar: jax.Array, struct, reml: bool) -> jax.Array:
@@ -138,20 +133,19 @@ def _satterthwaite_parts_fd(varpar: jax.Array, struct, reml: bool, step: float =
 
 
 def _satterthwaite_program(struct, reml: bool):
-    """(name, function, static arguments, small) of the program behind :func:`satterthwaite`:
+    """(name, function, static arguments) of the program behind :func:`satterthwaite`:
     exact autodiff derivatives for small models, finite differences of gradients otherwise."""
-    small = is_small(struct.layout)
-    if small:
-        return "satterthwaite", _satterthwaite_parts, {"reml": bool(reml)}, True
-    return "satterthwaite_fd", _satterthwaite_parts_fd, {"reml": bool(reml)}, False
+    if is_small(struct.layout):
+        return "satterthwaite", _satterthwaite_parts, {"reml": bool(reml)}
+    return "satterthwaite_fd", _satterthwaite_parts_fd, {"reml": bool(reml)}
 
 
 def prefetch_satterthwaite(struct, reml: bool) -> bool:
     """Start loading the Satterthwaite program of a small model from the disk cache in the
     background, so a summary after the fit does not wait for it; see compiled.prefetch."""
-    name, _, static, small = _satterthwaite_program(struct, reml)
-    if not small:
+    if not is_small(struct.layout):
         return False
+    name, _, static = _satterthwaite_program(struct, reml)
     varpar = jax.ShapeDtypeStruct((struct.layout.ntheta + 1,), jnp.float64)
     return prefetch(name, (varpar, struct), static, **program_flags(struct.layout))
 
@@ -180,7 +174,7 @@ def satterthwaite(res: LMMResult, L=None) -> pd.DataFrame:
             names = [f"L{i + 1}" for i in range(L.shape[0])]
     struct = res.model.structure
     varpar = jax.device_put(np.append(res.theta, res.sigma))
-    name, parts, static, _ = _satterthwaite_program(struct, res.reml)
+    name, parts, static = _satterthwaite_program(struct, res.reml)
     prog, _ = compile_program(name, parts, (varpar, struct), static, **program_flags(struct.layout))
     H, V, J = (np.asarray(a) for a in prog(varpar, struct))  # J: (p, p, nvp)
     # θ components at a bound of 0 are not free parameters (lmerTest drops them likewise)

@@ -530,12 +530,16 @@ def fixef_sigma(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.
     the last of the rest block, so β needs only its p × p corner, RX' β = L_yX', and not
     the conditional modes :func:`solve_effects` back-substitutes (a smaller program)."""
     lay = s.layout
-    f = factorize(theta, s)
-    q, p, size = lay.q_rest, lay.p, lay.size_rest
-    RX = f.L[q : q + p, q : q + p]
-    beta = jax.scipy.linalg.solve_triangular(RX, f.L[size - 1, q : q + p], lower=True, trans="T")
-    denom = (lay.n - p) if reml else lay.n
-    return beta, jnp.sqrt(f.L[size - 1, size - 1] ** 2 / denom)
+    L = factorize(theta, s).L
+    denom = (lay.n - lay.p) if reml else lay.n
+    return rx_beta(L, lay)[1], jnp.sqrt(L[-1, -1] ** 2 / denom)
+
+
+def rx_beta(L: jax.Array, lay: Layout) -> tuple[jax.Array, jax.Array]:
+    """RX (the fixed-effect corner of the rest block's factor L) and β̂ = RX'⁻¹ L_yX'."""
+    q, p = lay.q_rest, lay.p
+    RX = L[q : q + p, q : q + p]
+    return RX, jax.scipy.linalg.solve_triangular(RX, L[-1, q : q + p], lower=True, trans="T")
 
 
 def solve_effects(theta: jax.Array, s: Structure, reml: bool = True) -> Effects:
