@@ -132,7 +132,7 @@ class ColumnsSpec:
             if lv is None:
                 names.append(name)
             else:
-                names += [f"{name}[{v}]" if full else f"{name}[T.{v}]" for v in (lv if full else lv[1:])]
+                names += [_dummy_name(name, v, full) for v in (lv if full else lv[1:])]
         return names
 
     @property
@@ -157,11 +157,16 @@ class ColumnsSpec:
                 if full or k > 0:
                     dummy = (codes == k).astype(float)
                     dummy[na] = np.nan
-                    cols[f"{name}[{v}]" if full else f"{name}[T.{v}]"] = dummy
+                    cols[_dummy_name(name, v, full)] = dummy
         out = pd.DataFrame(cols, index=data.index)
         if na_action == "raise" and out.isna().any(axis=None):
             raise DataError("missing values in the model's columns")
         return out
+
+
+def _dummy_name(name: str, level, full: bool) -> str:
+    """formulaic's name of a factor's indicator column: ``g[a]`` full rank, ``g[T.a]`` contrast."""
+    return f"{name}[{level}]" if full else f"{name}[T.{level}]"
 
 
 def _plain_numeric(col) -> bool:

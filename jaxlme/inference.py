@@ -24,7 +24,9 @@ from ._config import x64
 from .compiled import compile_program, prefetch
 from .objective import (
     _blocks,
+    _expand,
     _log_det1,
+    _row_weights,
     criterion_terms,
     factorize,
     program_flags,
@@ -85,15 +87,13 @@ def _deviance_vp_value_and_grad(varpar: jax.Array, struct, reml: bool) -> tuple[
     theta, sigma = varpar[:-1], varpar[-1]
     lay = struct.layout
     q, p = lay.q_rest, lay.p
-    cx = 1.0 if reml else 0.0
+    cz, cx, m = _row_weights(lay, reml)  # m: the dof that multiplies log σ²
 
     def weights(L):
-        cy = L[-1, -1] ** 2 / sigma**2
-        return jnp.concatenate([jnp.ones(q, L.dtype), jnp.full(p, cx, L.dtype), cy[None]])
+        return _expand(((q, cz), (p, cx), (1, L[-1, -1] ** 2 / sigma**2)), L.dtype)
 
     value, grad_theta, L = weighted_value_and_gradient(theta, struct, weights)
     pwrss = L[-1, -1] ** 2
-    m = (lay.n - lay.p) if reml else lay.n
     value = value - pwrss / sigma**2 * jnp.log(pwrss) + pwrss / sigma**2 + m * (_LOG2PI + 2.0 * jnp.log(sigma))
     grad_sigma = 2.0 * m / sigma - 2.0 * pwrss / sigma**3
     return value, jnp.concatenate([grad_theta, grad_sigma[None]]), _vcov_from_rx(L[q : q + p, q : q + p], sigma)

@@ -529,10 +529,9 @@ def fixef_sigma(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.
     """β̂ and σ̂ at θ alone (what a bootstrap replicate keeps): the fixed-effect rows are
     the last of the rest block, so β needs only its p × p corner, RX' β = L_yX', and not
     the conditional modes :func:`solve_effects` back-substitutes (a smaller program)."""
-    lay = s.layout
     L = factorize(theta, s).L
-    denom = (lay.n - lay.p) if reml else lay.n
-    return rx_beta(L, lay)[1], jnp.sqrt(L[-1, -1] ** 2 / denom)
+    dof = _row_weights(s.layout, reml)[2]
+    return rx_beta(L, s.layout)[1], jnp.sqrt(L[-1, -1] ** 2 / dof)
 
 
 def rx_beta(L: jax.Array, lay: Layout) -> tuple[jax.Array, jax.Array]:
