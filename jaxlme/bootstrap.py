@@ -99,12 +99,25 @@ def _replicate_key(key: jax.Array, i: jax.Array) -> jax.Array:
     return jax.random.fold_in(key, i)
 
 
+def standard_normals(key: jax.Array, m: int, dtype=jnp.float64) -> jax.Array:
+    """``m`` independent N(0, 1) draws by the Box-Muller transform of 53-bit uniforms.
+
+    One ``random.bits`` call and a log/sqrt/cos/sin: ``jax.random.normal``'s inverse-erf
+    polynomial and its second threefry stream made the bootstrap's program a fifth larger,
+    which is compile time the user waits for (sleepstudy: 0.65 -> 0.51 s)."""
+    h = (m + 1) // 2
+    bits = jax.random.bits(key, (2, h), jnp.uint64)
+    u = ((bits >> 11).astype(dtype) + 0.5) * (2.0**-53)  # in (0, 1): log(u) is finite
+    r = jnp.sqrt(-2.0 * jnp.log(u[0]))
+    angle = (2.0 * math.pi) * u[1]
+    return jnp.concatenate([r * jnp.cos(angle), r * jnp.sin(angle)])[:m]
+
+
 def _simulate_one(key, i, sp: _SimParams, obs: ObsData, sizes: tuple[tuple[int, int], ...], n: int):
     """y* = Xβ̂ + Σ_t Z_t b_t + ε with b_t ~ N(0, σ̂²Λ_tΛ_t'), ε ~ N(0, σ̂² I)."""
-    k_u, k_e = jax.random.split(_replicate_key(key, i))
     q = sum(k * r for k, r in sizes)
-    u = jax.random.normal(k_u, (q,), dtype=sp.beta.dtype) if q else jnp.zeros(0, sp.beta.dtype)
-    eps = jax.random.normal(k_e, (n,), dtype=sp.beta.dtype)
+    z = standard_normals(_replicate_key(key, i), q + n, sp.beta.dtype)
+    u, eps = z[:q], z[q:]
     mu = obs.X @ sp.beta
     start = 0
     for (k, r), lam, idx, Z in zip(sizes, sp.lams, obs.index, obs.Z):

@@ -19,7 +19,15 @@ from ._config import enable_compilation_cache, x64
 from .compiled import compile_program
 from .design import build_design
 from .inference import prefetch_satterthwaite
-from .objective import objective, program_flags, program_objective, solve_effects, uses_analytic_gradient
+from .objective import (
+    objective,
+    objective_gradient,
+    objective_pieces,
+    program_flags,
+    program_objective,
+    solve_effects,
+    uses_analytic_gradient,
+)
 from .optimizer import STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, LMMResult, OptSummary
 from .structure import Structure, build_structure, response_crossprods
@@ -34,7 +42,17 @@ def _fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: b
     def fun(theta_tilde, s):
         return program_objective(theta_tilde * scale, s, reml)
 
-    state = newton_minimize(fun, theta0 / scale, lb, (struct,), options)
+    split = None
+    if options.hessian == "bfgs" and uses_analytic_gradient(struct.layout):
+        # the gradient at the line search's accepted point reuses its factorization
+        def value_pieces(theta_tilde, s):
+            return objective_pieces(theta_tilde * scale, s, reml)
+
+        def gradient(theta_tilde, pieces, s):
+            return objective_gradient(theta_tilde * scale, s, pieces, reml) * scale
+
+        split = (value_pieces, gradient)
+    state = newton_minimize(fun, theta0 / scale, lb, (struct,), options, split=split)
     effects = solve_effects(state.x * scale, struct, reml)
     return state._replace(x=state.x * scale), effects  # g stays in θ̃ units (as tested)
 

@@ -134,6 +134,7 @@ def newton_minimize(
     args: tuple = (),
     options: NewtonOptions = NewtonOptions(),
     H0: jax.Array | None = None,
+    split: tuple[Callable, Callable] | None = None,
 ) -> NewtonState:
     """Minimize ``fun(x, *args)`` subject to ``x >= lb``. Traceable: call inside jit/vmap.
 
@@ -141,16 +142,27 @@ def newton_minimize(
     gradient per iteration instead of a Hessian: the cheaper choice when the objective's
     dense block is large), started from ``H0`` when given (e.g. the Hessian at a nearby
     optimum) or else from a scaled identity.
+
+    ``split = (value_pieces, gradient)`` (BFGS only): ``value_pieces(x, *args)`` returns
+    ``fun``'s value and what ``gradient(x, pieces, *args)`` needs to finish its gradient.
+    The line search keeps the pieces of its last trial, so the accepted point's gradient
+    does not evaluate the objective again (InstEval: 12 of 46 evaluations saved).
     """
     vg = jax.value_and_grad(fun)
     bfgs = options.hessian == "bfgs"
     if options.hessian not in ("exact", "bfgs"):
         raise ValueError(f"hessian must be 'exact' or 'bfgs', got {options.hessian!r}")
+    if split is not None and not bfgs:
+        raise ValueError("split objectives need hessian='bfgs'")
     hess = jax.hessian(fun)
 
-    def evaluate(x, s: NewtonState):
-        """f, g and the second-order model at x (s: the state the step started from)."""
-        f, g = vg(x, *args)
+    def evaluate(x, s: NewtonState, fn, pieces):
+        """f, g and the second-order model at x (s: the state the step started from; fn,
+        pieces: the line search's value at x and, with ``split``, its pieces)."""
+        if split is None:
+            f, g = vg(x, *args)
+        else:
+            f, g = fn, split[1](x, pieces, *args)
         if not bfgs:
             return f, g, hess(x, *args)
         if H0 is not None:
@@ -181,22 +193,26 @@ def newton_minimize(
         jnp.array(0),
     )
 
+    def value(x):
+        return (fun(x, *args), ()) if split is None else split[0](x, *args)
+
     def line_search(x, f, g, d):
-        """Projected backtracking from x along d: the accepted point, its f, ok, trials.
+        """Projected backtracking from x along d: the accepted point, its f and pieces, ok,
+        trials.
 
         (Trying the full step with its gradient at once, to save BFGS one evaluation per
         iteration, measured slower on InstEval: 1.7 against 1.35 s, the gradient inside
-        ``lax.cond``.)
+        ``lax.cond``.  ``split`` saves that evaluation instead.)
         """
 
         def cond(c):
-            alpha, k, fn, xn, ok = c
+            alpha, k, fn, xn, ok, _ = c
             return (~ok) & (k < options.max_halvings)
 
         def body(c):
-            alpha, k, _, _, _ = c
+            alpha, k = c[0], c[1]
             xn = jnp.maximum(x + alpha * d, lb)
-            fn = fun(xn, *args)
+            fn, pieces = value(xn)
             decrease = jnp.dot(g, xn - x)
             ok = jnp.isfinite(fn) & (fn <= f + options.armijo * jnp.minimum(decrease, 0.0))
             ok = ok & ((fn < f) | (decrease < 0))
@@ -209,19 +225,23 @@ def newton_minimize(
             quad = -slope / jnp.where(curv > 0, 2.0 * curv, 1.0)
             usable = jnp.isfinite(fn) & jnp.isfinite(f) & (curv > 0) & (slope < 0) & bfgs
             nxt = jnp.where(usable, jnp.clip(quad, 0.1 * alpha, 0.5 * alpha), 0.5 * alpha)
-            return nxt, k + 1, fn, xn, ok
+            return nxt, k + 1, fn, xn, ok, pieces
 
-        init = (jnp.array(1.0, x.dtype), jnp.array(0), f, x, jnp.array(False))
-        _, k, fn, xn, ok = jax.lax.while_loop(cond, body, init)
-        return xn, fn, ok, k
+        start = (jnp.array(1.0, x.dtype), jnp.array(0))
+        if split is None:
+            init = start + (f, x, jnp.array(False), ())
+        else:  # the first trial outside the loop: its pieces need no placeholder to start from
+            init = body(start)
+        _, k, fn, xn, ok, pieces = jax.lax.while_loop(cond, body, init)
+        return xn, fn, pieces, ok, k
 
     def cond(s: NewtonState):
         return s.status == 0
 
     def body(s: NewtonState):
         d, _ = _direction(s.x, s.g, s.H, lb)
-        xn, _, ok, k = line_search(s.x, s.f, s.g, d)
-        fe, ge, He = evaluate(xn, s)
+        xn, fn, pieces, ok, k = line_search(s.x, s.f, s.g, d)
+        fe, ge, He = evaluate(xn, s, fn, pieces)
         x = jnp.where(ok, xn, s.x)
         f = jnp.where(ok, fe, s.f)
         g = jnp.where(ok, ge, s.g)
@@ -249,6 +269,6 @@ def newton_minimize(
             ),
         )
         status = jnp.where(jnp.isfinite(f), status, 5)
-        return NewtonState(x, f, g, H, it, s.nfev + k + 1, status)
+        return NewtonState(x, f, g, H, it, s.nfev + k + (split is None), status)
 
     return jax.lax.while_loop(cond, body, state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import jax
@@ -80,6 +81,12 @@ def test_value_gradient_and_hessian_equal_autodiff(case, schur):
     assert s.layout.dense_schur == (schur == "dense")
     autodiff, analytic = _derivatives(obj.objective), _derivatives(obj.objective_analytic)
     direct = jax.jit(obj.value_and_gradient, static_argnums=2)
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def split(th, s, reml):
+        value, pieces = obj.objective_pieces(th, s, reml)
+        return value, obj.objective_gradient(th, s, pieces, reml)
+
     with jax.enable_x64(True):
         for theta in _thetas(s.layout, 1):
             th = jnp.asarray(theta)
@@ -90,6 +97,9 @@ def test_value_gradient_and_hessian_equal_autodiff(case, schur):
                 scale = np.max(np.abs(np.asarray(ga)))
                 np.testing.assert_allclose(gb, ga, rtol=1e-9, atol=1e-9 * scale)
                 np.testing.assert_allclose(direct(th, s, reml)[1], ga, rtol=1e-9, atol=1e-9 * scale)
+                vp, gp = split(th, s, reml)  # the line search's pieces, then the gradient
+                assert float(vp) == pytest.approx(float(va), rel=1e-13)
+                np.testing.assert_allclose(gp, ga, rtol=1e-9, atol=1e-9 * scale)
                 hscale = np.max(np.abs(np.asarray(Ha)))
                 np.testing.assert_allclose(Hb, Ha, rtol=1e-7, atol=1e-7 * hscale)
 

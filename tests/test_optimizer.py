@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import jaxlme
 from jaxlme.model import BFGS_MIN_SIZE
 from jaxlme.objective import lower_cholesky, weighted_inverse
-from jaxlme.optimizer import bfgs_update
+from jaxlme.optimizer import NewtonOptions, bfgs_update, newton_minimize
 
 REFERENCE = [r for r in json.loads((DATA / "lme4_reference.json").read_text()) if r["data"] != "InstEval"]
 
@@ -129,3 +129,33 @@ def test_unconverged_bfgs_is_finished_by_newton():
     assert res.objective == pytest.approx(newton.objective, abs=1e-6)
     np.testing.assert_allclose(res.theta, newton.theta, rtol=1e-4)
     assert res.opt.iterations > 3  # both runs counted
+
+
+def test_split_objective_takes_the_accepted_points_gradient_from_the_line_search():
+    """With ``split`` the line search hands its last trial's pieces to the gradient: the
+    same iterates as value_and_grad, one objective evaluation fewer per iteration."""
+    w = jnp.array([1.0, 30.0, 0.2])
+    c = jnp.array([0.5, -1.0, 2.0])
+
+    def fun(x):
+        return jnp.sum(w * (x - c) ** 2) + jnp.sum(jnp.exp(-x))
+
+    def value_pieces(x):
+        return fun(x), (2.0 * w * (x - c), jnp.exp(-x))  # the gradient's parts
+
+    def gradient(x, pieces):
+        return pieces[0] - pieces[1]
+
+    opts = NewtonOptions(hessian="bfgs", gtol=1e-9)
+    lb = jnp.array([0.0, -jnp.inf, 0.0])
+    with jax.enable_x64(True):
+        x0 = jnp.array([3.0, 3.0, 0.1])
+        plain = jax.jit(lambda x: newton_minimize(fun, x, lb, (), opts))(x0)
+        split = jax.jit(lambda x: newton_minimize(fun, x, lb, (), opts, split=(value_pieces, gradient)))(x0)
+    assert int(plain.status) in (1, 2) and int(split.status) == int(plain.status)
+    assert int(split.it) == int(plain.it) > 3
+    np.testing.assert_allclose(split.x, plain.x, rtol=1e-10, atol=1e-12)
+    assert np.all(np.asarray(split.x) >= np.asarray(lb))
+    assert int(plain.nfev) - int(split.nfev) == int(plain.it) + 1  # it counts from -1 (the start)
+    with pytest.raises(ValueError, match="split objectives need hessian='bfgs'"):
+        newton_minimize(fun, x0, lb, (), NewtonOptions(), split=(value_pieces, gradient))
