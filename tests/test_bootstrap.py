@@ -11,6 +11,7 @@ import textwrap
 import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -329,3 +330,24 @@ def test_vmapped_gradient_of_a_large_dense_block_does_not_hang():
     )
     assert out["size"] > 520  # three levels of recursion: where the hang appeared
     assert out["err"] <= 1e-8 * out["scale"]
+
+
+def test_standard_normals_are_independent_standard_normals():
+    """The Box-Muller draws: mean 0, variance 1, normal quantiles and tails, the cosine and
+    sine halves uncorrelated, an odd count honoured, and different keys giving different draws."""
+    from jaxlme.bootstrap import standard_normals
+
+    m = 200_001
+    draw = jax.jit(standard_normals, static_argnums=1)
+    with jax.enable_x64(True):
+        z = np.asarray(draw(jax.random.PRNGKey(3), m))
+        other = np.asarray(draw(jax.random.PRNGKey(4), m))
+    assert z.shape == (m,) and z.dtype == np.float64 and np.all(np.isfinite(z))
+    assert abs(z.mean()) < 5 / np.sqrt(m)
+    assert abs(z.var() - 1.0) < 5 * np.sqrt(2.0 / m)
+    probs = [0.025, 0.16, 0.5, 0.84, 0.975]
+    np.testing.assert_allclose(np.quantile(z, probs), [-1.96, -0.994, 0, 0.994, 1.96], atol=0.02)
+    assert np.mean(np.abs(z) > 3) == pytest.approx(0.0027, abs=0.0006)
+    half = m // 2
+    assert abs(np.corrcoef(z[:half], z[half : 2 * half])[0, 1]) < 5 / np.sqrt(half)
+    assert abs(np.corrcoef(z, other)[0, 1]) < 5 / np.sqrt(m)
