@@ -63,8 +63,10 @@ class BootOptions(NamedTuple):
     """Static options of the batched refit (part of the compile-cache key)."""
 
     gtol: float = 1e-6  # projected-gradient max-norm for convergence (as the core fit)
-    maxiter: int = 100  # per replicate; at the cap, max|projected gradient| <= 1e-3 counts as
-    # "converged (no further decrease)" (status 2), like the core's line-search rule
+    maxiter: int = 30  # iterations a replicate gets in the batched loop; at the cap,
+    # max|projected gradient| <= 1e-3 without negative curvature counts as "converged (no
+    # further decrease)" (status 2), like the core's line-search rule, and anything else is
+    # refitted on its own by the follow-up (see _follow_up)
     max_halvings: int = 30  # consecutive rejected steps before giving up
     armijo: float = 1e-4
     fd_step: float = 1e-6  # relative forward-difference step for the Hessian
@@ -229,13 +231,14 @@ def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _L
         tiny = below_resolution(x2, g2, H2, lb, f2)
         small_change = small_change | (ok & tiny & (gnorm <= noise_floor(f2)))
     ls_fail = (~ok) & (nhalf >= opt.max_halvings)
+    flat = (gnorm <= 1e-3) & (min_eig >= -1e-6)  # not a saddle (lanes do pass near them)
     status = jnp.where(
         stationary,
         1,
         jnp.where(
             small_change,
             2,
-            jnp.where(ls_fail | (it >= opt.maxiter), jnp.where(gnorm <= 1e-3, 2, jnp.where(ls_fail, 4, 3)), 0),
+            jnp.where(ls_fail | (it >= opt.maxiter), jnp.where(flat, 2, jnp.where(ls_fail, 4, 3)), 0),
         ),
     )
     status = jnp.where(jnp.isfinite(f2), status, 5)  # the very first evaluation failed
@@ -281,7 +284,7 @@ def _pool_round(struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min
         return fixef_sigma(x, struct.with_response(z, r), reml)
 
     beta, sigma = jax.vmap(effects)(lanes.x, zy1, ry)
-    return lanes, beta, sigma
+    return lanes, beta, sigma, zy1, ry  # the cross-products: for the follow-up's refits
 
 
 def _pool_program(model, reml: bool, opt: BootOptions, chunk: int, devices: tuple, args: tuple):
@@ -298,7 +301,7 @@ def _pool_program(model, reml: bool, opt: BootOptions, chunk: int, devices: tupl
             fn,
             mesh=mesh,
             in_specs=(rep, rep, rep, rep, rep, bat, bat, bat, rep, rep),
-            out_specs=(bat, bat, bat),
+            out_specs=(bat, bat, bat, bat, bat),
             check_vma=False,
         )
     extra = (sizes, bool(reml), opt, tuple((d.platform, d.id) for d in devices))
@@ -360,6 +363,7 @@ def bootstrap(
     memory_bytes: float = 1e9,
     _poison=(),
     _on_round=None,
+    _lane_iters=None,
 ) -> BootstrapResult:
     """Parametric bootstrap of a fitted model: simulate ``n`` responses and refit each.
 
@@ -386,7 +390,8 @@ def bootstrap(
         from .model import BFGS_MIN_SIZE
 
         bfgs = lay.size_rest >= BFGS_MIN_SIZE
-        opt = BootOptions(gtol=float(gtol), maxiter=int(maxiter), hessian="bfgs" if bfgs else "fd")
+        lane_iters = min(int(maxiter), BootOptions().maxiter if _lane_iters is None else int(_lane_iters))
+        opt = BootOptions(gtol=float(gtol), maxiter=lane_iters, hessian="bfgs" if bfgs else "fd")
         k = lay.ntheta
         poison_set = {int(i) for i in _poison}
 
@@ -432,6 +437,7 @@ def bootstrap(
         out_status = np.full(n, _INACTIVE, np.int32)
         out_iter = np.zeros(n, np.int32)
         next_rep, done = 0, 0
+        stubborn: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # replicate -> (zy1, ry)
         prog = None
         interrupted = False
         bar = tqdm(total=n, desc="bootstrap", unit="rep", delay=2.0, disable=not progress, leave=False)
@@ -470,9 +476,14 @@ def bootstrap(
                 if prog is None:
                     prog = _pool_program(model, result.reml, opt, chunk, devs, args)
                 out = prog(*args)
-                new_lanes, beta, sigma = jax.device_get(out)
+                new_lanes, beta, sigma, zy1, ry = out
+                new_lanes, beta, sigma = jax.device_get((new_lanes, beta, sigma))
                 lanes = _Lanes(*(np.array(a) for a in new_lanes))
                 fin = np.flatnonzero(lanes.status > 0)
+                left = fin[(lanes.status[fin] == 3) | (lanes.status[fin] == 4)]
+                if left.size:  # the follow-up refits these from their cross-products
+                    zy1, ry = jax.device_get((zy1, ry))
+                    stubborn.update((int(idx[i]), (zy1[i], ry[i])) for i in left)
                 if fin.size:
                     r = idx[fin]
                     out_beta[r] = beta[fin]
@@ -491,7 +502,7 @@ def bootstrap(
         finally:
             bar.close()
     if not interrupted:
-        _follow_up(result, int(seed), out_status, out_beta, out_sigma, out_theta, out_obj, out_iter)
+        _follow_up(result, stubborn, int(maxiter), out_status, out_beta, out_sigma, out_theta, out_obj, out_iter)
     completed = np.flatnonzero(out_status > 0)
     if interrupted:
         warnings.warn(
@@ -534,17 +545,19 @@ def _hessian_at(struct: Structure, theta: np.ndarray, reml: bool, step: float) -
     return (V * w) @ V.T
 
 
-def _follow_up(result, seed, status, beta, sigma, theta, obj, iters) -> None:
-    """Second pass for the few replicates the batched loop left unconverged (status 3/4):
-    refit each with the core's exact-Hessian Newton, started where the batched loop stopped
-    and from the fitted θ, keeping the best converged answer.  One stubborn lane thus never
-    holds up a whole chunk."""
-    stubborn = np.flatnonzero((status == 3) | (status == 4))
-    if stubborn.size == 0:
-        return
-    ys = _simulate_rows(result, seed, stubborn)
-    for r, y in zip(stubborn, ys):
-        fits = [result.model.refit(y, reml=result.reml, theta0=t0, warn=False) for t0 in (theta[r], result.theta)]
+def _follow_up(result, stubborn, maxiter, status, beta, sigma, theta, obj, iters) -> None:
+    """Second pass for the replicates the batched loop left unconverged (status 3/4, e.g.
+    lanes slowed down near a saddle of the Cholesky parametrization): refit each on its own
+    with the core fit (exact-Hessian Newton for small models), started where the batched
+    loop stopped and from the fitted θ, keeping the best converged answer.  The pool's
+    iteration cap thus bounds how long one stubborn lane can hold up the batch, and the
+    refits reuse the fit's compiled program (``stubborn``: replicate -> its cross-products).
+    """
+    model = result.model
+    for r, (zy1, ry) in sorted(stubborn.items()):
+        with jax.enable_x64(True):  # float64 cross-products, as the fit's program expects
+            struct = model.structure.with_response(jax.device_put(zy1), jax.device_put(ry))
+        fits = [model._refit_structure(struct, result.reml, t0, maxiter) for t0 in (theta[r], result.theta)]
         fits = [f for f in fits if f.converged]
         if not fits:
             continue

@@ -169,6 +169,14 @@ class LMM:
         struct = self.structure.with_response(zy1, ry)
         return self._fit(struct, reml, theta0, NewtonOptions(hessian=self._hessian_method("auto")), warn, y=y)
 
+    @x64
+    def _refit_structure(self, struct: Structure, reml: bool, theta0, maxiter: int = 100) -> LMMResult:
+        """Fit a response given by its cross-products (``struct``: ``self.structure`` with
+        another ``zy1``, ``ry``), without warnings; the result's ``y`` is not that response,
+        so only θ, β, σ and the criterion are meaningful (the bootstrap's follow-up)."""
+        options = NewtonOptions(hessian=self._hessian_method("auto"), maxiter=int(maxiter))
+        return self._fit(struct, reml, theta0, options, False)
+
     def _boundary_reset(self, theta: np.ndarray, start: np.ndarray, scalar_too: bool) -> np.ndarray | None:
         """θ with zero diagonal entries of multi-column terms reset to the start, or None.
 

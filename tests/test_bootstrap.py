@@ -130,6 +130,23 @@ def _assert_same_replicates(a, b):
     np.testing.assert_allclose(a.theta[regular], b.theta[regular], rtol=1e-8, atol=1e-10)
 
 
+def test_replicates_past_the_lane_budget_are_finished_by_the_follow_up(sleep):
+    """A lane that uses up the batched loop's iteration budget is refitted on its own from
+    its cross-products with the fit's own compiled program, reaching the same optimum."""
+    from jaxlme import compiled
+
+    programs = compiled.STATS["compiled"] + compiled.STATS["loaded"]
+    capped = sleep.bootstrap(12, seed=3, progress=False, chunk_size=4, _lane_iters=2)
+    assert compiled.STATS["compiled"] + compiled.STATS["loaded"] - programs <= 1  # the pool only
+    full = sleep.bootstrap(12, seed=3, progress=False, chunk_size=4)
+    assert (full.iterations > 2).sum() >= 6  # most needed more than the budget
+    assert capped.n == 12 and capped.n_failed == 0 and capped.converged.all()
+    assert (capped.iterations > 2).sum() == (full.iterations > 2).sum()  # lane + follow-up iterations
+    np.testing.assert_allclose(capped.objective, full.objective, rtol=1e-10)
+    np.testing.assert_allclose(capped.fixef, full.fixef, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(capped.sigma, full.sigma, rtol=1e-5)
+
+
 # -- determinism ----------------------------------------------------------------------------------
 def test_same_seed_same_replicates_any_chunk_size(sleep):
     runs = [sleep.bootstrap(40, seed=5, progress=False, chunk_size=c) for c in (4, 16, 64)]
