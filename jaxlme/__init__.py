@@ -5,7 +5,7 @@
 >>> print(res.summary())                                         # doctest: +SKIP
 """
 
-from . import datasets
+from . import _config, datasets
 from .compat import mixedlm
 from .design import DataError
 from .formula import FormulaError, parse_formula
@@ -26,3 +26,5 @@ __all__ = [
     "lrt",
 ]
 __version__ = "0.1.0"
+
+_config.freeze_imported_objects()  # scripts: JAX/pandas objects out of GC scans (see _config)

@@ -11,17 +11,27 @@ also kept as ready-to-run executables in its ``executables`` subfolder (see
 ``jaxlme.compiled``), so a new process skips tracing them too.  Opt out of both with
 ``JAXLME_NO_CACHE=1``; a JAX cache directory you configured yourself is left untouched
 (jaxlme's executables then go to the default location).
+
+In scripts, importing jaxlme moves the objects alive at that point (mostly the modules of
+JAX, NumPy and pandas, ~0.8 M objects that live until exit) out of the cyclic garbage
+collector's scans with ``gc.freeze()``: later collections, and the interpreter's last one
+at exit, skip them (a sleepstudy fit as a whole ``python -c`` process: 0.92 -> 0.80 s).
+Reference counting still frees them; only a reference cycle among them would be kept
+until exit.  Not done in interactive sessions (IPython, Jupyter, ``python -i``), nor with
+``JAXLME_GC_FREEZE=0``.
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 import os
+import sys
 from pathlib import Path
 
 import jax
 
-__all__ = ["x64", "enable_compilation_cache", "cache_root"]
+__all__ = ["x64", "enable_compilation_cache", "cache_root", "freeze_imported_objects"]
 
 
 def x64(fn):
@@ -67,3 +77,14 @@ def enable_compilation_cache() -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return base
+
+
+def freeze_imported_objects() -> bool:
+    """``gc.freeze()`` once jaxlme and its dependencies are imported, in scripts only (see
+    the module docstring); returns whether it froze."""
+    if os.environ.get("JAXLME_GC_FREEZE", "").strip() == "0":
+        return False
+    if hasattr(sys, "ps1") or sys.flags.interactive or "IPython" in sys.modules:
+        return False
+    gc.freeze()
+    return True
