@@ -166,6 +166,7 @@ def test_fast_options_only_for_small_models():
         "xla_cpu_use_fusion_emitters": False,
         "xla_backend_optimization_level": 1,
         "xla_cpu_parallel_codegen_split_count": max(4, os.cpu_count() or 1),
+        "xla_cpu_prefer_vector_width": 128,
     }
     assert compiled.fast_compile_options(False) == {}
     assert compiled.fast_compile_options(False, native_reductions=True) == {
