@@ -148,7 +148,7 @@ class ColumnsSpec:
                     raise DataError(f"column '{name}' is not numeric (it was numeric when the model was fitted)")
                 cols[name] = col.to_numpy(dtype=float)
                 continue
-            codes = pd.Categorical(col, categories=pd.Index(lv)).codes
+            codes = pd.Index(lv).get_indexer(col)  # -1: missing or not a fitted level
             na = col.isna().to_numpy()
             unseen = sorted({str(v) for v in col[(codes < 0) & ~na]})
             if unseen:
