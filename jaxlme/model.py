@@ -94,6 +94,7 @@ class LMM:
         self._prefetched: set[bool] = set()  # REML/ML Satterthwaite programs prefetched
         self.layout = self.structure.layout
         self.theta_scale = _theta_scale(self.design, self.layout)
+        self._start_theta: np.ndarray | None = None
 
     # -- basic facts -------------------------------------------------------------------
     @property
@@ -177,6 +178,15 @@ class LMM:
         options = NewtonOptions(hessian=self._hessian_method("auto"), maxiter=int(maxiter))
         return self._fit(struct, reml, theta0, options, False)
 
+    def _start(self, y=None) -> np.ndarray:
+        """θ the optimizer starts from when not given (see :func:`moment_start`), for the
+        model's response (computed once) or another response ``y``."""
+        if y is not None:
+            return moment_start(self.design, self.layout, self.theta_scale, y)
+        if self._start_theta is None:
+            self._start_theta = moment_start(self.design, self.layout, self.theta_scale, self.design.y)
+        return self._start_theta
+
     def _boundary_reset(self, theta: np.ndarray, start: np.ndarray, scalar_too: bool) -> np.ndarray | None:
         """θ with zero diagonal entries of multi-column terms reset to the start, or None.
 
@@ -197,7 +207,9 @@ class LMM:
 
     def _fit(self, struct, reml, theta0, options, warn, y=None) -> LMMResult:
         lay = self.layout
-        start = lay.theta_start * self.theta_scale  # Λ = diag(1/rms(Z_j)): unit-scale start
+        # BFGS, which starts without curvature, pays for a distant start (InstEval: 33 -> 13
+        # evaluations); Newton converges in a few steps from Λ = I and keeps lme4's start
+        start = self._start(y) if options.hessian == "bfgs" else lay.theta_start * self.theta_scale
         theta_init = np.asarray(start if theta0 is None else theta0, dtype=float).reshape(-1)
         if theta_init.shape[0] != lay.ntheta:
             raise ValueError(f"theta0 must have {lay.ntheta} elements, got {theta_init.shape[0]}")
@@ -285,6 +297,52 @@ def _theta_scale(design, layout) -> np.ndarray:
         rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
         scales += [1.0 / rms[i] for i, _ in tl.theta_index]
     return np.asarray(scales)
+
+
+def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Starting θ: method-of-moments variances for scalar terms, Λ = diag(1/rms(Z)) for
+    vector-valued ones (lme4's and MixedModels.jl's Λ = I, in unit-scale columns).
+
+    For a scalar term with column z, each level's least-squares effect on the OLS
+    residuals e, b̂_g = Σz·e / Σz², has variance about τ² + σ²/Σz²; those moment equations
+    with var(e) ≈ σ² + Σ_j τ_j², solved by a few fixed-point sweeps, give θ = τ/σ, kept at
+    least 0.1 so the optimizer starts inside.  Each factor is treated as if alone, so this
+    is a start, not an estimate: InstEval's is (0.29, 0.46, 0.11) against the optimum
+    (0.28, 0.44, 0.07), from which BFGS takes 13 evaluations instead of 33 from Λ = I
+    (0.70 against 1.08 s).  Anything non-finite falls back to Λ = I.
+    """
+    start = layout.theta_start * theta_scale
+    scalar = [i for i, t in enumerate(layout.terms) if t.ncols == 1]
+    if not scalar:
+        return start
+    y = np.asarray(y, dtype=float)
+    X = design.X
+    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else y - y.mean()
+    total = float(np.mean(resid**2))
+    moments = []  # (between-level variance of b̂, its noise per unit σ²)
+    for i in scalar:
+        term = design.terms[i]
+        z = term.Z[:, 0]
+        w = np.bincount(term.index, weights=z * z, minlength=term.nlevels)
+        ze = np.bincount(term.index, weights=z * resid, minlength=term.nlevels)
+        ok = w > 0
+        if ok.sum() < 2:
+            return start
+        b, w = ze[ok] / w[ok], w[ok]
+        between = float(np.sum(w * (b - np.sum(w * b) / np.sum(w)) ** 2) / np.sum(w))
+        moments.append((between, float(ok.sum() / np.sum(w))))
+    sigma2 = total
+    for _ in range(20):
+        tau2 = [max(b - sigma2 * noise, 0.01 * sigma2) for b, noise in moments]
+        sigma2 = max(total - sum(tau2), 0.05 * total)
+    theta = np.sqrt(np.asarray(tau2) / sigma2)
+    if total <= 0 or not np.all(np.isfinite(theta)):
+        return start
+    out = start.copy()
+    offsets = np.cumsum([0] + [len(t.theta_index) for t in layout.terms])
+    for i, th in zip(scalar, theta):
+        out[offsets[i]] = max(th, 0.1)
+    return out
 
 
 _objective_jit = jax.jit(objective, static_argnames=("reml",))
