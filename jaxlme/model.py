@@ -300,10 +300,10 @@ def _theta_scale(design, layout) -> np.ndarray:
 
 
 def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Starting θ: method-of-moments variances for scalar terms, Λ = diag(1/rms(Z)) for
-    vector-valued ones (lme4's and MixedModels.jl's Λ = I, in unit-scale columns).
+    """Starting θ: method-of-moments variances when every term is scalar, else
+    Λ = diag(1/rms(Z)) (lme4's and MixedModels.jl's Λ = I, in unit-scale columns).
 
-    For a scalar term with column z, each level's least-squares effect on the OLS
+    For a term with column z, each level's least-squares effect on the OLS
     residuals e, b̂_g = Σz·e / Σz², has variance about τ² + σ²/Σz²; those moment equations
     with var(e) ≈ σ² + Σ_j τ_j², solved by a few fixed-point sweeps, give θ = τ/σ, kept at
     least 0.1 so the optimizer starts inside.  Each factor is treated as if alone, so this
@@ -312,16 +312,16 @@ def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.n
     (0.70 against 1.08 s).  Anything non-finite falls back to Λ = I.
     """
     start = layout.theta_start * theta_scale
-    scalar = [i for i, t in enumerate(layout.terms) if t.ncols == 1]
-    if not scalar:
+    if any(t.ncols > 1 for t in layout.terms):
+        # moments for the scalar terms next to Λ = I for the others measured worse: the
+        # 10^7-row (1 + x | g1) + (1 | g2) fit took 66 evaluations instead of 58
         return start
     y = np.asarray(y, dtype=float)
     X = design.X
     resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else y - y.mean()
     total = float(np.mean(resid**2))
     moments = []  # (between-level variance of b̂, its noise per unit σ²)
-    for i in scalar:
-        term = design.terms[i]
+    for term in design.terms:
         z = term.Z[:, 0]
         w = np.bincount(term.index, weights=z * z, minlength=term.nlevels)
         ze = np.bincount(term.index, weights=z * resid, minlength=term.nlevels)
@@ -338,11 +338,7 @@ def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.n
     theta = np.sqrt(np.asarray(tau2) / sigma2)
     if total <= 0 or not np.all(np.isfinite(theta)):
         return start
-    out = start.copy()
-    offsets = np.cumsum([0] + [len(t.theta_index) for t in layout.terms])
-    for i, th in zip(scalar, theta):
-        out[offsets[i]] = max(th, 0.1)
-    return out
+    return np.maximum(theta, 0.1)  # one θ per scalar term, in the terms' order
 
 
 _objective_jit = jax.jit(objective, static_argnames=("reml",))

@@ -178,9 +178,11 @@ def test_bfgs_starts_from_moment_estimates_near_the_optimum():
     np.testing.assert_allclose(moment.theta, identity.theta, rtol=1e-4)
     assert moment.opt.evaluations < identity.opt.evaluations
 
-    # vector-valued terms keep Λ = I (unit-scale columns); degenerate factors fall back
+    # models with vector-valued terms keep Λ = I (unit-scale columns); degenerate factors fall back
     sleep = jaxlme.LMM("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
     np.testing.assert_array_equal(sleep._start(), sleep.layout.theta_start * sleep.theta_scale)
+    mixed = jaxlme.LMM("y ~ x + (1 + x | g1) + (1 | g2)", _crossed(60, 8, 900).assign(x=lambda f: np.sin(f.index)))
+    np.testing.assert_array_equal(mixed._start(), mixed.layout.theta_start * mixed.theta_scale)
     d = _crossed(30, 5, 400)
     d["x"] = (d["g2"] == "0").astype(float)  # a slope seen in one level only: no moments
     one = jaxlme.LMM("y ~ 1 + (1 | g1) + (0 + x | g2)", d, warn=False)
