@@ -237,7 +237,8 @@ def _fmt(v, unit="s"):
 
 
 def _ratio(peer, ours):
-    return f"{peer / ours:.1f}×" if peer and ours else "—"
+    numbers = isinstance(peer, (int, float)) and isinstance(ours, (int, float))
+    return f"{peer / ours:.1f}×" if numbers and peer and ours else "—"
 
 
 def machine() -> str:
@@ -266,7 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale-levels", nargs=2, type=int, default=[2000, 100], metavar=("G1", "G2"))
     ap.add_argument("--statsmodels-timeout", type=float, default=120.0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    ap.add_argument("--render", metavar="JSON", help="only rewrite --out from a run's saved JSON")
     args = ap.parse_args(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        command = saved.get("command", f"--reps {args.reps}")
+        text = render(saved["rows"], saved["scale"], args, command, saved.get("date"))
+        Path(args.out).write_text(text)
+        print(text)
+        return 0
 
     rows, details = [], {}
     for case in args.cases:
@@ -339,16 +348,22 @@ def main(argv: list[str] | None = None) -> int:
             scale_rows.append(row)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    text = render(rows, scale_rows, args)
+    command, date = " ".join(sys.argv[1:] if argv is None else argv), time.strftime("%Y-%m-%d")
+    text = render(rows, scale_rows, args, command, date)
     Path(args.out).write_text(text)
     print(text)
-    (Path(args.out).with_suffix(".json")).write_text(json.dumps(dict(rows=rows, scale=scale_rows, details=details)))
+    saved = dict(rows=rows, scale=scale_rows, details=details, command=command, date=date)
+    (Path(args.out).with_suffix(".json")).write_text(json.dumps(saved))
     return 0
 
 
-def render(rows, scale_rows, args) -> str:
+def _levels(levels) -> str:
+    return " × ".join(f"{k} {v:,}" for k, v in (levels or {}).items()) or "—"
+
+
+def render(rows, scale_rows, args, command: str, date: str | None) -> str:
     out = ["# jaxlme benchmark results", "", f"Machine: {machine()}", ""]
-    out.append(f"Command: `python benchmarks/run.py {' '.join(sys.argv[1:])}` ({time.strftime('%Y-%m-%d')}).")
+    out.append(f"Command: `python benchmarks/run.py {command}` ({date or time.strftime('%Y-%m-%d')}).")
     out.append(f"Medians of {args.reps} runs; ratios are peer time / jaxlme time (higher is better for jaxlme).")
     out.append(
         "First fit = `LMM(...)` + `.fit()` in a fresh process (JAX compile included; 'cold' = no persistent "
@@ -359,18 +374,26 @@ def render(rows, scale_rows, args) -> str:
     out.append("")
     if rows:
         out.append(
-            "| case | n | jaxlme first fit (cold compile) | first fit (cache warm) | warm refit | whole process "
-            "| `jaxlme fit` process | peak RSS | lme4 fit | lme4 process | statsmodels fit | lme4/jaxlme warm "
-            "| lme4/jaxlme process | lme4/`jaxlme fit` |"
+            "| case | n | levels per factor | jaxlme first fit (cold compile) | first fit (cache warm) | warm refit "
+            "| whole process | `jaxlme fit` process | peak RSS | lme4 fit | lme4 process | lme4 peak RSS "
+            "| statsmodels fit | statsmodels peak RSS | lme4/jaxlme warm | lme4/jaxlme process | lme4/`jaxlme fit` "
+            "| statsmodels/jaxlme warm |"
         )
-        out.append("|" + "---|" * 14)
+        out.append("|" + "---|" * 18)
         for r in rows:
             out.append(
-                f"| {r['case']} | {r['n']} | {_fmt(r['first'])} | {_fmt(r['first_cached'])} | {_fmt(r['warm'])} "
-                f"| {_fmt(r['process'])} | {_fmt(r.get('cli'))} | {_fmt(r['mem'], 'MB')} | {_fmt(r['lme4'])} "
-                f"| {_fmt(r['lme4_process'])} | {_fmt(r['sm'])} | {_ratio(r['lme4'], r['warm'])} "
-                f"| {_ratio(r['lme4_process'], r['process'])} | {_ratio(r['lme4_process'], r.get('cli'))} |"
+                f"| {r['case']} | {r['n']:,} | {_levels(r.get('levels'))} | {_fmt(r['first'])} "
+                f"| {_fmt(r['first_cached'])} | {_fmt(r['warm'])} | {_fmt(r['process'])} | {_fmt(r.get('cli'))} "
+                f"| {_fmt(r['mem'], 'MB')} | {_fmt(r['lme4'])} | {_fmt(r['lme4_process'])} "
+                f"| {_fmt(r.get('lme4_mem'), 'MB')} | {_fmt(r['sm'])} | {_fmt(r.get('sm_mem'), 'MB')} "
+                f"| {_ratio(r['lme4'], r['warm'])} | {_ratio(r['lme4_process'], r['process'])} "
+                f"| {_ratio(r['lme4_process'], r.get('cli'))} | {_ratio(r['sm'], r['warm'])} |"
             )
+        out.append("")
+        out.append(
+            "statsmodels' times and memory are its fit alone (no compile to separate); 'timeout' = not "
+            f"done within {args.statsmodels_timeout:g} s, its peak RSS then at the time it was stopped."
+        )
         out.append("")
         out.append("Criterion at the optimum (jaxlme vs lme4) and derivative costs at θ̂:")
         out.append("")
