@@ -377,6 +377,11 @@ def _weights(lay: Layout, reml: bool) -> tuple[tuple[int, float], ...]:
     return ((lay.q_rest, cz), (lay.p, cx), (1, cy))
 
 
+def _criterion_weights(lay: Layout, reml: bool) -> Callable[[jax.Array], jax.Array]:
+    """The criterion's row weights c as ``weighted_value_and_gradient`` takes them."""
+    return lambda L: _expand(_weights(lay, reml), L.dtype)
+
+
 def _log_det1(L1: jax.Array) -> jax.Array:
     return 2.0 * jnp.sum(jnp.log(block_diagonals(L1)))
 
@@ -424,7 +429,7 @@ def value_and_gradient(theta: jax.Array, s: Structure, reml: bool = True) -> tup
     """The objective and its θ-gradient from one factorization, without reverse-mode
     through the Schur pairs (see :func:`weighted_value_and_gradient`)."""
     lay = s.layout
-    value, grad, _ = weighted_value_and_gradient(theta, s, lambda L: _expand(_weights(lay, reml), L.dtype))
+    value, grad, _ = weighted_value_and_gradient(theta, s, _criterion_weights(lay, reml))
     return value + _constant(lay, reml), grad
 
 
@@ -511,14 +516,13 @@ def gradient_from_pieces(
 def objective_pieces(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.Array, Pieces]:
     """The objective (lme4's scale) and the pieces :func:`objective_gradient` reuses."""
     lay = s.layout
-    value, pieces = weighted_value_pieces(theta, s, lambda L: _expand(_weights(lay, reml), L.dtype))
+    value, pieces = weighted_value_pieces(theta, s, _criterion_weights(lay, reml))
     return value + _constant(lay, reml), pieces
 
 
 def objective_gradient(theta: jax.Array, s: Structure, pieces: Pieces, reml: bool = True) -> jax.Array:
     """The objective's θ-gradient from :func:`objective_pieces` at the same θ."""
-    lay = s.layout
-    return gradient_from_pieces(theta, s, pieces, lambda L: _expand(_weights(lay, reml), L.dtype))
+    return gradient_from_pieces(theta, s, pieces, _criterion_weights(s.layout, reml))
 
 
 def _lambda_vector(theta: jax.Array, lay: Layout) -> jax.Array:

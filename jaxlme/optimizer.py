@@ -146,7 +146,7 @@ def newton_minimize(
     ``split = (value_pieces, gradient)`` (BFGS only): ``value_pieces(x, *args)`` returns
     ``fun``'s value and what ``gradient(x, pieces, *args)`` needs to finish its gradient.
     The line search keeps the pieces of its last trial, so the accepted point's gradient
-    does not evaluate the objective again (InstEval: 12 of 46 evaluations saved).
+    does not evaluate the objective again (InstEval: 46 -> 33 evaluations).
     """
     vg = jax.value_and_grad(fun)
     bfgs = options.hessian == "bfgs"
