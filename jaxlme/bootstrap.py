@@ -155,15 +155,10 @@ def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
     n = int(n)
     if n < 0:
         raise ValueError("n must be >= 0")
-    return _simulate_rows(result, seed, np.arange(n))
-
-
-def _simulate_rows(result: LMMResult, seed: int, rows: np.ndarray) -> np.ndarray:
-    """Simulated responses of the given replicate indices: a (len(rows), nobs) array."""
     with jax.enable_x64(True):
         model = result.model
         lay = model.layout
-        if len(rows) == 0:
+        if n == 0:
             return np.zeros((0, model.nobs))
         sizes = _sizes(lay)
         seed_arr = np.int64(seed)
@@ -180,8 +175,8 @@ def _simulate_rows(result: LMMResult, seed: int, rows: np.ndarray) -> np.ndarray
             _SIM_COMPILED[cache_key] = fn
         out = []
         step = max(1, int(2e7 // max(lay.n, 1)))  # bound memory: ~160 MB per call
-        for s in range(0, len(rows), step):
-            idx = jax.device_put(np.asarray(rows[s : s + step], dtype=np.int32))
+        for s in range(0, n, step):
+            idx = jax.device_put(np.arange(s, min(n, s + step), dtype=np.int32))
             out.append(np.asarray(fn(seed_arr, idx, sp, model.obs)))
         return np.concatenate(out, axis=0)
 

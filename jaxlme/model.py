@@ -168,15 +168,17 @@ class LMM:
             raise ValueError("new response contains non-finite values")
         zy1, ry = response_crossprods(self.layout, self.obs, jnp.asarray(y))
         struct = self.structure.with_response(zy1, ry)
-        return self._fit(struct, reml, theta0, NewtonOptions(hessian=self._hessian_method("auto")), warn, y=y)
+        return self._fit(struct, reml, theta0, self._refit_options(), warn, y=y)  # warns at the caller
+
+    def _refit_options(self, maxiter: int = 100) -> NewtonOptions:
+        return NewtonOptions(hessian=self._hessian_method("auto"), maxiter=int(maxiter))
 
     @x64
     def _refit_structure(self, struct: Structure, reml: bool, theta0, maxiter: int = 100) -> LMMResult:
         """Fit a response given by its cross-products (``struct``: ``self.structure`` with
         another ``zy1``, ``ry``), without warnings; the result's ``y`` is not that response,
         so only θ, β, σ and the criterion are meaningful (the bootstrap's follow-up)."""
-        options = NewtonOptions(hessian=self._hessian_method("auto"), maxiter=int(maxiter))
-        return self._fit(struct, reml, theta0, options, False)
+        return self._fit(struct, reml, theta0, self._refit_options(maxiter), False)
 
     def _start(self, y=None) -> np.ndarray:
         """θ the optimizer starts from when not given (see :func:`moment_start`), for the
