@@ -272,23 +272,44 @@ def weighted_chol_logdiag(m: jax.Array, weights: tuple[tuple[int, float], ...]) 
     G = L⁻ᵀ diag(c) L⁻¹ (see weighted_inverse), several times cheaper
     than differentiating through the Cholesky factorization itself.
     """
-    L = lower_cholesky(m)
-    return 2.0 * jnp.sum(_expand(weights, m.dtype) * jnp.log(jnp.diagonal(L)))
+    return _logdiag(lower_cholesky(m), weights)
+
+
+def _logdiag(L: jax.Array, weights) -> jax.Array:
+    return 2.0 * jnp.sum(_expand(weights, L.dtype) * jnp.log(jnp.diagonal(L)))
 
 
 def _expand(weights, dtype) -> jax.Array:
     return jnp.concatenate([jnp.full(k, c, dtype) for k, c in weights if k])
 
 
+def _logdiag_jvp(weights, m: jax.Array, dm: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """L, the weighted log-diagonal sum and its tangent <G, dm>."""
+    L = lower_cholesky(m)
+    G = weighted_inverse(L, _expand(weights, m.dtype))
+    G_low = 2.0 * jnp.tril(G) - jnp.diag(jnp.diagonal(G))  # m_ij, i > j, stands for both m_ij and m_ji
+    return L, _logdiag(L, weights), jnp.sum(G_low * dm)
+
+
 @weighted_chol_logdiag.defjvp
 def _weighted_chol_logdiag_jvp(weights, primals, tangents):
-    (m,), (dm,) = primals, tangents
+    _, value, tangent = _logdiag_jvp(weights, primals[0], tangents[0])
+    return value, tangent
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _logdiag_and_corner(m: jax.Array, weights, k: int) -> tuple[jax.Array, jax.Array]:
+    """weighted_chol_logdiag and, from the same factorization, the trailing k × k corner of
+    L, which carries no derivative (a by-product, as through ``stop_gradient``)."""
     L = lower_cholesky(m)
-    c = _expand(weights, m.dtype)
-    value = 2.0 * jnp.sum(c * jnp.log(jnp.diagonal(L)))
-    G = weighted_inverse(L, c)
-    G_low = 2.0 * jnp.tril(G) - jnp.diag(jnp.diagonal(G))  # m_ij, i > j, stands for both m_ij and m_ji
-    return value, jnp.sum(G_low * dm)
+    return _logdiag(L, weights), L[-k:, -k:]
+
+
+@_logdiag_and_corner.defjvp
+def _logdiag_and_corner_jvp(weights, k, primals, tangents):
+    L, value, tangent = _logdiag_jvp(weights, primals[0], tangents[0])
+    corner = L[-k:, -k:]
+    return (value, corner), (tangent, jnp.zeros_like(corner))
 
 
 _INVERSE_BLOCK = 128  # below this size one triangular solve against I is as fast as recursing
@@ -341,6 +362,22 @@ def objective(theta: jax.Array, s: Structure, reml: bool = True) -> jax.Array:
     L1, _, m = _blocks(theta, s)
     rest = weighted_chol_logdiag(m, _weights(lay, reml))
     return _log_det1(L1) + rest + _constant(lay, reml)
+
+
+def objective_and_corner(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.Array, jax.Array]:
+    """``objective`` and the fixed-effect corner of the rest block's factor, L[q:, q:] ((p+1)²,
+    with y's row last), from the same factorization; the corner carries no derivative.
+    For ``value_and_grad(..., has_aux=True)``: :func:`effects_from_corner` turns the corner at
+    the optimum into β̂ and σ̂ without factorizing term 1 and the Schur complement again."""
+    lay = s.layout
+    L1, _, m = _blocks(theta, s)
+    rest, corner = _logdiag_and_corner(m, _weights(lay, reml), lay.p + 1)
+    return _log_det1(L1) + rest + _constant(lay, reml), corner
+
+
+def effects_from_corner(corner: jax.Array, lay: Layout, reml: bool = True) -> tuple[jax.Array, jax.Array]:
+    """β̂ and σ̂ from the corner :func:`objective_and_corner` returns."""
+    return rx_beta(corner, lay, 0)[1], jnp.sqrt(corner[-1, -1] ** 2 / _row_weights(lay, reml)[2])
 
 
 # Rows of the rest block from which jaxlme's own programs use the analytic θ-gradient.
@@ -580,13 +617,13 @@ def fixef_sigma(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.
     the last of the rest block, so β needs only its p × p corner, RX' β = L_yX', and not
     the conditional modes :func:`solve_effects` back-substitutes (a smaller program)."""
     L = factorize(theta, s).L
-    dof = _row_weights(s.layout, reml)[2]
-    return rx_beta(L, s.layout)[1], jnp.sqrt(L[-1, -1] ** 2 / dof)
+    return effects_from_corner(L[s.layout.q_rest :, s.layout.q_rest :], s.layout, reml)
 
 
-def rx_beta(L: jax.Array, lay: Layout) -> tuple[jax.Array, jax.Array]:
-    """RX (the fixed-effect corner of the rest block's factor L) and β̂ = RX'⁻¹ L_yX'."""
-    q, p = lay.q_rest, lay.p
+def rx_beta(L: jax.Array, lay: Layout, q: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """RX (the fixed-effect corner of the rest block's factor L, whose fixed-effect rows
+    start at ``q``, by default q_rest) and β̂ = RX'⁻¹ L_yX'."""
+    q, p = lay.q_rest if q is None else q, lay.p
     RX = L[q : q + p, q : q + p]
     return RX, jax.scipy.linalg.solve_triangular(RX, L[-1, q : q + p], lower=True, trans="T")
 

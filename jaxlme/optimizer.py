@@ -61,22 +61,35 @@ def _free_min_eig(x, g, H, lb):
 
 
 def _direction(x, g, H, lb):
+    d, pg, _ = newton_direction(x, g, H, lb)
+    return d, pg
+
+
+def newton_direction(x, g, H, lb):
+    """Projected Newton direction at x, the projected gradient, and the free Hessian's
+    smallest eigenvalue relative to its largest (negative: a saddle), from one ``eigh``.
+
+    The eigenvalue answers as :func:`_free_min_eig` does for any threshold ≤ 0 (the active
+    block is I here, 0 there).  Reductions are paired up (one product for both signs, one
+    for both norms): under the bootstrap's vmap each is a kernel XLA compiles and launches.
+    """
     pg, active = _projected_gradient(x, g, lb)
     free = ~active
     Hf = jnp.where(free[:, None] & free[None, :], H, jnp.eye(H.shape[0], dtype=H.dtype))
     w, V = jnp.linalg.eigh(Hf)
     wabs = jnp.abs(w)
-    floor = jnp.maximum(1e-10 * jnp.max(wabs), 1e-12)
+    wmax = jnp.max(wabs)
+    floor = jnp.maximum(1e-10 * wmax, 1e-12)
     d = -V @ ((V.T @ pg) / jnp.maximum(wabs, floor))
     # negative curvature at a stationary point (e.g. θ_i = 0 where f is even in θ_i):
-    # move along the most negative eigenvector, into the feasible side
+    # move along the most negative eigenvector, downhill, else into the feasible side
     vmin = V[:, 0] * free
-    s = jnp.sign(jnp.sum(vmin * jnp.where(x <= lb, 1.0, 0.0)) - 1e-300)
-    s = jnp.where(jnp.dot(pg, vmin) != 0, -jnp.sign(jnp.dot(pg, vmin)), s)
-    neg = w[0] < -1e-8 * jnp.maximum(1.0, jnp.max(wabs))
-    scale = jnp.maximum(jnp.linalg.norm(d), 0.1 * (1.0 + jnp.linalg.norm(x)))
-    d = jnp.where(neg, d + s * vmin * scale, d)
-    return jnp.where(free, d, 0.0), pg
+    at_lb, slope = jnp.stack([jnp.where(x <= lb, 1.0, 0.0), pg]) @ vmin
+    s = jnp.where(slope != 0, -jnp.sign(slope), jnp.sign(at_lb - 1e-300))
+    neg = w[0] < -1e-8 * jnp.maximum(1.0, wmax)
+    norm_d, norm_x = jnp.sqrt(jnp.sum(jnp.stack([d, x]) ** 2, axis=1))
+    d = jnp.where(neg, d + s * vmin * jnp.maximum(norm_d, 0.1 * (1.0 + norm_x)), d)
+    return jnp.where(free, d, 0.0), pg, w[0] / jnp.maximum(1.0, wmax)
 
 
 def noise_floor(f: jax.Array) -> jax.Array:
@@ -88,7 +101,11 @@ def noise_floor(f: jax.Array) -> jax.Array:
 def below_resolution(x, g, H, lb, f) -> jax.Array:
     """The model's predicted decrease -g'd/2 along the next direction is below f's
     resolution: a line search there can only chase rounding noise."""
-    d, _ = _direction(x, g, H, lb)
+    return decrease_below_resolution(g, _direction(x, g, H, lb)[0], f)
+
+
+def decrease_below_resolution(g, d, f) -> jax.Array:
+    """:func:`below_resolution` for a direction d already at hand."""
     return -0.5 * jnp.dot(g, d) <= 1e-12 * (1.0 + jnp.abs(f))
 
 

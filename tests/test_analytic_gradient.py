@@ -196,6 +196,34 @@ def test_fixef_sigma_equals_the_full_solve(case):
                 assert float(sigma) == pytest.approx(float(full.sigma), rel=1e-12)
 
 
+@pytest.mark.parametrize("schur", ["sparse", "dense"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_objective_and_corner_shares_the_factor(case, schur):
+    """The bootstrap lanes' objective: the same value and gradient as ``objective``, and a
+    factor corner that gives fixef_sigma's β̂, σ̂ and carries no derivative."""
+    s = _structure(case, schur)
+    with jax.enable_x64(True):
+        for theta in _thetas(s.layout, 3):
+            th = jnp.asarray(theta)
+            for reml in (True, False):
+                (value, corner), grad = jax.jit(
+                    jax.value_and_grad(obj.objective_and_corner, has_aux=True), static_argnums=2
+                )(th, s, reml)
+                ref_value, ref_grad = jax.jit(jax.value_and_grad(obj.objective), static_argnums=2)(th, s, reml)
+                assert float(value) == pytest.approx(float(ref_value), rel=1e-13)
+                np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-9)
+                beta, sigma = obj.effects_from_corner(corner, s.layout, reml)
+                ref_beta, ref_sigma = jax.jit(obj.fixef_sigma, static_argnums=2)(th, s, reml)
+                np.testing.assert_allclose(beta, ref_beta, rtol=1e-11, atol=1e-12)
+                assert float(sigma) == pytest.approx(float(ref_sigma), rel=1e-12)
+                _, corner_tangent = jax.jvp(
+                    functools.partial(lambda t, r: obj.objective_and_corner(t, s, r)[1], r=reml),
+                    (th,),
+                    (jnp.ones_like(th),),
+                )
+                assert corner.shape == (s.layout.p + 1,) * 2 and not np.any(np.asarray(corner_tangent))
+
+
 def test_lambda_blocks_place_theta_in_lme4_order():
     """Λ_t from θ: lower triangle filled column-wise (lme4's order), zero above the diagonal;
     a || term has its diagonal only."""

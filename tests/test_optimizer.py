@@ -78,6 +78,51 @@ def test_bfgs_update_stays_symmetric_positive_definite(seed, k):
         np.testing.assert_allclose(Bn @ s, y, rtol=1e-6, atol=1e-8 * np.abs(y).max())
 
 
+def _direction_reference(x, g, H, lb):
+    """The projected Newton direction written out step by step (numpy)."""
+    active = (x <= lb) & (g > 0)
+    free = ~active
+    pg = np.where(active, 0.0, g)
+    Hf = np.where(free[:, None] & free[None, :], H, np.eye(len(x)))
+    w, V = np.linalg.eigh(Hf)
+    wabs = np.abs(w)
+    d = -V @ ((V.T @ pg) / np.maximum(wabs, max(1e-10 * wabs.max(), 1e-12)))
+    if w[0] < -1e-8 * max(1.0, wabs.max()):  # along the most negative eigenvector
+        vmin = V[:, 0] * free
+        slope = pg @ vmin
+        s = -np.sign(slope) if slope != 0 else np.sign(vmin @ (x <= lb) - 1e-300)
+        d = d + s * vmin * max(np.linalg.norm(d), 0.1 * (1.0 + np.linalg.norm(x)))
+    Hz = np.where(free[:, None] & free[None, :], H, 0.0)
+    wz = np.linalg.eigvalsh(Hz)
+    return np.where(free, d, 0.0), pg, wz[0] / max(1.0, np.abs(wz).max())
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 5), indefinite=st.booleans())
+def test_newton_direction_and_its_curvature_test(seed, k, indefinite):
+    """One eigh gives the direction and the saddle test: the same as computing each on its
+    own (the curvature test with the active block zeroed, as ``_free_min_eig`` does)."""
+    from jaxlme.optimizer import _free_min_eig, newton_direction
+
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(k, k))
+    H = A @ A.T + 0.1 * np.eye(k)
+    if indefinite:
+        H -= (np.linalg.eigvalsh(H).min() + rng.uniform(0.1, 2.0)) * np.eye(k)
+    lb = np.where(rng.random(k) < 0.5, 0.0, -np.inf)
+    x = np.where((lb == 0) & (rng.random(k) < 0.5), 0.0, rng.uniform(0.1, 2.0, k))
+    g = rng.normal(size=k)
+    d_ref, pg_ref, min_eig_ref = _direction_reference(x, g, H, lb)
+    with jax.enable_x64(True):
+        args = tuple(jnp.asarray(a) for a in (x, g, H, lb))
+        d, pg, min_eig = (np.asarray(a) for a in jax.jit(newton_direction)(*args))
+        free_min_eig = float(_free_min_eig(*args))
+    np.testing.assert_allclose(d, d_ref, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(d_ref).max()))
+    np.testing.assert_array_equal(pg, pg_ref)
+    for threshold in (-1e-6, -1e-8):  # the thresholds the optimizers use
+        assert (min_eig >= threshold) == (min_eig_ref >= threshold) == (free_min_eig >= threshold)
+
+
 @pytest.mark.parametrize("n", [5, 128, 129, 300, 517])
 def test_weighted_inverse_equals_direct_formula(n):
     rng = np.random.default_rng(n)
