@@ -201,7 +201,9 @@ def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _L
     state, and the iteration ends by computing the next one: one ``eigh`` per iteration
     gives both that direction and the curvature test of the convergence rules.  Under the
     vmap every reduction is a kernel, which the first call compiles and every iteration
-    launches, so the lane logic keeps them few."""
+    launches, so the lane logic keeps them few.  A lane that is not running (status ≠ 0)
+    comes out unchanged: masking inside the step rather than selecting between old and new
+    states afterwards saves a select per state array (sleepstudy's compile: -0.05 s)."""
     x, f, g, H = st.x, st.f, st.g, st.H
     xn = jnp.maximum(x + st.alpha * st.d, lb)
     if opt.hessian == "bfgs":
@@ -225,16 +227,17 @@ def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _L
     # its rounding noise and shrinks the projected gradient (else lanes stall halving)
     gnorm_n = jnp.max(jnp.abs(_projected_gradient(xn, gn, lb)[0]), initial=0.0)
     noise_ok = (fn <= f + 1e-11 * (1.0 + jnp.abs(f))) & (gnorm_n < 0.5 * st.gnorm)
-    ok = finite & (armijo_ok | noise_ok)
+    run = st.status == 0  # finished and empty lanes keep their state (and are not counted)
+    ok = finite & (armijo_ok | noise_ok) & run
     x2 = jnp.where(ok, xn, x)
     f2 = jnp.where(ok, fn, f)
     g2 = jnp.where(ok, gn, g)
     H2 = jnp.where(ok, Hn, H)
     corner2 = jnp.where(ok, corner_n, st.corner)
     gnorm = jnp.where(ok, gnorm_n, st.gnorm)
-    alpha = jnp.where(ok, 1.0, 0.5 * st.alpha)
-    nhalf = jnp.where(ok, 0, st.nhalf + 1)
-    it = st.it + 1
+    alpha = jnp.where(ok, 1.0, jnp.where(run, 0.5, 1.0) * st.alpha)
+    nhalf = jnp.where(ok, 0, st.nhalf + run)
+    it = st.it + run
     d2, _, min_eig = newton_direction(x2, g2, H2, lb)
     stationary = ok & (gnorm <= opt.gtol) & (min_eig >= -1e-6)
     small_change = ok & jnp.isfinite(f) & (jnp.abs(f - fn) <= 1e-14 * (1.0 + jnp.abs(fn))) & (gnorm <= 1e-3)
@@ -253,6 +256,7 @@ def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _L
         ),
     )
     status = jnp.where(jnp.isfinite(f2), status, 5)  # the very first evaluation failed
+    status = jnp.where(run, status, st.status)
     return _Lanes(x2, f2, g2, H2, d2, gnorm, alpha, nhalf, it, status.astype(st.status.dtype), corner2)
 
 
@@ -284,10 +288,7 @@ def _pool_round(struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min
 
     def body(c):
         st, k = c
-        new = step_all(st)
-        run = st.status == 0
-        st = jax.tree_util.tree_map(lambda a, b: jnp.where(run.reshape(run.shape + (1,) * (a.ndim - 1)), a, b), new, st)
-        return st, k + 1
+        return step_all(st), k + 1
 
     lanes, _ = jax.lax.while_loop(cond, body, (lanes, jnp.array(0, jnp.int32)))
     if opt.hessian == "bfgs":

@@ -296,7 +296,8 @@ def build_structure(design: Design, schur: str = "auto") -> tuple[Structure, Obs
     else:
         vals = np.empty((0, r1))
         e_rows = e_levs = np.empty(0, dtype=np.int64)
-    # y entries: one per level, last
+    # y entries: one per level, last.  Entries are in (row, level) order (np.unique sorts the
+    # keys): with every pair present they are the dense grid (objective._dense_entries)
     rows = np.concatenate([e_rows, np.full(k1, size - 1)]).astype(np.int64)
     levs = np.concatenate([e_levs, np.arange(k1)]).astype(np.int64)
     nnz = len(rows)

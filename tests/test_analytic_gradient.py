@@ -224,6 +224,30 @@ def test_objective_and_corner_shares_the_factor(case, schur):
                 assert corner.shape == (s.layout.p + 1,) * 2 and not np.any(np.asarray(corner_tangent))
 
 
+@pytest.mark.parametrize(
+    "formula,data",
+    [
+        ("Reaction ~ Days + (Days | Subject)", "sleepstudy"),  # full grid: the reshape
+        ("diameter ~ 1 + (1|plate) + (1|sample)", "Penicillin"),  # full grid, crossed
+        ("strength ~ 1 + (1|batch/cask)", "Pastes"),  # nested: pairs missing, the scatter
+    ],
+)
+def test_dense_entries_of_the_full_grid_need_no_scatter(formula, data):
+    """Entries come in (row, level) order, so with every pair present C reshapes to the
+    dense matrix the scatter builds (and otherwise the scatter is used)."""
+    with jax.enable_x64(True):
+        s, _ = build_structure(build_design(formula, jaxlme.datasets.load(data)), schur="dense")
+        lay = s.layout
+        k1, r1 = lay.terms[0].nlevels, lay.terms[0].ncols
+        keys = np.asarray(s.rows, np.int64) * k1 + np.asarray(s.levs)
+        assert np.all(np.diff(keys) > 0)
+        C = jnp.asarray(np.random.default_rng(0).normal(size=(lay.nnz, r1)))
+        scatter = jnp.zeros((lay.size_rest, k1, r1)).at[s.rows, s.levs].add(C).reshape(lay.size_rest, -1)
+        np.testing.assert_array_equal(obj._dense_entries(C, s), scatter)
+        full = lay.nnz == lay.size_rest * k1
+        assert full == (data != "Pastes")
+
+
 def test_lambda_blocks_place_theta_in_lme4_order():
     """Λ_t from θ: lower triangle filled column-wise (lme4's order), zero above the diagonal;
     a || term has its diagonal only."""
