@@ -25,6 +25,7 @@ counted, never raise.  ``KeyboardInterrupt`` returns the replicates finished so 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -52,7 +53,9 @@ from .optimizer import (
     _projected_gradient,
     bfgs_update,
     decrease_below_resolution,
+    fd_assemble,
     fd_hessian,
+    fd_points,
     newton_direction,
     noise_floor,
 )
@@ -195,32 +198,54 @@ def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
 # the batched refit
 # ----------------------------------------------------------------------------------------
 def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _Lanes:
-    """One branch-free Newton iteration for one lane (vmapped over lanes).
+    """One BFGS iteration for one lane (the "bfgs" lanes, run one after another)."""
+    xn = _lane_trial(st, lb)
+    fn, gn = jax.value_and_grad(lambda t: program_objective(t, s, reml))(xn)
+    Hn = bfgs_update(st.H, xn - st.x, gn - st.g)  # no-op at the start, where xn == x
+    finite = jnp.isfinite(fn) & jnp.all(jnp.isfinite(gn))  # (bfgs_update keeps H finite)
+    # the corner is unused: the round's end solves these lanes' effects afresh
+    return _lane_update(st, xn, fn, gn, Hn, st.corner, finite, lb, opt)
 
-    The trial is x + α d with the direction d that the previous iteration left for this
-    state, and the iteration ends by computing the next one: one ``eigh`` per iteration
-    gives both that direction and the curvature test of the convergence rules.  Under the
-    vmap every reduction is a kernel, which the first call compiles and every iteration
-    launches, so the lane logic keeps them few.  A lane that is not running (status ≠ 0)
-    comes out unchanged: masking inside the step rather than selecting between old and new
-    states afterwards saves a select per state array (sleepstudy's compile: -0.05 s)."""
+
+def _lanes_step(st: _Lanes, struct: Structure, zy1, ry, lb, reml: bool, opt: BootOptions) -> _Lanes:
+    """One Newton iteration of every lane, with forward-difference Hessians of the exact
+    gradient (the "fd" lanes).  All lanes' points are evaluated by one flat vmap (``zy1``,
+    ``ry``: each lane's cross-products repeated for its k + 1 points) rather than a vmap
+    over lanes of a vmap over points: a nesting that XLA's program carries as an extra
+    batch dimension through every operation of the objective."""
+    xn = jax.vmap(_lane_trial, in_axes=(0, None))(st, lb)
+    pts, h = jax.vmap(lambda x: fd_points(x, opt.fd_step))(xn)
+    nb, npts, k = pts.shape
+
+    def vg(t, z, r):
+        (value, corner), grad = jax.value_and_grad(objective_and_corner, has_aux=True)(
+            t, struct.with_response(z, r), reml
+        )
+        return value, grad, corner
+
+    fs, gs, corners = jax.vmap(vg)(pts.reshape(nb * npts, k), zy1, ry)
+    fs, gs, corners = fs.reshape(nb, npts), gs.reshape(nb, npts, k), corners.reshape((nb, npts) + corners.shape[1:])
+    fn, gn, Hn = jax.vmap(fd_assemble)(fs, gs, h)
+    finite = jnp.isfinite(fn) & jnp.all(jnp.isfinite(Hn), axis=(1, 2))  # every g_j enters H's column j
+    update = functools.partial(_lane_update, lb=lb, opt=opt)
+    return jax.vmap(update)(st, xn, fn, gn, Hn, corners[:, 0], finite)
+
+
+def _lane_trial(st: _Lanes, lb) -> jax.Array:
+    """The lane's next trial point x + α d (d: the direction the last iteration left)."""
+    return jnp.maximum(st.x + st.alpha * st.d, lb)
+
+
+def _lane_update(st: _Lanes, xn, fn, gn, Hn, corner_n, finite, lb, opt: BootOptions) -> _Lanes:
+    """Accept or reject a lane's trial and compute its next direction and status.
+
+    One ``eigh`` per iteration gives both the next direction and the curvature test of the
+    convergence rules.  Under the vmap every reduction is a kernel, which the first call
+    compiles and every iteration launches, so the lane logic keeps them few.  A lane that
+    is not running (status ≠ 0) comes out unchanged: masking here rather than selecting
+    between old and new states afterwards saves a select per state array (sleepstudy's
+    compile: -0.05 s)."""
     x, f, g, H = st.x, st.f, st.g, st.H
-    xn = jnp.maximum(x + st.alpha * st.d, lb)
-    if opt.hessian == "bfgs":
-        fn, gn = jax.value_and_grad(lambda t: program_objective(t, s, reml))(xn)
-        Hn = bfgs_update(H, xn - x, gn - g)  # no-op at the start, where xn == x
-        finite = jnp.isfinite(fn) & jnp.all(jnp.isfinite(gn))  # (bfgs_update keeps H finite)
-        corner_n = st.corner  # unused: the round's end solves these lanes' effects afresh
-    else:
-        vg = jax.value_and_grad(lambda t: objective_and_corner(t, s, reml), has_aux=True)
-
-        def vg_aux(t):
-            (value, corner), grad = vg(t)
-            return value, grad, corner
-
-        fn, gn, Hn, corners = fd_hessian(vg_aux, xn, opt.fd_step, has_aux=True)
-        corner_n = corners[0]
-        finite = jnp.isfinite(fn) & jnp.all(jnp.isfinite(Hn))  # every g_j enters H's column j
     decrease = jnp.dot(jnp.where(jnp.isfinite(f), g, 0.0), xn - x)
     armijo_ok = (fn <= f + opt.armijo * jnp.minimum(decrease, 0.0)) & ((fn < f) | (decrease < 0))
     # near the optimum f is flat to rounding: accept a step that does not raise f beyond
@@ -279,12 +304,15 @@ def _pool_round(struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min
         st, k = c
         return (k < budget) & (jnp.sum(st.status == 0) > min_active)
 
+    npts = lay.ntheta + 1
+    zy1_pts, ry_pts = jnp.repeat(zy1, npts, axis=0), jnp.repeat(ry, npts, axis=0)
+
     def step_all(st):
         if opt.hessian == "bfgs":
             # large dense blocks: lanes one after another (BLAS already uses every core, and
             # unbatched the gradient keeps its fast recursive inverse)
             return jax.lax.map(lambda a: lane(*a), (st, zy1, ry))
-        return jax.vmap(lane)(st, zy1, ry)
+        return _lanes_step(st, struct, zy1_pts, ry_pts, theta_lb, reml, opt)
 
     def body(c):
         st, k = c

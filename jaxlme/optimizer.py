@@ -124,10 +124,14 @@ def fd_hessian(vg: Callable, x: jax.Array, rel_step: float, batched: bool = True
     """
     pts, h = fd_points(x, rel_step)
     out = jax.vmap(vg)(pts) if batched else jax.lax.map(vg, pts)
-    fs, gs = out[0], out[1]
-    H = (gs[1:] - gs[0][None, :]) / h[:, None]
-    result = (fs[0], gs[0], 0.5 * (H + H.T))
+    result = fd_assemble(out[0], out[1], h)
     return result + (out[2],) if has_aux else result
+
+
+def fd_assemble(fs: jax.Array, gs: jax.Array, h: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """f, g and the symmetrized Hessian from values and gradients at :func:`fd_points`."""
+    H = (gs[1:] - gs[0][None, :]) / h[:, None]
+    return fs[0], gs[0], 0.5 * (H + H.T)
 
 
 def bfgs_update(B: jax.Array, s: jax.Array, y: jax.Array) -> jax.Array:
