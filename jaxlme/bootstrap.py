@@ -15,9 +15,9 @@ refits run as a *pool* of ``chunk_size`` vmapped lanes (sharded over all JAX dev
   slots refilled with fresh replicates ("continuous batching").  A device call returns as
   soon as half of its lanes are done (or after ``round_iters`` iterations), so one stubborn
   replicate occupies one slot for a few extra rounds instead of holding the whole chunk;
-* a lane's trajectory depends only on its own replicate key, ``fold_in(key(seed), i)``,
-  and its saved state, so results do not depend on the chunk size, the number of devices
-  or which round a lane ran in.
+* a lane's trajectory depends only on its replicate's random draws (Threefry-2x32 under
+  the seed's key, counters (i, j)) and its saved state, so results do not depend on the
+  chunk size, the number of devices or which round a lane ran in.
 
 Replicates whose response or objective goes non-finite are flagged (status 5) and
 counted, never raise.  ``KeyboardInterrupt`` returns the replicates finished so far.
@@ -36,10 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jax.extend.random import threefry_2x32
 from jax.sharding import Mesh, PartitionSpec
 
 from ._config import enable_compilation_cache
-from .compiled import compile_program
+from .compiled import compile_program, compile_program_async
 from .objective import (
     effects_from_corner,
     fixef_sigma,
@@ -110,18 +111,26 @@ class _SimParams(NamedTuple):
     lams: tuple[jax.Array, ...]  # per term (r, r) relative covariance factor Λ_t
 
 
-def _replicate_key(key: jax.Array, i: jax.Array) -> jax.Array:
-    return jax.random.fold_in(key, i)
+def seed_key(seed: int) -> np.ndarray:
+    """Threefry-2x32 key (two uint32 words) of an integer seed: its high and low 32 bits, as
+    ``jax.random.PRNGKey`` makes it (host-side: no program to trace or compile)."""
+    seed = int(seed) % 2**64
+    return np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
 
 
-def standard_normals(key: jax.Array, m: int, dtype=jnp.float64) -> jax.Array:
-    """``m`` independent N(0, 1) draws by the Box-Muller transform of 53-bit uniforms.
+def standard_normals(key: jax.Array, i: jax.Array, m: int, dtype=jnp.float64) -> jax.Array:
+    """``m`` independent N(0, 1) draws for replicate ``i``: the Box-Muller transform of
+    53-bit uniforms from Threefry-2x32 (``key``: :func:`seed_key`) of counters (i, j).
 
-    One ``random.bits`` call and a log/sqrt/cos/sin: ``jax.random.normal``'s inverse-erf
-    polynomial and its second threefry stream made the bootstrap's program a fifth larger,
-    which is compile time the user waits for (sleepstudy: 0.65 -> 0.51 s)."""
+    One hash call over the counters, then log/sqrt/cos/sin.  ``jax.random.normal``'s
+    inverse-erf polynomial and its second threefry stream made the bootstrap's program a
+    fifth larger (sleepstudy's compile: 0.65 -> 0.51 s), and a per-replicate
+    ``fold_in`` key a second hash to lower and compile (-0.04 s of its first call)."""
     h = (m + 1) // 2
-    bits = jax.random.bits(key, (2, h), jnp.uint64)
+    count = jnp.arange(2 * h, dtype=jnp.uint32)
+    words = threefry_2x32(key, jnp.concatenate([jnp.full(2 * h, i, jnp.uint32), count]))
+    hi, lo = words[: 2 * h].astype(jnp.uint64), words[2 * h :].astype(jnp.uint64)
+    bits = ((hi << 32) | lo).reshape(2, h)
     u = ((bits >> 11).astype(dtype) + 0.5) * (2.0**-53)  # in (0, 1): log(u) is finite
     r = jnp.sqrt(-2.0 * jnp.log(u[0]))
     angle = (2.0 * math.pi) * u[1]
@@ -131,7 +140,7 @@ def standard_normals(key: jax.Array, m: int, dtype=jnp.float64) -> jax.Array:
 def _simulate_one(key, i, sp: _SimParams, obs: ObsData, sizes: tuple[tuple[int, int], ...], n: int):
     """y* = Xβ̂ + Σ_t Z_t b_t + ε with b_t ~ N(0, σ̂²Λ_tΛ_t'), ε ~ N(0, σ̂² I)."""
     q = sum(k * r for k, r in sizes)
-    z = standard_normals(_replicate_key(key, i), q + n, sp.beta.dtype)
+    z = standard_normals(key, i, q + n, sp.beta.dtype)
     u, eps = z[:q], z[q:]
     mu = obs.X @ sp.beta
     start = 0
@@ -162,8 +171,8 @@ _SIM_COMPILED: dict[Any, Any] = {}
 def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
     """Responses simulated from the fitted model: an (n, nobs) array.
 
-    Row ``i`` uses the key ``fold_in(PRNGKey(seed), i)``: the same draws the bootstrap
-    refits for replicate ``i`` with the same seed.
+    Row ``i`` uses replicate ``i``'s draws (see :func:`standard_normals`): the same draws
+    the bootstrap refits for replicate ``i`` with the same seed.
     """
     n = int(n)
     if n < 0:
@@ -174,14 +183,13 @@ def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
         if n == 0:
             return np.zeros((0, model.nobs))
         sizes = _sizes(lay)
-        seed_arr = np.int64(seed)
+        key = jax.device_put(seed_key(seed))
         sp = jax.device_put(_sim_params(result))
         cache_key = (lay, sizes)
         fn = _SIM_COMPILED.get(cache_key)
         if fn is None:
 
-            def sim(seed, idx, sp, obs):
-                key = jax.random.PRNGKey(seed)
+            def sim(key, idx, sp, obs):
                 return jax.vmap(lambda i: _simulate_one(key, i, sp, obs, sizes, lay.n))(idx)
 
             fn = jax.jit(sim)
@@ -190,7 +198,7 @@ def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
         step = max(1, int(2e7 // max(lay.n, 1)))  # bound memory: ~160 MB per call
         for s in range(0, n, step):
             idx = jax.device_put(np.arange(s, min(n, s + step), dtype=np.int32))
-            out.append(np.asarray(fn(seed_arr, idx, sp, model.obs)))
+            out.append(np.asarray(fn(key, idx, sp, model.obs)))
         return np.concatenate(out, axis=0)
 
 
@@ -285,17 +293,22 @@ def _lane_update(st: _Lanes, xn, fn, gn, Hn, corner_n, finite, lb, opt: BootOpti
     return _Lanes(x2, f2, g2, H2, d2, gnorm, alpha, nhalf, it, status.astype(st.status.dtype), corner2)
 
 
-def _pool_round(struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min_active, *, sizes, reml, opt):
-    """Run the lanes of this device until ≤ min_active are running or ``budget`` iterations."""
+def _sim_round(struct, obs, sp, key, idx, poison, *, sizes):
+    """Cross-products (Z1'y*, [Zr X y]'y*) of replicates ``idx``'s simulated responses."""
     lay = struct.layout
-    key = jax.random.PRNGKey(seed)
 
     def crossprods(i, bad):
         y = _simulate_one(key, i, sp, obs, sizes, lay.n)
         y = jnp.where(bad, jnp.nan, y)  # test hook: poison a replicate's response
         return response_crossprods(lay, obs, y)
 
-    zy1, ry = jax.vmap(crossprods)(idx, poison)
+    return jax.vmap(crossprods)(idx, poison)
+
+
+def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, opt):
+    """Run the lanes of this device until ≤ min_active are running or ``budget`` iterations;
+    returns the lanes and each lane's β̂ and σ̂ at its current θ."""
+    lay = struct.layout
 
     def lane(st, z, r):
         return _lane_step(st, struct.with_response(z, r), theta_lb, reml, opt)
@@ -328,45 +341,43 @@ def _pool_round(struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min
     else:  # from the factor of each lane's last accepted evaluation: no second factorization
         # to compile (sleepstudy's first call: -0.07 s)
         beta, sigma = jax.vmap(lambda c: effects_from_corner(c, lay, reml))(lanes.corner)
-    return lanes, beta, sigma, zy1, ry  # the cross-products: for the follow-up's refits
+    return lanes, beta, sigma
 
 
-def _pool_program(model, reml: bool, opt: BootOptions, chunk: int, devices: tuple, args: tuple):
-    """The compiled pool round for this layout, options, chunk and devices (cached in memory;
-    single-device programs also on disk, see ``jaxlme.compiled``)."""
+def _programs(model, reml: bool, opt: BootOptions, devices: tuple, sim_args: tuple, pool_args: tuple):
+    """The compiled simulation and pool-round programs for this layout, options, chunk and
+    devices (cached in memory; single-device programs also on disk, see ``jaxlme.compiled``).
+
+    Two programs: XLA compiles the simulation on one background thread while this thread
+    traces the pool round on the other core (sleepstudy's first call: -0.07 s)."""
     lay = model.layout
     sizes = _sizes(lay)
-    fn = _pool_round_fn(sizes, reml, opt)
     ndev = len(devices)
+    sim_fn = functools.partial(_sim_round, sizes=sizes)
+    pool_fn = functools.partial(_pool_round, reml=reml, opt=opt)
     if ndev > 1:
         mesh = Mesh(np.asarray(devices), ("b",))
         rep, bat = PartitionSpec(), PartitionSpec("b")
-        fn = jax.shard_map(
-            fn,
-            mesh=mesh,
-            in_specs=(rep, rep, rep, rep, rep, bat, bat, bat, rep, rep),
-            out_specs=(bat, bat, bat, bat, bat),
-            check_vma=False,
+        sim_fn = jax.shard_map(
+            sim_fn, mesh=mesh, in_specs=(rep, rep, rep, rep, bat, bat), out_specs=(bat, bat), check_vma=False
         )
-    extra = (sizes, bool(reml), opt, tuple((d.platform, d.id) for d in devices))
-    prog, _ = compile_program(
-        "bootstrap",
-        fn,
-        args,
-        key=extra,
-        **program_flags(lay),
-        disk=ndev == 1,
+        pool_fn = jax.shard_map(
+            pool_fn, mesh=mesh, in_specs=(rep, rep, bat, bat, bat, rep, rep), out_specs=(bat, bat, bat), check_vma=False
+        )
+    where = tuple((d.platform, d.id) for d in devices)
+    flags = dict(program_flags(lay), disk=ndev == 1)
+    sim = compile_program_async("bootstrap_sim", sim_fn, sim_args, key=(sizes, where), threads=1, **flags)
+    pool, _ = compile_program("bootstrap", pool_fn, pool_args, key=(bool(reml), opt, where), **flags)
+    return sim(), pool
+
+
+def _shapes_of_crossprods(lay, chunk: int, sharding) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
+    """Shapes of the simulation program's outputs, to compile the pool round against."""
+    t1 = lay.terms[0]
+    return (
+        jax.ShapeDtypeStruct((chunk, t1.nlevels, t1.ncols), jnp.float64, sharding=sharding),
+        jax.ShapeDtypeStruct((chunk, lay.size_rest), jnp.float64, sharding=sharding),
     )
-    return prog
-
-
-def _pool_round_fn(sizes, reml, opt):
-    def fn(struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min_active):
-        return _pool_round(
-            struct, obs, sp, theta_lb, seed, idx, poison, lanes, budget, min_active, sizes=sizes, reml=reml, opt=opt
-        )
-
-    return fn
 
 
 def _lane_bytes(layout) -> int:
@@ -440,7 +451,7 @@ def bootstrap(
         poison_set = {int(i) for i in _poison}
 
         sp = _sim_params(result)
-        seed_arr = np.int64(seed)  # the key is made inside the program (no eager compile)
+        key = seed_key(seed)
         theta_hat = np.asarray(result.theta, dtype=float)
         lb = np.asarray(lay.theta_lower, dtype=np.float64)
         H_start = _hessian_at(model.structure, theta_hat, result.reml, opt.fd_step) if bfgs else np.eye(k)
@@ -450,13 +461,17 @@ def bootstrap(
 
             mesh = Mesh(np.asarray(devs), ("b",))
             rep_sh, bat_sh = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("b"))
-            struct, obs, sp, lb, seed_arr = jax.device_put((model.structure, model.obs, sp, lb, seed_arr), rep_sh)
+            struct, obs, sp, lb, key = jax.device_put((model.structure, model.obs, sp, lb, key), rep_sh)
+
+            lane_sharding = bat_sh
 
             def put(tree):
                 return jax.device_put(tree, bat_sh)
         else:
             struct, obs = jax.device_put((model.structure, model.obs), devs[0])
-            sp, lb, seed_arr = jax.device_put((sp, lb, seed_arr), devs[0])
+            sp, lb, key = jax.device_put((sp, lb, key), devs[0])
+
+            lane_sharding = jax.sharding.SingleDeviceSharding(devs[0])
 
             def put(tree):
                 return jax.device_put(tree, devs[0])
@@ -485,7 +500,7 @@ def bootstrap(
         out_iter = np.zeros(n, np.int32)
         next_rep, done = 0, 0
         stubborn: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # replicate -> (zy1, ry)
-        prog = None
+        sim = pool = zy1 = ry = None
         interrupted = False
         bar = tqdm(total=n, desc="bootstrap", unit="rep", delay=2.0, disable=not progress, leave=False)
         try:
@@ -511,29 +526,22 @@ def bootstrap(
                 running = int(np.sum(lanes.status == 0))
                 # refill when half the pool is idle, unless nothing is left to refill with
                 min_active = (chunk // 2) // ndev if next_rep < n else 0
-                args = (
-                    struct,
-                    obs,
-                    sp,
-                    lb,
-                    seed_arr,
-                    put(idx),
-                    put(poison),
-                    put(lanes),
-                    np.int32(round_iters if running else 0),
-                    np.int32(min_active),
-                )
-                if prog is None:
-                    prog = _pool_program(model, result.reml, opt, chunk, devs, args)
-                out = prog(*args)
-                new_lanes, beta, sigma, zy1, ry = out
-                new_lanes, beta, sigma = jax.device_get((new_lanes, beta, sigma))
+                sim_args = (struct, obs, sp, key, put(idx), put(poison))
+                if sim is None:
+                    shapes = _shapes_of_crossprods(lay, chunk, lane_sharding)
+                    pool_args = (struct, lb, *shapes, put(lanes), np.int32(0), np.int32(0))
+                    sim, pool = _programs(model, result.reml, opt, devs, sim_args, pool_args)
+                if take.size:  # the replicates' cross-products (every lane's: no scatter)
+                    zy1, ry = sim(*sim_args)
+                budget = np.int32(round_iters if running else 0)
+                out = pool(struct, lb, zy1, ry, put(lanes), budget, np.int32(min_active))
+                new_lanes, beta, sigma = jax.device_get(out)
                 lanes = _Lanes(*(np.array(a) for a in new_lanes))
                 fin = np.flatnonzero(lanes.status > 0)
                 left = fin[(lanes.status[fin] == 3) | (lanes.status[fin] == 4)]
                 if left.size:  # the follow-up refits these from their cross-products
-                    zy1, ry = jax.device_get((zy1, ry))
-                    stubborn.update((int(idx[i]), (zy1[i], ry[i])) for i in left)
+                    zy1_h, ry_h = jax.device_get((zy1, ry))
+                    stubborn.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in left)
                 if fin.size:
                     r = idx[fin]
                     out_beta[r] = beta[fin]

@@ -27,6 +27,7 @@ import pickle
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,14 @@ import numpy as np
 
 from ._config import cache_root
 
-__all__ = ["compile_program", "prefetch", "fast_compile_options", "clear_memory_cache", "STATS"]
+__all__ = [
+    "compile_program",
+    "compile_program_async",
+    "prefetch",
+    "fast_compile_options",
+    "clear_memory_cache",
+    "STATS",
+]
 
 _MEMORY: dict[str, Any] = {}
 _PENDING: dict[str, Any] = {}  # digest -> _Loading started by prefetch()
@@ -145,19 +153,19 @@ def _deserialize(path: Path):
     return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
 
 
-class _Loading:
-    """An executable being read from disk on a background thread.  XLA deserializes with
-    the GIL released, so the load overlaps Python work on this thread (binding LAPACK, the
-    fit itself, building results): 0.06-0.12 s per sleepstudy program on this CPU."""
+class _Background:
+    """A call running on a background thread, its result (or exception) kept for ``result``.
+    XLA compiles and deserializes with the GIL released, so such work overlaps Python on
+    the caller's thread."""
 
-    def __init__(self, path: Path):
-        self.path, self._out, self._error = path, None, None
-        self._thread = threading.Thread(target=self._run, name=f"jaxlme-load-{path.stem[:24]}")
+    def __init__(self, fn, name: str):
+        self._fn, self._out, self._error = fn, None, None
+        self._thread = threading.Thread(target=self._run, name=name)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self._out = _deserialize(self.path)
+            self._out = self._fn()
         except BaseException as exc:  # re-raised on the caller's thread
             self._error = exc
 
@@ -165,11 +173,24 @@ class _Loading:
         self._thread.join()
 
     def result(self):
-        _ready_lapack()
         self._thread.join()
         if self._error is not None:
             raise self._error
         return self._out
+
+
+class _Loading(_Background):
+    """An executable being read from disk on a background thread: the load overlaps Python
+    work on this thread (binding LAPACK, the fit itself, building results): 0.06-0.12 s per
+    sleepstudy program on this CPU."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(lambda: _deserialize(path), f"jaxlme-load-{path.stem[:24]}")
+
+    def result(self):
+        _ready_lapack()
+        return super().result()
 
 
 def _save(path: Path, compiled) -> None:
@@ -243,6 +264,78 @@ def prefetch(
     return True
 
 
+def _lower(name: str, fn, args: tuple, static: dict, salt: str = ""):
+    """Trace and lower ``fn(*args, **static)`` under a name that carries the source hash, so
+    JAX's own persistent cache misses whenever this cache does after a jaxlme change and the
+    fresh compile can be saved (a salt does the same when a bad entry is being replaced)."""
+
+    def program(*a, **kw):
+        return fn(*a, **kw)
+
+    program.__name__ = program.__qualname__ = f"jaxlme_{name}_{_source_hash()[:12]}{salt}"
+    return jax.jit(program, static_argnames=tuple(static)).lower(*args, **static)
+
+
+def _compile_fresh(lowered, options: dict, path: Path | None, hits: int):
+    """XLA's compile of a lowered program, saved to ``path`` when given and when JAX's own
+    cache did not answer since ``hits`` was read (before tracing)."""
+    out = lowered.compile(compiler_options=options or None)
+    STATS["compiled"] += 1
+    # An executable JAX itself read from its persistent cache does not serialize
+    # completely on CPU (running the reloaded copy fails): save fresh compiles only.
+    if path is not None and _XLA_CACHE_HITS == hits:
+        try:
+            _save(path, out)
+            STATS["saved"] += 1
+        except Exception:  # e.g. a read-only cache or a program that cannot be serialized
+            pass
+    return out
+
+
+def compile_program_async(
+    name: str,
+    fn,
+    args: tuple,
+    static: dict | None = None,
+    *,
+    key: tuple = (),
+    small: bool = False,
+    native_reductions: bool = False,
+    disk: bool = True,
+    threads: int | None = None,
+) -> Callable[[], Any]:
+    """:func:`compile_program` with XLA's part on a background thread: traces and lowers
+    here, then returns at once a function that waits for and returns the compiled program,
+    so the caller can trace another program meanwhile.  ``threads=1`` keeps XLA's code
+    generation to one thread (on two cores it then runs beside the caller's tracing
+    instead of competing with it).  Memory and disk hits behave as in
+    :func:`compile_program` (a disk load starts in the background)."""
+    static = static or {}
+    digest, options, path = _locate(name, args, static, key, small, native_reductions, disk)
+
+    def blocking():
+        return compile_program(
+            name, fn, args, static, key=key, small=small, native_reductions=native_reductions, disk=disk
+        )[0]
+
+    if (
+        digest in _MEMORY
+        or digest in _PENDING
+        or (disk and prefetch(name, args, static, key=key, small=small, native_reductions=native_reductions))
+    ):
+        return blocking
+    if threads is not None and jax.default_backend() == "cpu":
+        options = dict(options, xla_cpu_parallel_codegen_split_count=int(threads))
+    hits = _XLA_CACHE_HITS
+    lowered = _lower(name, fn, args, static)
+    job = _Background(lambda: _compile_fresh(lowered, options, path, hits), f"jaxlme-compile-{name}")
+
+    def result():
+        return _MEMORY.setdefault(digest, job.result())
+
+    return result
+
+
 def compile_program(
     name: str,
     fn,
@@ -268,30 +361,9 @@ def compile_program(
         return hit, 0.0
     t0 = time.perf_counter()
 
-    def build(salt: str = ""):
-        # The module name carries the source hash, so JAX's own persistent cache misses
-        # whenever this cache does after a jaxlme change: the fresh compile can be saved.
-        # (A salt does the same when a bad entry of the same source is being replaced.)
-        def program(*a, **kw):
-            return fn(*a, **kw)
-
-        program.__name__ = program.__qualname__ = f"jaxlme_{name}_{_source_hash()[:12]}{salt}"
-        jitted = jax.jit(program, static_argnames=tuple(static))
-        return jitted.lower(*args, **static).compile(compiler_options=options or None)
-
     def fresh(salt: str = ""):
         hits = _XLA_CACHE_HITS
-        out = build(salt)
-        STATS["compiled"] += 1
-        # An executable JAX itself read from its persistent cache does not serialize
-        # completely on CPU (running the reloaded copy fails): save fresh compiles only.
-        if path is not None and _XLA_CACHE_HITS == hits:
-            try:
-                _save(path, out)
-                STATS["saved"] += 1
-            except Exception:  # e.g. a read-only cache or a program that cannot be serialized
-                pass
-        return out
+        return _compile_fresh(_lower(name, fn, args, static, salt), options, path, hits)
 
     compiled = None
     loading = _PENDING.pop(digest, None)

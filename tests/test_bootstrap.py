@@ -137,7 +137,7 @@ def test_replicates_past_the_lane_budget_are_finished_by_the_follow_up(sleep):
 
     programs = compiled.STATS["compiled"] + compiled.STATS["loaded"]
     capped = sleep.bootstrap(12, seed=3, progress=False, chunk_size=4, _lane_iters=2)
-    assert compiled.STATS["compiled"] + compiled.STATS["loaded"] - programs <= 1  # the pool only
+    assert compiled.STATS["compiled"] + compiled.STATS["loaded"] - programs <= 2  # the simulation and the pool only
     full = sleep.bootstrap(12, seed=3, progress=False, chunk_size=4)
     assert (full.iterations > 2).sum() >= 6  # most needed more than the budget
     assert capped.n == 12 and capped.n_failed == 0 and capped.converged.all()
@@ -351,14 +351,16 @@ def test_vmapped_gradient_of_a_large_dense_block_does_not_hang():
 
 def test_standard_normals_are_independent_standard_normals():
     """The Box-Muller draws: mean 0, variance 1, normal quantiles and tails, the cosine and
-    sine halves uncorrelated, an odd count honoured, and different keys giving different draws."""
-    from jaxlme.bootstrap import standard_normals
+    sine halves uncorrelated, an odd count honoured, and different seeds or replicates
+    giving independent draws."""
+    from jaxlme.bootstrap import seed_key, standard_normals
 
     m = 200_001
-    draw = jax.jit(standard_normals, static_argnums=1)
+    draw = jax.jit(standard_normals, static_argnums=2)
     with jax.enable_x64(True):
-        z = np.asarray(draw(jax.random.PRNGKey(3), m))
-        other = np.asarray(draw(jax.random.PRNGKey(4), m))
+        z = np.asarray(draw(seed_key(3), np.int32(7), m))
+        other = np.asarray(draw(seed_key(4), np.int32(7), m))  # another seed
+        replicate = np.asarray(draw(seed_key(3), np.int32(8), m))  # another replicate
     assert z.shape == (m,) and z.dtype == np.float64 and np.all(np.isfinite(z))
     assert abs(z.mean()) < 5 / np.sqrt(m)
     assert abs(z.var() - 1.0) < 5 * np.sqrt(2.0 / m)
@@ -368,3 +370,13 @@ def test_standard_normals_are_independent_standard_normals():
     half = m // 2
     assert abs(np.corrcoef(z[:half], z[half : 2 * half])[0, 1]) < 5 / np.sqrt(half)
     assert abs(np.corrcoef(z, other)[0, 1]) < 5 / np.sqrt(m)
+    assert abs(np.corrcoef(z, replicate)[0, 1]) < 5 / np.sqrt(m)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 42, 2**31 + 5, 2**40 + 3, -1])
+def test_seed_key_is_jax_prngkey(seed):
+    """The host-made key is JAX's own threefry key of the seed (high and low 32 bits)."""
+    from jaxlme.bootstrap import seed_key
+
+    with jax.enable_x64(True):
+        np.testing.assert_array_equal(seed_key(seed), np.asarray(jax.random.PRNGKey(seed)))

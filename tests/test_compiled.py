@@ -122,6 +122,34 @@ def test_disk_entry_loads_in_process_and_runs(cache_dir):
     np.testing.assert_array_equal(np.asarray(prog(x)), x**2)
 
 
+def test_async_compile_runs_beside_the_caller_and_shares_the_cache(cache_dir):
+    """compile_program_async compiles on a background thread (its executable is cached in
+    memory and on disk like compile_program's), answers memory and disk hits, and re-raises
+    a failed compile on the caller's thread."""
+    x = np.arange(5.0)
+    before = dict(compiled.STATS)
+    wait = compiled.compile_program_async("sqa", _square, (x,), {"power": 3}, threads=1)
+    prog = wait()
+    np.testing.assert_array_equal(np.asarray(prog(x)), x**3)
+    assert compiled.STATS["compiled"] == before["compiled"] + 1 and compiled.STATS["saved"] == before["saved"] + 1
+    assert len(list(cache_dir.glob("sqa-*.jaxexe"))) == 1
+    assert compiled.compile_program("sqa", _square, (x,), {"power": 3})[0] is prog  # the memory entry
+    assert compiled.compile_program_async("sqa", _square, (x,), {"power": 3})() is prog
+    compiled.clear_memory_cache()  # as in a new process: read from disk (in the background)
+    again = compiled.compile_program_async("sqa", _square, (x,), {"power": 3})()
+    assert compiled.STATS["loaded"] == before["loaded"] + 1
+    np.testing.assert_array_equal(np.asarray(again(x)), x**3)
+
+    def unlowerable(x):
+        return jnp.linalg.cholesky(x)  # (5,) is no matrix: fails while tracing, on this thread
+
+    with pytest.raises(TypeError):
+        compiled.compile_program_async("chol", unlowerable, (x,))
+    job = compiled._Background(lambda: 1 / 0, "jaxlme-test")  # a failed background call ...
+    with pytest.raises(ZeroDivisionError):
+        job.result()  # ... raises on the thread that asks for its result
+
+
 def test_executable_from_jax_cache_is_not_saved(cache_dir):
     """JAX's own cache hands back executables that do not re-serialize completely on CPU:
     a compile that was a JAX cache hit must not be written (simulated by the hit event)."""
