@@ -36,8 +36,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.extend.random import threefry_2x32
 from jax.sharding import Mesh, PartitionSpec
+
+try:  # the function jax.extend.random re-exports; that package also imports Pallas (11 ms)
+    from jax._src.random.threefry2x32 import threefry_2x32
+except ImportError:  # pragma: no cover - another JAX layout
+    from jax.extend.random import threefry_2x32
 
 from ._config import enable_compilation_cache
 from .compiled import compile_program, compile_program_async
@@ -371,6 +375,23 @@ def _programs(model, reml: bool, opt: BootOptions, devices: tuple, sim_args: tup
     return sim(), pool
 
 
+class _NoBar:
+    def update(self, k: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(n: int, progress: bool):
+    """tqdm's bar, shown once a run passes 2 s; with ``progress=False`` not even imported."""
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n, desc="bootstrap", unit="rep", delay=2.0, leave=False)
+
+
 def _shapes_of_crossprods(lay, chunk: int, sharding) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
     """Shapes of the simulation program's outputs, to compile the pool round against."""
     t1 = lay.terms[0]
@@ -428,8 +449,6 @@ def bootstrap(
     bar on runs longer than ~2 s.  Refits start at the fitted θ and use the same criterion
     (REML or ML) as ``result``.
     """
-    from tqdm.auto import tqdm
-
     n = int(n)
     if n < 0:
         raise ValueError("n must be >= 0")
@@ -502,7 +521,7 @@ def bootstrap(
         stubborn: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # replicate -> (zy1, ry)
         sim = pool = zy1 = ry = None
         interrupted = False
-        bar = tqdm(total=n, desc="bootstrap", unit="rep", delay=2.0, disable=not progress, leave=False)
+        bar = _progress_bar(n, progress)
         try:
             while done < n:
                 empty = np.flatnonzero(lanes.status == _INACTIVE)

@@ -380,3 +380,19 @@ def test_seed_key_is_jax_prngkey(seed):
 
     with jax.enable_x64(True):
         np.testing.assert_array_equal(seed_key(seed), np.asarray(jax.random.PRNGKey(seed)))
+
+
+def test_progress_bar_waits_two_seconds_and_is_off_on_request(sleep):
+    """tqdm's bar (shown only once a run passes 2 s); progress=False makes none at all."""
+    from tqdm.auto import tqdm
+
+    from jaxlme.bootstrap import _NoBar, _progress_bar
+
+    bar = _progress_bar(10, True)
+    try:
+        assert isinstance(bar, tqdm) and bar.total == 10 and bar.delay == 2.0
+    finally:
+        bar.close()
+    assert isinstance(_progress_bar(10, False), _NoBar)
+    boot = sleep.bootstrap(8, seed=2, progress=True, chunk_size=8)  # a short run: bar never shown
+    assert boot.n == 8 and boot.n_failed == 0
