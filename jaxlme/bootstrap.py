@@ -99,8 +99,7 @@ class _Lanes(NamedTuple):
     H: jax.Array  # (B, k, k)
     d: jax.Array  # (B, k) Newton direction at (x, g, H): the next trial is x + alpha d
     gnorm: jax.Array  # (B,) max |projected g| at x
-    alpha: jax.Array  # (B,) step length for the next trial
-    nhalf: jax.Array  # (B,) consecutive rejected trials
+    nhalf: jax.Array  # (B,) consecutive rejected trials: the next trial's step is 2^-nhalf
     it: jax.Array  # (B,) iterations used
     status: jax.Array  # (B,) 0 running, 1-5 as optimizer.STATUS, -1 empty slot
     corner: jax.Array  # (B, p+1, p+1) fixed-effect corner of the factor at x ("fd" lanes)
@@ -244,8 +243,9 @@ def _lanes_step(st: _Lanes, struct: Structure, zy1, ry, lb, reml: bool, opt: Boo
 
 
 def _lane_trial(st: _Lanes, lb) -> jax.Array:
-    """The lane's next trial point x + α d (d: the direction the last iteration left)."""
-    return jnp.maximum(st.x + st.alpha * st.d, lb)
+    """The lane's next trial point x + α d (d: the direction the last iteration left, α
+    halved for each rejected trial since the last accepted one)."""
+    return jnp.maximum(st.x + 0.5 ** st.nhalf.astype(st.x.dtype) * st.d, lb)
 
 
 def _lane_update(st: _Lanes, xn, fn, gn, Hn, corner_n, finite, lb, opt: BootOptions) -> _Lanes:
@@ -272,7 +272,6 @@ def _lane_update(st: _Lanes, xn, fn, gn, Hn, corner_n, finite, lb, opt: BootOpti
     H2 = jnp.where(ok, Hn, H)
     corner2 = jnp.where(ok, corner_n, st.corner)
     gnorm = jnp.where(ok, gnorm_n, st.gnorm)
-    alpha = jnp.where(ok, 1.0, jnp.where(run, 0.5, 1.0) * st.alpha)
     nhalf = jnp.where(ok, 0, st.nhalf + run)
     it = st.it + run
     d2, _, min_eig = newton_direction(x2, g2, H2, lb)
@@ -294,7 +293,7 @@ def _lane_update(st: _Lanes, xn, fn, gn, Hn, corner_n, finite, lb, opt: BootOpti
     )
     status = jnp.where(jnp.isfinite(f2), status, 5)  # the very first evaluation failed
     status = jnp.where(run, status, st.status)
-    return _Lanes(x2, f2, g2, H2, d2, gnorm, alpha, nhalf, it, status.astype(st.status.dtype), corner2)
+    return _Lanes(x2, f2, g2, H2, d2, gnorm, nhalf, it, status.astype(st.status.dtype), corner2)
 
 
 def _sim_round(struct, obs, sp, key, idx, poison, *, sizes):
@@ -505,7 +504,6 @@ def bootstrap(
             H=np.tile(H_start, (chunk, 1, 1)),
             d=np.zeros((chunk, k)),  # g = 0 before the first evaluation: no step
             gnorm=np.zeros(chunk),
-            alpha=np.ones(chunk),
             nhalf=np.zeros(chunk, np.int32),
             it=np.zeros(chunk, np.int32),
             status=np.full(chunk, _INACTIVE, np.int32),
@@ -538,7 +536,6 @@ def bootstrap(
                     lanes.d[take] = 0.0
                     lanes.gnorm[take] = 0.0
                     lanes.corner[take] = np.nan
-                    lanes.alpha[take] = 1.0
                     lanes.nhalf[take] = 0
                     lanes.it[take] = 0
                     lanes.status[take] = 0
