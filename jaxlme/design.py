@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .formula import FormulaError, ParsedFormula, RandomTerm, parse_formula
+from .transforms import RModelSpec, r_context, required_variables, to_python
 
 __all__ = ["DataError", "ReTermDesign", "Design", "build_design", "r_name"]
 
@@ -68,6 +69,9 @@ class Design:
     n_dropped: int
     aliased: list[str]
     fixed_spec: object = field(repr=False, default=None)
+    # the sum of the formula's offset(...) terms; y above is the response minus it
+    offset: np.ndarray | None = field(repr=False, default=None)
+    offset_specs: tuple = field(repr=False, default=())  # one RModelSpec per offset term
 
     @property
     def n(self) -> int:
@@ -216,7 +220,9 @@ def _required_variables(expr: str) -> set[str]:
     import formulaic
 
     try:
-        return set(formulaic.Formula(expr).required_variables)
+        return required_variables(formulaic.Formula(to_python(expr)))
+    except FormulaError:
+        raise
     except Exception as exc:  # formulaic's syntax errors carry ANSI colour codes
         msg = re.sub(r"\x1b\[[0-9;]*m|⧛|⧚", "", str(exc))
         raise FormulaError(f"Cannot parse '{expr}': {msg}") from None
@@ -240,7 +246,9 @@ def _model_matrix(spec_text: str, data: pd.DataFrame, what: str):
     import formulaic
 
     try:
-        mm = formulaic.model_matrix(spec_text, for_formulaic(data), na_action="raise")
+        mm = formulaic.model_matrix(to_python(spec_text), for_formulaic(data), na_action="raise", context=r_context())
+    except FormulaError:
+        raise
     except Exception as exc:
         raise FormulaError(f"Cannot build {what} from '{spec_text}': {_clean_message(exc)}") from None
     return mm
@@ -312,7 +320,8 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
     term_vars: dict[RandomTerm, set[str]] = {}
     for term in parsed.random:
         term_vars[term] = _required_variables(f"~ {term.expr}") | set(term.group)
-    used = response_vars | fixed_vars | set().union(*term_vars.values())
+    offset_vars = set().union(*(_required_variables(f"~ I({e})") for e in parsed.offsets))
+    used = response_vars | fixed_vars | offset_vars | set().union(*term_vars.values())
     missing = sorted(v for v in used if v not in data.columns)
     if missing:
         available = ", ".join(map(str, data.columns[:20]))
@@ -351,7 +360,8 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
         rhs = fixed_spec.get_model_matrix(frame)
     else:
         mm = _model_matrix(f"{parsed.response} ~ {parsed.fixed}", frame, "the fixed-effects model matrix")
-        lhs, rhs, fixed_spec = mm.lhs, mm.rhs, mm.rhs.model_spec
+        fixed_spec = RModelSpec(mm.rhs.model_spec)
+        lhs, rhs = mm.lhs, fixed_spec.renamed(mm.rhs)
         if lhs.shape[1] != 1:
             raise DataError(
                 f"Response '{parsed.response}' must be a single numeric column "
@@ -375,6 +385,16 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
             stacklevel=4,
         )
     n = len(y)
+    offset, offset_specs = None, []
+    for expr in parsed.offsets:
+        omm = _model_matrix(f"~ 0 + I({expr})", frame, f"offset({expr})")
+        values = np.asarray(omm, dtype=float)
+        if values.shape[1] != 1 or not np.all(np.isfinite(values)):
+            raise DataError(f"offset({expr}) must be one finite numeric value per row")
+        offset = values[:, 0] if offset is None else offset + values[:, 0]
+        offset_specs.append(RModelSpec(omm.model_spec))
+    if offset is not None:
+        y = y - offset  # lme4 fits the fixed effects to the response minus the offset
 
     terms: list[ReTermDesign] = []
     for term in parsed.random:
@@ -383,7 +403,8 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
             zmm = zspec.get_model_matrix(frame)
         else:
             zmm = _model_matrix(f"~ {term.expr}", frame, f"random-effects term {term}")
-            zspec = zmm.model_spec
+            zspec = RModelSpec(zmm.model_spec)
+            zmm = zspec.renamed(zmm)
         Z = np.asarray(zmm, dtype=float)
         if Z.shape[1] == 0:
             raise FormulaError(f"Random-effects term {term} has no columns")
@@ -429,4 +450,6 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
         n_dropped=n_dropped,
         aliased=aliased,
         fixed_spec=fixed_spec,
+        offset=offset,
+        offset_specs=tuple(offset_specs),
     )

@@ -9,6 +9,7 @@ formulaic does not know, and expands nesting ``(expr | a/b)`` into ``(expr | a)`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["FormulaError", "RandomTerm", "ParsedFormula", "parse_formula"]
@@ -47,6 +48,7 @@ class ParsedFormula:
     response: str
     fixed: str
     random: tuple[RandomTerm, ...]
+    offsets: tuple[str, ...] = ()  # the expressions of offset(expr) terms, added with coefficient 1
 
 
 def _syntax_error(message: str, text: str, pos: int) -> FormulaError:
@@ -75,6 +77,19 @@ def _split_top_level(text: str, offset: int, full: str) -> list[tuple[str, str, 
         raise _syntax_error("Unmatched '('", full, offset + text.rfind("("))
     pieces.append((sign, text[start:], offset + start))
     return pieces
+
+
+_OFFSET = re.compile(r"(?<![A-Za-z0-9_.])offset\s*\((?=.)", re.S)
+
+
+def _closing(text: str, open_pos: int) -> int:
+    """Position of the ')' matching the '(' at ``open_pos``."""
+    depth = 0
+    for i in range(open_pos, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return i
+    return -1
 
 
 def _find_bar(inner: str) -> tuple[int, int] | None:
@@ -130,6 +145,7 @@ def parse_formula(formula: str) -> ParsedFormula:
         raise _syntax_error("Missing terms after '~'", text, len(text))
 
     fixed_parts: list[str] = []
+    offsets: list[str] = []
     random: list[RandomTerm] = []
     for sign, piece, start in _split_top_level(rhs, rhs_start, text):
         stripped = piece.strip()
@@ -147,6 +163,8 @@ def parse_formula(formula: str) -> ParsedFormula:
                 expr = inner[:pos].strip()
                 if not expr:
                     raise _syntax_error("Missing model expression before '|'", text, start + 1)
+                if _OFFSET.search(expr):
+                    raise FormulaError(f"offset() inside the random-effects term '{stripped}': offsets belong to the fixed part")
                 bar_pos = start + piece.index("(") + 1 + pos + width
                 for group in _parse_group(inner[pos + width :], text, bar_pos):
                     random.append(RandomTerm(expr=expr, group=group, correlated=width == 1))
@@ -157,6 +175,14 @@ def parse_formula(formula: str) -> ParsedFormula:
                 text,
                 start + piece.index("|"),
             )
+        whole = _OFFSET.match(stripped)
+        if whole and _closing(stripped, whole.end() - 1) == len(stripped) - 1:
+            if sign == "-":
+                raise FormulaError(f"offset() term '{stripped}' cannot be subtracted: write offset(-(...))")
+            offsets.append(stripped[whole.end() : -1].strip())
+            continue
+        if _OFFSET.search(stripped):
+            raise FormulaError(f"offset() in the term '{stripped}' must be a term of its own, as in y ~ x + offset(z)")
         fixed_parts.append(f"{sign} {stripped}" if fixed_parts or sign == "-" else stripped)
 
     fixed = " ".join(fixed_parts).strip() or "1"
@@ -164,4 +190,4 @@ def parse_formula(formula: str) -> ParsedFormula:
         fixed = "1 " + fixed
     if not random:
         raise FormulaError(f"No random-effects terms in {text!r}: add at least one term such as (1 | group)")
-    return ParsedFormula(text=text, response=response, fixed=fixed, random=tuple(random))
+    return ParsedFormula(text=text, response=response, fixed=fixed, random=tuple(random), offsets=tuple(offsets))

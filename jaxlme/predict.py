@@ -106,7 +106,7 @@ def predict(
     if newdata is None:
         if random_effects:
             return pd.Series(res.fitted, index=d.rows, name="predicted")
-        return pd.Series(d.X @ beta, index=d.rows, name="predicted")
+        return pd.Series(d.X @ beta + (0.0 if d.offset is None else d.offset), index=d.rows, name="predicted")
     if isinstance(newdata, dict):
         newdata = pd.DataFrame(newdata)
     if not isinstance(newdata, pd.DataFrame):
@@ -119,6 +119,9 @@ def predict(
             _check_columns(newdata, _required(t.spec) | set(t.term.group), f"random-effects term {t.term}")
     X = _matrix(d.fixed_spec, newdata, list(d.xnames), "the fixed-effects model matrix")
     out = X @ beta
+    for spec in d.offset_specs:  # lme4's predictions include the offset, computed from newdata
+        _check_columns(newdata, _required(spec), "the offset")
+        out = out + _matrix(spec, newdata, list(spec.column_names), "the offset")[:, 0]
     if random_effects:
         for t in d.terms:
             codes, labels = _level_codes(newdata, t)

@@ -117,17 +117,20 @@ class LMMResult:
     # 10^7 rows returns without them: 0.4 s of its 1 s there) -----------------------------
     @functools.cached_property
     def fitted(self) -> np.ndarray:
-        """Conditional fitted values Xβ̂ + Zb̂ (lme4's ``fitted``)."""
+        """Conditional fitted values Xβ̂ + Zb̂ (+ the offset; lme4's ``fitted``)."""
         d = self.model.design
         out = d.X @ self.fixef.to_numpy()
+        if d.offset is not None:
+            out = out + d.offset
         for t, b in zip(d.terms, self.effects.b):
             out = out + np.einsum("ij,ij->i", t.Z, np.asarray(b)[t.index])
         return out
 
     @functools.cached_property
     def residuals(self) -> np.ndarray:
-        """Response minus conditional fitted values."""
-        return self.y - self.fitted
+        """Response minus conditional fitted values (``y`` is the response minus any offset)."""
+        off = self.model.design.offset
+        return self.y - self.fitted if off is None else self.y + off - self.fitted
 
     # -- derived quantities --------------------------------------------------------
     @property
