@@ -164,7 +164,9 @@ def parse_formula(formula: str) -> ParsedFormula:
                 if not expr:
                     raise _syntax_error("Missing model expression before '|'", text, start + 1)
                 if _OFFSET.search(expr):
-                    raise FormulaError(f"offset() inside the random-effects term '{stripped}': offsets belong to the fixed part")
+                    raise FormulaError(
+                        f"offset() inside the random-effects term '{stripped}': offsets belong to the fixed part"
+                    )
                 bar_pos = start + piece.index("(") + 1 + pos + width
                 for group in _parse_group(inner[pos + width :], text, bar_pos):
                     random.append(RandomTerm(expr=expr, group=group, correlated=width == 1))

@@ -7,7 +7,7 @@ goes through :func:`to_python` first: inside calls R's operators become Python's
 ``**``, ``%%`` -> ``%``, ``%/%`` -> ``//``, ``TRUE`` -> ``True``, ``as.factor`` ->
 ``as_factor``), and a function or operator whose R meaning jaxlme does not give is a
 one-line :class:`FormulaError` naming the term.  The functions are evaluated in
-:data:`R_CONTEXT` (R's ``scale``, ``center``, orthogonal ``poly``, ``factor``,
+:func:`r_context` (R's ``scale``, ``center``, orthogonal ``poly``, ``factor``,
 ``log(x, base)``, ...); the stateful ones keep the training data's centre, scale and
 polynomial basis in formulaic's model spec, so prediction on new data reuses them, as
 lme4 does through ``makepredictcall``.  :class:`RModelSpec` wraps a formulaic ModelSpec
@@ -26,7 +26,7 @@ import pandas as pd
 
 from .formula import FormulaError
 
-__all__ = ["R_CONTEXT", "RModelSpec", "to_python", "r_deparse", "required_variables"]
+__all__ = ["r_context", "RModelSpec", "to_python", "r_deparse", "required_variables"]
 
 
 def _index(x):
@@ -126,7 +126,7 @@ def r_context() -> dict:
 # R names with a dot that are spelled differently in Python
 _R_TO_PY_NAMES = {"as.factor": "as_factor", "as.numeric": "as_numeric"}
 _PY_TO_R_NAMES = {v: k for k, v in _R_TO_PY_NAMES.items()}
-# functions formulas may call: R_CONTEXT's, formulaic's C() and Q(), and numpy as np.*
+# functions formulas may call: r_context()'s, formulaic's C() and Q(), and numpy as np.*
 _ALLOWED = {
     "I",
     "log",

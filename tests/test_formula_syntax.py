@@ -20,6 +20,7 @@ def _data(name: str):
         d["phase"] = np.where(d["Days"] < 5, "early", "late")
         d["period3"] = np.array(["a", "b", "c"])[np.minimum(d["Days"].to_numpy() // 4, 2).astype(int)]
         d["period5"] = ["p" + str(int(v) // 2) for v in d["Days"]]
+        d["period"] = (d["Days"] // 3).astype(int)  # factor(period) in tests/test_formula_semantics.py
     return d
 
 
@@ -28,6 +29,8 @@ _MODELS: dict[str, jaxlme.LMM] = {}
 
 @pytest.mark.parametrize("ref", EXTRA, ids=[f"{r['model']}-{'REML' if r['REML'] else 'ML'}" for r in EXTRA])
 def test_extra_models_match_lme4(ref):
+    if ref["model"] == "sleep_uncorrelated_terms":
+        pytest.skip("lme4 names the second Subject term Subject.1: checked in tests/test_formula_semantics.py")
     if ref["model"] not in _MODELS:
         _MODELS[ref["model"]] = jaxlme.LMM(ref["jformula"], _data(ref["data"]))
     with warnings.catch_warnings():
