@@ -175,7 +175,8 @@ def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
     """Responses simulated from the fitted model: an (n, nobs) array.
 
     Row ``i`` uses replicate ``i``'s draws (see :func:`standard_normals`): the same draws
-    the bootstrap refits for replicate ``i`` with the same seed.
+    the bootstrap refits for replicate ``i`` with the same seed.  The formula's offset is
+    included, as in lme4's ``simulate``.
     """
     n = int(n)
     if n < 0:
@@ -202,7 +203,9 @@ def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
         for s in range(0, n, step):
             idx = jax.device_put(np.arange(s, min(n, s + step), dtype=np.int32))
             out.append(np.asarray(fn(key, idx, sp, model.obs)))
-        return np.concatenate(out, axis=0)
+        sims = np.concatenate(out, axis=0)
+        offset = model.design.offset
+        return sims if offset is None else sims + offset
 
 
 # ----------------------------------------------------------------------------------------

@@ -72,6 +72,15 @@ def r_as_numeric(x):
     return pd.to_numeric(s).astype(float)
 
 
+def r_identity(x):
+    """R's ``I(x)``; a logical result is a factor, as R codes it (``I(Days > 3)TRUE``)."""
+    values = np.asarray(x)
+    if values.dtype == bool:
+        labels = np.where(values, "TRUE", "FALSE")
+        return pd.Series(pd.Categorical(labels, categories=["FALSE", "TRUE"]), index=_index(x))
+    return x
+
+
 def _r_poly(x, degree=1, raw=False, _state=None):
     """R's ``poly(x, degree, raw = FALSE)``: orthonormal polynomials (formulaic's three-term
     recurrence gives R's basis, signs included), or raw powers; columns named ``1..degree``."""
@@ -87,10 +96,9 @@ def _r_poly(x, degree=1, raw=False, _state=None):
 
 def _build_context() -> dict:
     from formulaic.transforms import center, scale, stateful_transform
-    from formulaic.transforms.identity import identity
 
     return {
-        "I": identity,
+        "I": r_identity,
         "log": r_log,
         "log10": np.log10,
         "log2": np.log2,

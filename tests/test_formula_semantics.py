@@ -136,6 +136,22 @@ def test_r_functions_compute_r_values(expr, expected):
     np.testing.assert_allclose(res.design.X[:, 1], np.asarray(expected, dtype=float), rtol=1e-12)
 
 
+def test_logical_inside_I_is_coded_as_R_codes_it():
+    res = jaxlme.LMM("Reaction ~ I(Days > 3) + (1 | Subject)", SLEEP)
+    assert res.design.xnames == ["(Intercept)", "I(Days > 3)TRUE"]  # lme4's name
+    np.testing.assert_array_equal(res.design.X[:, 1], (SLEEP["Days"] > 3).astype(float))
+
+
+def test_simulate_includes_the_offset():
+    """lme4's simulate() adds the offset: equal to simulating the shifted response's model
+    (same estimates, same draws) plus the offset."""
+    with_offset = jaxlme.lmm("Reaction ~ Days + offset(10 * Days) + (1 | Subject)", SLEEP)
+    shifted = jaxlme.lmm("I(Reaction - 10 * Days) ~ Days + (1 | Subject)", SLEEP)
+    np.testing.assert_allclose(with_offset.theta, shifted.theta, rtol=1e-8)
+    sims = with_offset.simulate(3, seed=5)
+    np.testing.assert_allclose(sims, shifted.simulate(3, seed=5) + 10 * SLEEP["Days"].to_numpy(), rtol=1e-6)
+
+
 def test_factor_is_categorical_even_when_numeric_elsewhere():
     with pytest.warns(UserWarning, match="dropping 1 column"):
         res = jaxlme.lmm("Reaction ~ factor(period) + period + Days + (1 | Subject)", SLEEP)
