@@ -83,11 +83,21 @@ class LMM:
     """
 
     @x64
-    def __init__(self, formula: str, data: pd.DataFrame, *, warn: bool = True) -> None:
+    def __init__(self, formula: str, data: pd.DataFrame, *, weights=None, warn: bool = True) -> None:
+        """Validate the data and build the cross-products.
+
+        Args:
+            formula: lme4-style formula, e.g. ``"y ~ x + (x | g)"``.
+            data: DataFrame (or dict of columns).
+            weights: Prior weights, lme4's ``weights``: a column name of ``data`` or an
+                array-like with one value > 0 per row of ``data`` (before rows with missing
+                values are dropped).  Row i's residual variance is σ²/wᵢ.
+            warn: Warn about dropped rows and aliased columns.
+        """
         enable_compilation_cache()
         t0 = time.perf_counter()
         self.formula = formula
-        self.design = build_design(formula, data, warn=warn)
+        self.design = build_design(formula, data, warn=warn, weights=weights)
         self.structure, self.obs = build_structure(self.design)
         jax.block_until_ready(self.structure)
         self.setup_seconds = time.perf_counter() - t0
@@ -104,6 +114,11 @@ class LMM:
     @property
     def ntheta(self) -> int:
         return self.layout.ntheta
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """Prior weights of the rows used (None for an unweighted model)."""
+        return self.design.weights
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{t.name}: {t.nlevels}" for t in self.layout.terms)
@@ -166,7 +181,8 @@ class LMM:
             raise ValueError(f"new response has {y.shape[0]} values, the model has {self.nobs} rows")
         if not np.all(np.isfinite(y)):
             raise ValueError("new response contains non-finite values")
-        zy1, ry = response_crossprods(self.layout, self.obs, jnp.asarray(y))
+        yw = y if self.design.weights is None else y * np.sqrt(self.design.weights)  # obs rows carry √w
+        zy1, ry = response_crossprods(self.layout, self.obs, jnp.asarray(yw))
         struct = self.structure.with_response(zy1, ry)
         return self._fit(struct, reml, theta0, self._refit_options(), warn, y=y)  # warns at the caller
 
@@ -346,6 +362,18 @@ def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.n
 _objective_jit = jax.jit(objective, static_argnames=("reml",))
 
 
-def lmm(formula: str, data: pd.DataFrame, reml: bool = True, **fit_kwargs) -> LMMResult:
-    """Fit a linear mixed model in one call: ``lmm("y ~ x + (x | g)", df)``."""
-    return LMM(formula, data).fit(reml=reml, **fit_kwargs)
+def lmm(formula: str, data: pd.DataFrame, reml: bool = True, *, weights=None, **fit_kwargs) -> LMMResult:
+    """Fit a linear mixed model in one call: ``lmm("y ~ x + (x | g)", df)``.
+
+    Args:
+        formula: lme4-style formula.
+        data: DataFrame (or dict of columns).
+        reml: REML (default) or maximum likelihood.
+        weights: Prior weights (lme4's ``weights``): a column name or an array-like, one
+            value > 0 per data row; see :class:`LMM`.
+        **fit_kwargs: Passed to :meth:`LMM.fit`.
+
+    Returns:
+        The fitted :class:`LMMResult`.
+    """
+    return LMM(formula, data, weights=weights).fit(reml=reml, **fit_kwargs)
