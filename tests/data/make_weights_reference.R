@@ -30,8 +30,8 @@ one <- function(model, data_name, data, formula, wcol, REML) {
        fixef = as.list(fixef(fit)), se = as.list(sqrt(diag(as.matrix(vcov(fit))))),
        theta = unname(getME(fit, "theta")), sigma = sigma(fit), varcorr = vc,
        singular = isSingular(fit), nobs = nobs(fit), ngrps = as.list(ngrps(fit)),
-       satterthwaite = list(names = rownames(lt), df = unname(lt[, "df"]),
-                            t = unname(lt[, "t value"]), p = unname(lt[, "Pr(>|t|)"])),
+       satterthwaite = list(names = I(rownames(lt)), df = I(unname(lt[, "df"])),
+                            t = I(unname(lt[, "t value"])), p = I(unname(lt[, "Pr(>|t|)"]))),
        fitted = unname(fitted(fit)), residuals = unname(residuals(fit)),
        pearson = unname(residuals(fit, type = "pearson")))
 }
