@@ -30,7 +30,7 @@ from .objective import (
 )
 from .optimizer import STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, LMMResult, OptSummary
-from .structure import Structure, build_structure, response_crossprods
+from .structure import Structure, build_structure, response_crossprods, weighted_rows
 
 __all__ = ["LMM", "lmm", "fit_program"]
 
@@ -199,10 +199,12 @@ class LMM:
     def _start(self, y=None) -> np.ndarray:
         """θ the optimizer starts from when not given (see :func:`moment_start`), for the
         model's response (computed once) or another response ``y``."""
+        w = self.design.weights  # moments of the √w-scaled rows, whose residual variance is σ²
+        design = weighted_rows(self.design)
         if y is not None:
-            return moment_start(self.design, self.layout, self.theta_scale, y)
+            return moment_start(design, self.layout, self.theta_scale, y if w is None else y * np.sqrt(w))
         if self._start_theta is None:
-            self._start_theta = moment_start(self.design, self.layout, self.theta_scale, self.design.y)
+            self._start_theta = moment_start(design, self.layout, self.theta_scale, design.y)
         return self._start_theta
 
     def _boundary_reset(self, theta: np.ndarray, start: np.ndarray, scalar_too: bool) -> np.ndarray | None:

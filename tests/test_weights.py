@@ -271,3 +271,31 @@ def test_cli_weights_column(tmp_path, capsys):
     assert main(["fit", str(csv), SLOPE, "--weights", "nope"]) != 0
     err = capsys.readouterr().err
     assert "weights column 'nope' not found" in err
+
+
+@pytest.mark.slow
+def test_large_crossed_weighted_fit_is_the_optimum_of_the_weighted_criterion():
+    """A crossed model large enough for BFGS with the analytic gradient (and difference
+    Hessians for Satterthwaite): its optimum is a stationary point of the plain autodiff
+    objective, which carries the weights' -Σ log w, and unit weights change nothing."""
+    import jax
+    from helpers import crossed_large
+
+    data = crossed_large(3)
+    rng = np.random.default_rng(0)
+    data["w"] = rng.uniform(0.5, 2.0, len(data))
+    model = jaxlme.LMM("y ~ x + (1 | g1) + (1 | g2)", data, weights="w")
+    assert model.layout.size_rest >= 400
+    res = model.fit()
+    assert res.converged and res.opt.optimizer.startswith("bounded quasi-Newton")
+    with jax.enable_x64(True):
+        f = model.objective_function()
+        theta = jax.numpy.asarray(res.theta)
+        value, grad = float(f(theta)), np.asarray(jax.grad(f)(theta))
+    assert value == pytest.approx(res.objective, abs=1e-8)
+    assert np.max(np.abs(grad)) < 1e-3
+    unweighted = jaxlme.LMM("y ~ x + (1 | g1) + (1 | g2)", data)
+    ones = jaxlme.LMM("y ~ x + (1 | g1) + (1 | g2)", data, weights=np.ones(len(data)))
+    assert ones.objective(res.theta) == unweighted.objective(res.theta)
+    table = res.coefs()
+    assert np.all(np.isfinite(table["df"])) and np.all(table["df"] > 0)
