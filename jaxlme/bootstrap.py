@@ -141,7 +141,10 @@ def standard_normals(key: jax.Array, i: jax.Array, m: int, dtype=jnp.float64) ->
 
 
 def _simulate_one(key, i, sp: _SimParams, obs: ObsData, sizes: tuple[tuple[int, int], ...], n: int):
-    """y* = Xβ̂ + Σ_t Z_t b_t + ε with b_t ~ N(0, σ̂²Λ_tΛ_t'), ε ~ N(0, σ̂² I)."""
+    """y* = Xβ̂ + Σ_t Z_t b_t + ε with b_t ~ N(0, σ̂²Λ_tΛ_t'), ε ~ N(0, σ̂² I).
+
+    With prior weights ``obs`` holds √w-scaled rows, so this is √w·y* for y* with
+    ε_i ~ N(0, σ̂²/w_i): the response the weighted cross-products need."""
     q = sum(k * r for k, r in sizes)
     z = standard_normals(key, i, q + n, sp.beta.dtype)
     u, eps = z[:q], z[q:]
@@ -172,7 +175,8 @@ _SIM_COMPILED: dict[Any, Any] = {}
 
 
 def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
-    """Responses simulated from the fitted model: an (n, nobs) array.
+    """Responses simulated from the fitted model: an (n, nobs) array (residual variance
+    σ̂²/wᵢ for a model with prior weights).
 
     Row ``i`` uses replicate ``i``'s draws (see :func:`standard_normals`): the same draws
     the bootstrap refits for replicate ``i`` with the same seed.  The formula's offset is
@@ -204,7 +208,9 @@ def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
             idx = jax.device_put(np.arange(s, min(n, s + step), dtype=np.int32))
             out.append(np.asarray(fn(key, idx, sp, model.obs)))
         sims = np.concatenate(out, axis=0)
-        offset = model.design.offset
+        w, offset = model.design.weights, model.design.offset
+        if w is not None:
+            sims = sims / np.sqrt(w)  # obs rows carry √w (see _simulate_one)
         return sims if offset is None else sims + offset
 
 

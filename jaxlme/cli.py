@@ -94,6 +94,7 @@ def result_json(res: Any) -> dict[str, Any]:
             "formula": res.model.design.formula.text,
             "method": res.method,
             "nobs": res.nobs,
+            "weights": res.model.design.weights_name,
             "ngroups": res.ngroups,
             "objective": res.objective,
             "loglike": res.loglike,
@@ -131,7 +132,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     data = read_data(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = LMM(args.formula, data).fit(reml=not args.ml)
+        res = LMM(args.formula, data, weights=args.weights).fit(reml=not args.ml)
     notes = [str(w.message) for w in caught]
     boot = _bootstrap(res, args.bootstrap, args.seed) if args.bootstrap else None
     if args.json:
@@ -325,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("data", help="CSV or Parquet file (or a bundled dataset name such as sleepstudy)")
     f.add_argument("formula", help="lme4-style formula, e.g. 'Reaction ~ Days + (Days | Subject)'")
     f.add_argument("--ml", action="store_true", help="fit by maximum likelihood (default: REML)")
+    f.add_argument("--weights", metavar="COLUMN", help="prior weights column (lme4's weights=)")
     f.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     f.add_argument("--bootstrap", type=int, metavar="N", help="parametric bootstrap with N replicates")
     f.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")

@@ -72,6 +72,8 @@ class Design:
     # the sum of the formula's offset(...) terms; y above is the response minus it
     offset: np.ndarray | None = field(repr=False, default=None)
     offset_specs: tuple = field(repr=False, default=())  # one RModelSpec per offset term
+    weights: np.ndarray | None = field(repr=False, default=None)  # prior weights (n,), None: all 1
+    weights_name: str | None = None  # the weight column's name, or "weights" for an array
 
     @property
     def n(self) -> int:
@@ -306,8 +308,56 @@ def _as_frame(data) -> pd.DataFrame:
     raise DataError(f"data must be a pandas DataFrame (or a dict of columns), got {type(data).__name__}")
 
 
-def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> Design:
-    """Validate ``data`` against ``formula`` and build fixed and random model matrices."""
+def _prior_weights(weights, data: pd.DataFrame) -> tuple[str, np.ndarray]:
+    """The name and values (NaN where missing) of lme4's ``weights``: a column name or an
+    array-like with one value per row of ``data`` (before missing rows are dropped)."""
+    if isinstance(weights, str):
+        if weights not in data.columns:
+            raise DataError(f"weights column '{weights}' not found in data")
+        name, col = weights, data[weights]
+    else:
+        name, col = "weights", weights
+        if np.ndim(col) != 1 or len(col) != len(data):
+            shape = np.shape(col)
+            raise DataError(f"weights must have one value per data row ({len(data)}), got shape {shape}")
+    values = col if isinstance(col, pd.Series) else pd.Series(np.asarray(col))
+    dtype = values.dtype
+    text = dtype.kind == "O" and any(isinstance(v, (str, bytes, bool, np.bool_)) for v in values)
+    if dtype.kind in "bSUMm" or isinstance(dtype, (pd.CategoricalDtype, pd.StringDtype)) or text:
+        raise DataError(f"weights '{name}' must be numeric, got dtype {dtype}")
+    try:
+        return name, values.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise DataError(f"weights '{name}' must be numeric, got dtype {dtype}") from None
+
+
+def _check_weights(name: str, w: np.ndarray) -> None:
+    """lme4's rules for prior weights, plus zeros (lme4 1.1 fits them to an infinite criterion)."""
+    if not np.all(np.isfinite(w)):
+        raise DataError(f"weights '{name}' contain infinite values")
+    if np.any(w < 0):
+        raise DataError(f"weights '{name}' contain {int(np.sum(w < 0))} negative value(s): weights must be > 0")
+    if np.any(w == 0):
+        raise DataError(
+            f"weights '{name}' contain {int(np.sum(w == 0))} zero(s): lme4 returns an infinite criterion "
+            "and an unoptimized fit for them; drop those rows instead"
+        )
+
+
+def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weights=None) -> Design:
+    """Validate ``data`` against ``formula`` and build fixed and random model matrices.
+
+    Args:
+        formula: lme4-style formula text or a parsed formula.
+        data: DataFrame (or dict of columns) holding the model's columns.
+        warn: Warn about dropped rows and aliased columns.
+        weights: Prior weights (lme4's ``weights``): a column name of ``data`` or an array-like
+            with one finite value > 0 per row of ``data``; the residual variance of row i is
+            σ²/wᵢ.  Rows with a missing weight are dropped with the other incomplete rows.
+
+    Returns:
+        The validated :class:`Design`.
+    """
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
     data = _as_frame(data)
     if len(data) == 0:
@@ -335,6 +385,9 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
     na_rows = np.zeros(len(frame), dtype=bool)
     for j in range(frame.shape[1]):  # column by column: pandas' row-wise any() took 70 ms on InstEval
         na_rows |= frame.iloc[:, j].isna().to_numpy()
+    w_name, w = _prior_weights(weights, data) if weights is not None else (None, None)
+    if w is not None:
+        na_rows |= np.isnan(w)
     n_dropped = int(na_rows.sum())
     if n_dropped:
         frame = frame.loc[~na_rows]
@@ -345,6 +398,9 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
             )
     if len(frame) == 0:
         raise DataError("no complete rows remain after dropping missing values")
+    if w is not None:
+        w = w[~na_rows]
+        _check_weights(w_name, w)
 
     for name in cols:
         col = frame[name]
@@ -452,4 +508,6 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
         fixed_spec=fixed_spec,
         offset=offset,
         offset_specs=tuple(offset_specs),
+        weights=w,
+        weights_name=w_name,
     )

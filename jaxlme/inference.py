@@ -73,7 +73,8 @@ def _deviance_vp(varpar: jax.Array, struct, reml: bool) -> jax.Array:
     logdets = weighted_chol_logdiag(mat, ((q, 1.0), (p, 1.0 if reml else 0.0), (1, 0.0)))  # ldL2 [+ ldRX2]
     log_pwrss = weighted_chol_logdiag(mat, ((q, 0.0), (p, 0.0), (1, 1.0)))
     m = (lay.n - lay.p) if reml else lay.n
-    return ld1 + logdets + m * (_LOG2PI + 2.0 * jnp.log(sigma)) + jnp.exp(log_pwrss) / sigma**2
+    ld_w = struct.log_det_w  # prior weights' Σ log w (lme4's ldW)
+    return ld1 + logdets + m * (_LOG2PI + 2.0 * jnp.log(sigma)) + jnp.exp(log_pwrss) / sigma**2 - ld_w
 
 
 def _deviance_vp_value_and_grad(varpar: jax.Array, struct, reml: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -95,6 +96,7 @@ def _deviance_vp_value_and_grad(varpar: jax.Array, struct, reml: bool) -> tuple[
     value, grad_theta, L = weighted_value_and_gradient(theta, struct, weights)
     pwrss = L[-1, -1] ** 2
     value = value - pwrss / sigma**2 * jnp.log(pwrss) + pwrss / sigma**2 + m * (_LOG2PI + 2.0 * jnp.log(sigma))
+    value = value - struct.log_det_w
     grad_sigma = 2.0 * m / sigma - 2.0 * pwrss / sigma**3
     return value, jnp.concatenate([grad_theta, grad_sigma[None]]), _vcov_from_rx(L[q : q + p, q : q + p], sigma)
 
@@ -424,7 +426,7 @@ def _profile_program(psi0, kinds, lb, k, value, j, bvalue, use_beta, struct, opt
         RXinv = jax.scipy.linalg.solve_triangular(RX, jnp.eye(RX.shape[0], dtype=RX.dtype), lower=True)
         ajj = jnp.sum(RXinv[:, j] ** 2)  # [(RX RX')⁻¹]_jj: min over the other β of the quadratic form
         r2 = pwrss + jnp.where(use_beta, (bvalue - beta[j]) ** 2 / ajj, 0.0)
-        return ldL2 + n * (_LOG2PI + 2.0 * jnp.log(sigma)) + r2 / sigma**2
+        return ldL2 + n * (_LOG2PI + 2.0 * jnp.log(sigma)) + r2 / sigma**2 - struct.log_det_w
 
     return newton_minimize(fun, psi0, lb, (struct,), options)
 

@@ -30,7 +30,7 @@ from .objective import (
 )
 from .optimizer import STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, LMMResult, OptSummary
-from .structure import Structure, build_structure, response_crossprods
+from .structure import Structure, build_structure, response_crossprods, weighted_rows
 
 __all__ = ["LMM", "lmm", "fit_program"]
 
@@ -83,11 +83,21 @@ class LMM:
     """
 
     @x64
-    def __init__(self, formula: str, data: pd.DataFrame, *, warn: bool = True) -> None:
+    def __init__(self, formula: str, data: pd.DataFrame, *, weights=None, warn: bool = True) -> None:
+        """Validate the data and build the cross-products.
+
+        Args:
+            formula: lme4-style formula, e.g. ``"y ~ x + (x | g)"``.
+            data: DataFrame (or dict of columns).
+            weights: Prior weights, lme4's ``weights``: a column name of ``data`` or an
+                array-like with one value > 0 per row of ``data`` (before rows with missing
+                values are dropped).  Row i's residual variance is σ²/wᵢ.
+            warn: Warn about dropped rows and aliased columns.
+        """
         enable_compilation_cache()
         t0 = time.perf_counter()
         self.formula = formula
-        self.design = build_design(formula, data, warn=warn)
+        self.design = build_design(formula, data, warn=warn, weights=weights)
         self.structure, self.obs = build_structure(self.design)
         jax.block_until_ready(self.structure)
         self.setup_seconds = time.perf_counter() - t0
@@ -104,6 +114,11 @@ class LMM:
     @property
     def ntheta(self) -> int:
         return self.layout.ntheta
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """Prior weights of the rows used (None for an unweighted model)."""
+        return self.design.weights
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{t.name}: {t.nlevels}" for t in self.layout.terms)
@@ -160,13 +175,17 @@ class LMM:
 
     @x64
     def refit(self, y, reml: bool = True, *, theta0=None, warn: bool = True) -> LMMResult:
-        """Fit the same model to a new response vector (same rows, same structure)."""
+        """Fit the same model to a new response vector (same rows, same structure; the
+        formula's offset, if any, is subtracted from it as from the original response)."""
         y = np.asarray(y, dtype=float).reshape(-1)
         if y.shape[0] != self.nobs:
             raise ValueError(f"new response has {y.shape[0]} values, the model has {self.nobs} rows")
         if not np.all(np.isfinite(y)):
             raise ValueError("new response contains non-finite values")
-        zy1, ry = response_crossprods(self.layout, self.obs, jnp.asarray(y))
+        if self.design.offset is not None:  # y is a response like simulate()'s, offset included
+            y = y - self.design.offset
+        yw = y if self.design.weights is None else y * np.sqrt(self.design.weights)  # obs rows carry √w
+        zy1, ry = response_crossprods(self.layout, self.obs, jnp.asarray(yw))
         struct = self.structure.with_response(zy1, ry)
         return self._fit(struct, reml, theta0, self._refit_options(), warn, y=y)  # warns at the caller
 
@@ -183,10 +202,12 @@ class LMM:
     def _start(self, y=None) -> np.ndarray:
         """θ the optimizer starts from when not given (see :func:`moment_start`), for the
         model's response (computed once) or another response ``y``."""
+        w = self.design.weights  # moments of the √w-scaled rows, whose residual variance is σ²
+        design = weighted_rows(self.design)
         if y is not None:
-            return moment_start(self.design, self.layout, self.theta_scale, y)
+            return moment_start(design, self.layout, self.theta_scale, y if w is None else y * np.sqrt(w))
         if self._start_theta is None:
-            self._start_theta = moment_start(self.design, self.layout, self.theta_scale, self.design.y)
+            self._start_theta = moment_start(design, self.layout, self.theta_scale, design.y)
         return self._start_theta
 
     def _boundary_reset(self, theta: np.ndarray, start: np.ndarray, scalar_too: bool) -> np.ndarray | None:
@@ -346,6 +367,18 @@ def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.n
 _objective_jit = jax.jit(objective, static_argnames=("reml",))
 
 
-def lmm(formula: str, data: pd.DataFrame, reml: bool = True, **fit_kwargs) -> LMMResult:
-    """Fit a linear mixed model in one call: ``lmm("y ~ x + (x | g)", df)``."""
-    return LMM(formula, data).fit(reml=reml, **fit_kwargs)
+def lmm(formula: str, data: pd.DataFrame, reml: bool = True, *, weights=None, **fit_kwargs) -> LMMResult:
+    """Fit a linear mixed model in one call: ``lmm("y ~ x + (x | g)", df)``.
+
+    Args:
+        formula: lme4-style formula.
+        data: DataFrame (or dict of columns).
+        reml: REML (default) or maximum likelihood.
+        weights: Prior weights (lme4's ``weights``): a column name or an array-like, one
+            value > 0 per data row; see :class:`LMM`.
+        **fit_kwargs: Passed to :meth:`LMM.fit`.
+
+    Returns:
+        The fitted :class:`LMMResult`.
+    """
+    return LMM(formula, data, weights=weights).fit(reml=reml, **fit_kwargs)

@@ -7,7 +7,8 @@ Bates et al. (2015), section 3: with Λθ the relative covariance factor and
     [y'ZΛ         y'X     y'y  ]
 
 the profiled ML deviance is  log|L_Z|² + n (1 + log(2π r²/n))  and the REML criterion
-log|L_Z|² + log|L_X|² + (n-p)(1 + log(2π r²/(n-p))), where r = L[y, y].  L is computed
+log|L_Z|² + log|L_X|² + (n-p)(1 + log(2π r²/(n-p))), where r = L[y, y].  With prior
+weights the cross-products are of √w-scaled rows and both subtract Σ log wᵢ (lme4's ldW).  L is computed
 blockwise on the layout of ``structure``: closed-form r1×r1 Cholesky factors for term 1,
 a sparse (or dense) Schur-complement update, then one dense Cholesky for the rest.
 """
@@ -366,7 +367,7 @@ def objective(theta: jax.Array, s: Structure, reml: bool = True) -> jax.Array:
     lay = s.layout
     L1, _, m = _blocks(theta, s)
     rest = weighted_chol_logdiag(m, _weights(lay, reml))
-    return _log_det1(L1) + rest + _constant(lay, reml)
+    return _log_det1(L1) + rest + _constant(lay, reml) - s.log_det_w
 
 
 def objective_and_corner(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.Array, jax.Array]:
@@ -377,7 +378,7 @@ def objective_and_corner(theta: jax.Array, s: Structure, reml: bool = True) -> t
     lay = s.layout
     L1, _, m = _blocks(theta, s)
     rest, corner = _logdiag_and_corner(m, _weights(lay, reml), lay.p + 1)
-    return _log_det1(L1) + rest + _constant(lay, reml), corner
+    return _log_det1(L1) + rest + _constant(lay, reml) - s.log_det_w, corner
 
 
 def effects_from_corner(corner: jax.Array, lay: Layout, reml: bool = True) -> tuple[jax.Array, jax.Array]:
@@ -472,7 +473,7 @@ def value_and_gradient(theta: jax.Array, s: Structure, reml: bool = True) -> tup
     through the Schur pairs (see :func:`weighted_value_and_gradient`)."""
     lay = s.layout
     value, grad, _ = weighted_value_and_gradient(theta, s, _criterion_weights(lay, reml))
-    return value + _constant(lay, reml), grad
+    return value + _constant(lay, reml) - s.log_det_w, grad
 
 
 def weighted_value_and_gradient(
@@ -559,7 +560,7 @@ def objective_pieces(theta: jax.Array, s: Structure, reml: bool = True) -> tuple
     """The objective (lme4's scale) and the pieces :func:`objective_gradient` reuses."""
     lay = s.layout
     value, pieces = weighted_value_pieces(theta, s, _criterion_weights(lay, reml))
-    return value + _constant(lay, reml), pieces
+    return value + _constant(lay, reml) - s.log_det_w, pieces
 
 
 def objective_gradient(theta: jax.Array, s: Structure, pieces: Pieces, reml: bool = True) -> jax.Array:

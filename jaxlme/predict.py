@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .design import DataError, for_formulaic, r_name
+from .structure import weighted_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
@@ -154,7 +155,7 @@ def ranef_condvar(res: LMMResult) -> dict[str, np.ndarray]:
     reports only the diagonal).  Models with more than ``MAX_DENSE_Q`` random effects in several terms
     raise a ValueError (a single-term model is always block-diagonal and cheap).
     """
-    d = res.model.design
+    d = weighted_rows(res.model.design)  # Z'WZ for prior weights
     lams = res.model.layout.lambdas(res.theta)
     s2 = res.sigma**2
     out = {}

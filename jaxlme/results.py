@@ -132,6 +132,17 @@ class LMMResult:
         off = self.model.design.offset
         return self.y - self.fitted if off is None else self.y + off - self.fitted
 
+    @property
+    def weights(self) -> np.ndarray | None:
+        """Prior weights of the rows used (lme4's ``weights``); None for an unweighted fit."""
+        return self.model.design.weights
+
+    @property
+    def pearson_residuals(self) -> np.ndarray:
+        """Residuals times √(prior weight): lme4's ``residuals(fit, type = "pearson")``."""
+        w = self.model.design.weights
+        return self.residuals if w is None else self.residuals * np.sqrt(w)
+
     # -- derived quantities --------------------------------------------------------
     @property
     def method(self) -> str:
@@ -208,8 +219,10 @@ class LMMResult:
             )
         out.append(f"logLik: {self.loglike:.4f}   AIC: {self.aic:.4f}   BIC: {self.bic:.4f}   (npar = {self.npar})")
         out.append("")
+        if d.weights is not None:
+            out.append(f"Weights: {d.weights_name}")
         out.append("Scaled residuals:")
-        q = np.quantile(self.residuals / self.sigma, [0, 0.25, 0.5, 0.75, 1.0])
+        q = np.quantile(self.pearson_residuals / self.sigma, [0, 0.25, 0.5, 0.75, 1.0])
         out.append("    " + " ".join(f"{h:>8}" for h in ["Min", "1Q", "Median", "3Q", "Max"]))
         out.append("    " + " ".join(f"{v:8.4f}" for v in q))
         out.append("")

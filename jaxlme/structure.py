@@ -10,11 +10,16 @@ number of sparse entries and the size of R, never on n.
 
 The response enters only through ``zy1`` (Z1'y) and ``ry`` (the last row of the rest
 block, [Zr'y, X'y, y'y]), so refits with a new y (bootstrap) recompute just those.
+
+Prior weights w (lme4's ``weights``: residual variance σ²/wᵢ) scale the rows of Z, X and y
+by √wᵢ before the pass, so every array here, ``ObsData`` included, holds weighted rows: a
+response handed to :func:`response_crossprods` must be √w·y.  The criterion's extra term
+-Σ log wᵢ (lme4's ``ldW``) is the scalar leaf ``log_det_w``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +27,15 @@ import numpy as np
 
 from .design import Design
 
-__all__ = ["TermLayout", "Layout", "Structure", "ObsData", "build_structure", "response_crossprods"]
+__all__ = [
+    "TermLayout",
+    "Layout",
+    "Structure",
+    "ObsData",
+    "build_structure",
+    "response_crossprods",
+    "weighted_rows",
+]
 
 # Above this many entries in the Schur-complement pair list, use the dense update.
 _MAX_PAIRS = 30_000_000
@@ -121,6 +134,7 @@ class Structure:
     pair_a: jax.Array  # (npairs,) entry index pairs sharing a level, row_a >= row_b
     pair_b: jax.Array
     pair_target: jax.Array  # (npairs,) flat index row_a * size_rest + row_b
+    log_det_w: jax.Array  # () Σ log wᵢ of the prior weights (0 without weights)
 
     def tree_flatten(self):
         children = (
@@ -134,6 +148,7 @@ class Structure:
             self.pair_a,
             self.pair_b,
             self.pair_target,
+            self.log_det_w,
         )
         return children, self.layout
 
@@ -152,7 +167,8 @@ class Structure:
 @jax.tree_util.register_pytree_node_class
 @dataclass
 class ObsData:
-    """Per-observation arrays needed to recompute the response cross-products."""
+    """Per-observation arrays needed to recompute the response cross-products (rows
+    multiplied by √w for a weighted model)."""
 
     index: tuple[jax.Array, ...]  # per term (n,) level codes
     Z: tuple[jax.Array, ...]  # per term (n, r)
@@ -253,14 +269,26 @@ def _put(a, dtype=np.float64) -> jax.Array:
     return jax.device_put(np.ascontiguousarray(a, dtype=dtype))
 
 
+def weighted_rows(design: Design) -> Design:
+    """The design with the rows of y, X and every Z multiplied by √w (itself if unweighted)."""
+    if design.weights is None:
+        return design
+    sw = np.sqrt(design.weights)
+    terms = [replace(t, Z=t.Z * sw[:, None]) for t in design.terms]
+    return replace(design, y=design.y * sw, X=design.X * sw[:, None], terms=terms)
+
+
 def build_structure(design: Design, schur: str = "auto") -> tuple[Structure, ObsData]:
     """Compute the blocked cross-products of [Z X y] from a validated design.
 
     ``schur`` picks the Schur-complement update of the rest block: "sparse" (segment sum over
     entry pairs sharing a term-1 level), "dense" (one matrix product), or "auto" (cheaper one).
+    With prior weights the cross-products are those of the √w-scaled rows.
     """
     if schur not in ("auto", "sparse", "dense"):
         raise ValueError(f"schur must be 'auto', 'sparse' or 'dense', got {schur!r}")
+    log_det_w = 0.0 if design.weights is None else float(np.sum(np.log(design.weights)))
+    design = weighted_rows(design)
     terms = design.terms
     tls, offset = [], 0
     for i, t in enumerate(terms):
@@ -349,5 +377,6 @@ def build_structure(design: Design, schur: str = "auto") -> tuple[Structure, Obs
         pair_a=_put(pa, np.int32),
         pair_b=_put(pb, np.int32),
         pair_target=_put(pt, index_dtype),
+        log_det_w=jax.device_put(np.asarray(log_det_w, dtype=np.float64)),  # 0-d: _put makes 1-d
     )
     return struct, obs
