@@ -116,18 +116,19 @@ class LMMResult:
     # -- per-observation quantities: O(n), so computed on first use (a fit or refit of
     # 10^7 rows returns without them: 0.4 s of its 1 s there) -----------------------------
     @functools.cached_property
-    def fitted(self) -> np.ndarray:
-        """Conditional fitted values Xβ̂ + Zb̂ (lme4's ``fitted``)."""
+    def fitted(self) -> pd.Series:
+        """Conditional fitted values Xβ̂ + Zb̂ (lme4's ``fitted``), a Series named ``fitted``
+        indexed like the data rows used in the fit (rows dropped for missing values are absent)."""
         d = self.model.design
         out = d.X @ self.fixef.to_numpy()
         for t, b in zip(d.terms, self.effects.b):
             out = out + np.einsum("ij,ij->i", t.Z, np.asarray(b)[t.index])
-        return out
+        return pd.Series(out, index=d.rows, name="fitted")
 
     @functools.cached_property
-    def residuals(self) -> np.ndarray:
-        """Response minus conditional fitted values."""
-        return self.y - self.fitted
+    def residuals(self) -> pd.Series:
+        """Response minus conditional fitted values, a Series named ``residuals`` indexed like ``fitted``."""
+        return pd.Series(self.y - self.fitted.to_numpy(), index=self.model.design.rows, name="residuals")
 
     # -- derived quantities --------------------------------------------------------
     @property
