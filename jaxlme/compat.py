@@ -518,7 +518,8 @@ class MixedLMResults:
             return pred[pred.notna()].rename(None)
         if isinstance(exog, pd.Series):
             needed = set(getattr(self.lmm.model.design.fixed_spec, "required_variables", ()) or ())
-            exog = exog.to_frame() if exog.name in needed else exog.to_frame().T
+            # a column if it names a variable of the formula, else one row (as statsmodels guesses)
+            exog = exog.to_frame() if exog.name in needed else exog.to_frame().T.infer_objects()
         if not isinstance(exog, pd.DataFrame):
             raise DataError(
                 f"predict needs a DataFrame or dict of columns (or transform=False with a design "
