@@ -11,8 +11,12 @@ slope), and each variance component ``vc_formula={"loc": "0 + C(loc)"}`` becomes
 ``(1 | g:loc)`` (a random intercept for every ``loc`` nested in ``g``).  The result uses
 statsmodels' names and conventions (random-effect parameters in ``params`` are divided by
 the residual variance ``scale``; standard errors come from the observed information of
-the scale-profiled likelihood, as in statsmodels) and also exposes every attribute of
-the underlying :class:`jaxlme.LMMResult` (``fixef``, ``theta``, ``varcorr``, ...).
+the scale-profiled likelihood, as in statsmodels).  Every statsmodels name keeps
+statsmodels' meaning: ``predict`` gives the fixed-effects part X·fe_params only, ``aic`` and
+``bic`` are NaN for REML fits.  jaxlme's own quantities keep their own names: conditional
+predictions (fixed plus random effects) are ``predict_conditional``, and lme4-style names
+that statsmodels does not use (``fixef``, ``theta``, ``varcorr``, ...) are read from the
+underlying :class:`jaxlme.LMMResult`, which is also available as ``.lmm``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,39 @@ _IGNORED_FIT_OPTIONS = (
     "free",
     "callback",
     "retall",
+)
+
+#: Names read from the underlying LMMResult: jaxlme/lme4 names that statsmodels' MixedLMResults
+#: does not use, so they cannot be mistaken for a statsmodels quantity.  statsmodels names
+#: (``aic``, ``bic``, ``predict``, ``summary``, ``bootstrap``, ...) are never passed through.
+NATIVE_ATTRIBUTES = frozenset(
+    {
+        "fixef",
+        "ranef",
+        "vcov",
+        "stderr",
+        "varcorr",
+        "theta",
+        "objective",
+        "sigma",
+        "singular",
+        "npar",
+        "deviance",
+        "loglike",
+        "opt",
+        "effects",
+        "y",
+        "fitted",
+        "residuals",
+        "ngroups",
+        "covariance_matrices",
+        "coefs",
+        "anova",
+        "confint",
+        "simulate",
+        "ranef_condvar",
+        "ranef_condsd",
+    }
 )
 
 #: Above this many random effects the statsmodels-style Hessian is not formed (it is dense).
@@ -377,12 +414,15 @@ def term_cov(res: LMMResult, i: int) -> np.ndarray:
 class MixedLMResults:
     """A jaxlme fit with statsmodels' ``MixedLMResults`` names.
 
-    statsmodels' attributes: ``params``, ``fe_params``, ``bse``, ``bse_fe``, ``bse_re``,
-    ``cov_re``, ``cov_re_unscaled``, ``vcomp``, ``scale``, ``llf``, ``converged``, ``resid``,
-    ``fittedvalues``, ``random_effects``, ``tvalues``, ``pvalues``, ``conf_int()``,
-    ``cov_params()``, ``summary()``.  Anything else (``fixef``, ``theta``, ``varcorr``,
-    ``opt``, ``aic``, ...) is looked up on the underlying :class:`jaxlme.LMMResult`,
-    available as ``.lmm``.
+    statsmodels' attributes, with statsmodels' meanings: ``params``, ``fe_params``, ``bse``,
+    ``bse_fe``, ``bse_re``, ``cov_re``, ``cov_re_unscaled``, ``vcomp``, ``scale``, ``llf``,
+    ``aic``, ``bic`` (NaN for REML), ``converged``, ``method``, ``reml``, ``nobs``,
+    ``df_resid``, ``k_fe``, ``k_re``, ``k_vc``, ``resid`` and ``fittedvalues`` (conditional:
+    fixed plus random effects), ``random_effects``, ``tvalues``, ``pvalues``,
+    ``conf_int()``, ``cov_params()``, ``predict()`` (fixed effects only), ``summary()``.
+    jaxlme adds ``predict_conditional()`` and the lme4-style names in ``NATIVE_ATTRIBUTES``
+    (``fixef``, ``theta``, ``varcorr``, ``opt``, ...), read from the underlying
+    :class:`jaxlme.LMMResult` (``.lmm``); any other name raises AttributeError.
     """
 
     def __init__(self, model: MixedLM, res: LMMResult) -> None:
@@ -390,6 +430,7 @@ class MixedLMResults:
         self.lmm = res
         d = res.model.design
         self.method = res.method
+        self.reml = res.reml
         self.k_fe, self.k_re, self.k_vc = model.k_fe, model.k_re, model.k_vc
         self.scale = res.sigma**2
         self.llf = res.loglike
@@ -410,14 +451,95 @@ class MixedLMResults:
             np.concatenate([self.fe_params.to_numpy(), re_par, self.vcomp / self.scale]),
             index=model.param_names,
         )
-        self.fittedvalues = pd.Series(res.fitted, index=d.rows)
-        self.resid = pd.Series(res.residuals, index=d.rows)
+        self.fittedvalues = pd.Series(res.fitted.to_numpy(), index=d.rows)
+        self.resid = pd.Series(res.residuals.to_numpy(), index=d.rows)
         self.df_resid = self.nobs - self.k_fe
 
     def __getattr__(self, name: str):
-        if name in ("lmm", "model") or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.lmm, name)
+        if name in NATIVE_ATTRIBUTES:
+            return getattr(self.lmm, name)
+        raise AttributeError(
+            f"'MixedLMResults' has no attribute {name!r} (jaxlme's native result is available as .lmm)"
+        )
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion as statsmodels computes it: NaN for REML fits; for ML
+        fits -2 (llf - df) with df = len(params) + 1 (the residual variance)."""
+        if self.reml:
+            return float("nan")
+        return -2.0 * (self.llf - (len(self.params) + 1))
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion as statsmodels computes it: NaN for REML fits."""
+        if self.reml:
+            return float("nan")
+        return -2.0 * self.llf + math.log(self.nobs) * (len(self.params) + 1)
+
+    def predict(self, exog=None, transform: bool = True):
+        """statsmodels' ``MixedLMResults.predict``: the fixed-effects part X·fe_params only.
+
+        Random effects are not included (use :meth:`predict_conditional` for that).  Return
+        types follow statsmodels: with ``exog=None`` a numpy array over the fitting rows; with
+        a DataFrame a Series indexed like it (rows with missing values give NaN); with a dict
+        of columns a Series over the rows without missing values; with ``transform=False``
+        ``exog`` is the fixed-effects design matrix itself (columns in ``fe_params`` order)
+        and the result is a Series for pandas input, a numpy array otherwise.
+
+        Args:
+            exog: New data (DataFrame, dict of columns, or a Series holding one row), or with
+                ``transform=False`` a design matrix; None predicts for the fitting rows.
+            transform: Whether to pass ``exog`` through the model's formula.
+
+        Returns:
+            The predictions, as a numpy array or a pandas Series (see above).
+        """
+        beta = self.fe_params.to_numpy()
+        if exog is None:
+            return self.lmm.model.design.X @ beta
+        if not transform:
+            index = exog.index if isinstance(exog, (pd.DataFrame, pd.Series)) else None
+            if isinstance(exog, pd.Series) and self.k_fe > 1:  # one row, as statsmodels reads it
+                index = [exog.index.name]
+            X = np.asarray(exog, dtype=float)
+            if X.ndim == 1 and self.k_fe == 1:
+                X = X[:, None]
+            X = np.atleast_2d(X)
+            if X.shape[1] != self.k_fe:
+                raise DataError(
+                    f"exog has {X.shape[1]} column(s), the fixed effects have {self.k_fe} "
+                    f"({', '.join(self.fe_params.index)})"
+                )
+            out = X @ beta
+            return out if index is None else pd.Series(out, index=index)
+        if isinstance(exog, dict):
+            pred = self.lmm.predict(pd.DataFrame(exog), random_effects=False)
+            return pred[pred.notna()].rename(None)
+        if isinstance(exog, pd.Series):
+            needed = set(getattr(self.lmm.model.design.fixed_spec, "required_variables", ()) or ())
+            # a column if it names a variable of the formula, else one row (as statsmodels guesses)
+            exog = exog.to_frame() if exog.name in needed else exog.to_frame().T.infer_objects()
+        if not isinstance(exog, pd.DataFrame):
+            raise DataError(
+                f"predict needs a DataFrame or dict of columns (or transform=False with a design "
+                f"matrix), got {type(exog).__name__}"
+            )
+        return self.lmm.predict(exog, random_effects=False).rename(None)
+
+    def predict_conditional(self, exog: pd.DataFrame | None = None, allow_new_levels: bool = False) -> pd.Series:
+        """jaxlme's addition: conditional predictions X·fe_params + Z·b̂ (lme4's ``predict``).
+
+        Args:
+            exog: New data with the fixed-effects columns and the grouping column(s); None
+                gives the fitted values on the fitting rows (statsmodels' ``fittedvalues``).
+            allow_new_levels: Give groups not seen in fitting zero random effects instead of
+                raising a DataError.
+
+        Returns:
+            A Series indexed like ``exog`` (or like the fitting rows).
+        """
+        return self.lmm.predict(exog, random_effects=True, allow_new_levels=allow_new_levels).rename(None)
 
     @functools.cached_property
     def _information(self) -> tuple[pd.DataFrame, np.ndarray | None, str]:

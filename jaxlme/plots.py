@@ -127,7 +127,8 @@ def observed_vs_fitted(res: Any, group: str | None = None, ax=None, max_groups: 
     if term is None:
         raise KeyError(f"no grouping factor {group!r}; grouping factors: {', '.join(names)}")
     ax = _axes(ax)
-    y, f = np.asarray(r.y), np.asarray(r.fitted)
+    f = np.asarray(r.fitted)
+    y = f + np.asarray(r.residuals)  # the response as given (r.y excludes an offset)
     if term.nlevels <= max_groups:
         cmap = _plt().get_cmap("tab20" if term.nlevels > 10 else "tab10")
         for lev in range(term.nlevels):

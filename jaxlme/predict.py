@@ -106,7 +106,7 @@ def predict(
     beta = res.fixef.to_numpy()
     if newdata is None:
         if random_effects:
-            return pd.Series(res.fitted, index=d.rows, name="predicted")
+            return pd.Series(res.fitted.to_numpy(), index=d.rows, name="predicted")
         return pd.Series(d.X @ beta + (0.0 if d.offset is None else d.offset), index=d.rows, name="predicted")
     if isinstance(newdata, dict):
         newdata = pd.DataFrame(newdata)

@@ -116,21 +116,26 @@ class LMMResult:
     # -- per-observation quantities: O(n), so computed on first use (a fit or refit of
     # 10^7 rows returns without them: 0.4 s of its 1 s there) -----------------------------
     @functools.cached_property
-    def fitted(self) -> np.ndarray:
-        """Conditional fitted values Xβ̂ + Zb̂ (+ the offset; lme4's ``fitted``)."""
+    def fitted(self) -> pd.Series:
+        """Conditional fitted values Xβ̂ + Zb̂ (+ the offset; lme4's ``fitted``), a Series named
+        ``fitted`` indexed like the data rows used in the fit (rows dropped for missing values
+        are absent)."""
         d = self.model.design
         out = d.X @ self.fixef.to_numpy()
         if d.offset is not None:
             out = out + d.offset
         for t, b in zip(d.terms, self.effects.b):
             out = out + np.einsum("ij,ij->i", t.Z, np.asarray(b)[t.index])
-        return out
+        return pd.Series(out, index=d.rows, name="fitted")
 
     @functools.cached_property
-    def residuals(self) -> np.ndarray:
-        """Response minus conditional fitted values (``y`` is the response minus any offset)."""
+    def residuals(self) -> pd.Series:
+        """Response minus conditional fitted values (lme4's default response residuals), a
+        Series named ``residuals`` indexed like ``fitted`` (``y`` is the response minus any
+        offset, ``fitted`` includes it)."""
         off = self.model.design.offset
-        return self.y - self.fitted if off is None else self.y + off - self.fitted
+        y = self.y if off is None else self.y + off
+        return pd.Series(y - self.fitted.to_numpy(), index=self.model.design.rows, name="residuals")
 
     @property
     def weights(self) -> np.ndarray | None:
@@ -138,10 +143,10 @@ class LMMResult:
         return self.model.design.weights
 
     @property
-    def pearson_residuals(self) -> np.ndarray:
+    def pearson_residuals(self) -> pd.Series:
         """Residuals times √(prior weight): lme4's ``residuals(fit, type = "pearson")``."""
         w = self.model.design.weights
-        return self.residuals if w is None else self.residuals * np.sqrt(w)
+        return self.residuals if w is None else (self.residuals * np.sqrt(w)).rename("pearson_residuals")
 
     # -- derived quantities --------------------------------------------------------
     @property
