@@ -291,11 +291,67 @@ def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[n
 
 
 def _as_frame(data) -> pd.DataFrame:
+    """``data`` as a pandas DataFrame: pandas itself, a dict of columns, or any table that
+    speaks the Arrow PyCapsule stream or the DataFrame interchange protocol (polars,
+    pyarrow, modin, ...), converted once."""
     if isinstance(data, pd.DataFrame):
         return data
     if isinstance(data, dict):
         return pd.DataFrame(data)
-    raise DataError(f"data must be a pandas DataFrame (or a dict of columns), got {type(data).__name__}")
+    to_pandas = getattr(data, "to_pandas", None)
+    if callable(to_pandas) and hasattr(data, "columns"):  # polars, pyarrow, modin: their own converter
+        try:
+            out = to_pandas()
+        except Exception as exc:
+            raise DataError(f"could not convert {type(data).__name__} to pandas: {_clean_message(exc)}") from None
+        if isinstance(out, pd.DataFrame):
+            return out
+    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__dataframe__"):
+        try:
+            if hasattr(data, "__arrow_c_stream__"):
+                return pd.DataFrame.from_arrow(data)
+            with warnings.catch_warnings():  # pandas 3 deprecates the protocol in favour of Arrow's
+                warnings.simplefilter("ignore")
+                return pd.api.interchange.from_dataframe(data)
+        except Exception as exc:
+            raise DataError(f"could not convert {type(data).__name__} to pandas: {_clean_message(exc)}") from None
+    raise DataError(
+        f"data must be a pandas DataFrame, a dict of columns or a table with the DataFrame interchange "
+        f"protocol (polars, pyarrow, ...), got {type(data).__name__}"
+    )
+
+
+def _drop_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns without the categories no kept row uses, as lme4's model frame
+    drops unused levels: an unused level would otherwise become a fixed-effect reference or
+    a non-identified random-effect column."""
+    unused = {
+        c: col.cat.remove_unused_categories()
+        for c, col in frame.items()
+        if isinstance(col.dtype, pd.CategoricalDtype) and len(col.cat.categories) > col.nunique(dropna=True)
+    }
+    if unused:
+        frame = frame.copy()
+        for c, col in unused.items():
+            frame[c] = col
+    return frame
+
+
+def _check_column_types(data: pd.DataFrame, used: set[str], numeric_use: set[str]) -> None:
+    """Refuse columns jaxlme cannot give R's meaning, naming them: duplicated names, complex
+    numbers, and dates or time spans used as numbers (grouping by them is fine)."""
+    dup = sorted({str(c) for c in data.columns[data.columns.duplicated()] if c in used})
+    if dup:
+        raise DataError(f"Column name(s) {', '.join(map(repr, dup))} appear more than once in data")
+    for name in sorted(used, key=str):
+        dtype = data[name].dtype
+        if dtype.kind == "c":
+            raise DataError(f"Column '{name}' holds complex numbers; a mixed model needs real values")
+        if name in numeric_use and (dtype.kind in "mM" or isinstance(dtype, pd.DatetimeTZDtype)):
+            raise DataError(
+                f"Column '{name}' is a date/time ({dtype}); convert it to a number first "
+                "(e.g. days since a reference date) or use it as a factor"
+            )
 
 
 def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> Design:
@@ -321,6 +377,9 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
             f"not found in data (columns: {available})"
         )
 
+    _check_column_types(
+        data, used, response_vars | fixed_vars | {v for t in parsed.random for v in term_vars[t] - set(t.group)}
+    )
     cols = [c for c in data.columns if c in used]
     frame = data[cols]
     na_rows = np.zeros(len(frame), dtype=bool)
@@ -336,6 +395,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
             )
     if len(frame) == 0:
         raise DataError("no complete rows remain after dropping missing values")
+    frame = _drop_unused_categories(frame)
 
     for name in cols:
         col = frame[name]

@@ -1,0 +1,233 @@
+"""Reliability: seeds, bounded compile caches, data input, column types, unused levels, CLI."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jaxlme
+import jaxlme.bootstrap
+from jaxlme import compiled
+from jaxlme.cli import main
+
+FORMULA = "Reaction ~ Days + (Days | Subject)"
+
+
+@pytest.fixture(scope="module")
+def sleep_data():
+    return jaxlme.datasets.load("sleepstudy")
+
+
+@pytest.fixture(scope="module")
+def sleep_fit(sleep_data):
+    return jaxlme.lmm(FORMULA, sleep_data)
+
+
+# -- seeds ------------------------------------------------------------------------------------
+def test_seed_none_draws_fresh_entropy_and_records_it(sleep_fit):
+    a = sleep_fit.simulate(3, seed=None)
+    b = sleep_fit.simulate(3, seed=None)
+    assert isinstance(a.seed, int) and isinstance(b.seed, int)
+    assert a.seed != b.seed
+    assert not np.allclose(a, b)
+    again = sleep_fit.simulate(3, seed=a.seed)  # the recorded seed repeats the draw
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(a))
+    assert sleep_fit.simulate(2, seed=7).seed == 7
+
+
+def test_bootstrap_seed_none_is_recorded_and_repeatable(sleep_fit):
+    boot = sleep_fit.bootstrap(8, seed=None, progress=False)
+    assert isinstance(boot.seed, int)
+    same = sleep_fit.bootstrap(8, seed=boot.seed, progress=False)
+    np.testing.assert_array_equal(boot.theta.to_numpy(), same.theta.to_numpy())
+    assert f"seed {boot.seed}" in boot.summary()
+
+
+@pytest.mark.parametrize("bad", [1.5, "1", True, [1]])
+def test_seed_must_be_an_integer(sleep_fit, bad):
+    with pytest.raises(TypeError, match="seed must be an integer or None"):
+        sleep_fit.simulate(2, seed=bad)
+
+
+# -- bounded compile caches -------------------------------------------------------------------
+def test_memory_cache_keeps_the_most_recently_used(monkeypatch):
+    monkeypatch.setenv("JAXLME_MEMORY_CACHE", "3")
+    assert compiled.memory_cache_size() == 3
+    cache = compiled.LRUCache()
+    for i in range(5):
+        cache[i] = str(i)
+    assert list(cache) == [2, 3, 4]
+    assert cache.get(2) == "2"  # a hit makes 2 the most recent
+    cache[5] = "5"
+    assert list(cache) == [4, 2, 5]
+    assert cache.setdefault(4, "other") == "4"
+    assert cache.get(99) is None
+
+
+def test_compiled_programs_in_memory_are_bounded(monkeypatch, tmp_path):
+    import jax.numpy as jnp
+
+    monkeypatch.setenv("JAXLME_MEMORY_CACHE", "2")
+    monkeypatch.setenv("JAXLME_NO_CACHE", "1")
+    compiled.clear_memory_cache()
+    for n in range(1, 5):  # four shapes, four programs
+        fn, _ = compiled.compile_program("bounded_test", lambda x: x * 2.0, (jnp.zeros(n),))
+        np.testing.assert_allclose(np.asarray(fn(jnp.ones(n))), 2.0)
+    assert len(compiled._MEMORY) == 2
+    compiled.clear_memory_cache()
+
+
+def test_disk_cache_drops_least_recently_used(tmp_path):
+    now = time.time()
+    for i in range(5):
+        p = tmp_path / f"prog-{i}.jaxexe"
+        p.write_bytes(b"x" * 1000)
+        os.utime(p, (now - 100 + i, now - 100 + i))  # prog-0 oldest
+    (tmp_path / "other.txt").write_bytes(b"y" * 5000)  # not an executable: never touched
+    removed = compiled.prune_disk_cache(tmp_path, max_bytes=2500)
+    assert removed == 3
+    assert sorted(p.name for p in tmp_path.glob("*.jaxexe")) == ["prog-3.jaxexe", "prog-4.jaxexe"]
+    assert (tmp_path / "other.txt").exists()
+    assert compiled.prune_disk_cache(tmp_path, max_bytes=2500) == 0
+    assert compiled.prune_disk_cache(tmp_path, max_bytes=5500, pattern="*") == 2  # every file counts now
+    assert [p.name for p in tmp_path.iterdir()] == ["other.txt"]  # the most recent stays
+
+
+def test_disk_bound_from_environment(monkeypatch):
+    monkeypatch.setenv("JAXLME_DISK_CACHE_MB", "2")
+    assert compiled.disk_cache_bytes() == 2 * 2**20
+    monkeypatch.setenv("JAXLME_DISK_CACHE_MB", "nonsense")
+    assert compiled.disk_cache_bytes() == 1024 * 2**20
+
+
+def test_clear_cache_removes_jaxlmes_files(monkeypatch, tmp_path):
+    monkeypatch.delenv("JAXLME_NO_CACHE", raising=False)
+    monkeypatch.setenv("JAXLME_CACHE_DIR", str(tmp_path))
+    (tmp_path / "executables").mkdir()
+    (tmp_path / "executables" / "fit-abc.jaxexe").write_bytes(b"x")
+    (tmp_path / "jit_program-cache").write_bytes(b"x")
+    jaxlme.clear_cache()  # memory only
+    assert (tmp_path / "executables" / "fit-abc.jaxexe").exists()
+    jaxlme.clear_cache(disk=True)
+    assert not (tmp_path / "executables").exists()
+    assert not (tmp_path / "jit_program-cache").exists()
+
+
+# -- data input -------------------------------------------------------------------------------
+def test_arrow_table_is_converted_once(sleep_data, sleep_fit):
+    pa = pytest.importorskip("pyarrow")
+    table = pa.Table.from_pandas(sleep_data, preserve_index=False)
+    res = jaxlme.lmm(FORMULA, table)
+    assert res.objective == pytest.approx(sleep_fit.objective, rel=1e-10)
+    np.testing.assert_allclose(res.fixef.to_numpy(), sleep_fit.fixef.to_numpy(), rtol=1e-8)
+
+
+def test_interchange_protocol_without_to_pandas(sleep_data, sleep_fit):
+    pa = pytest.importorskip("pyarrow")
+
+    class OnlyProtocol:  # a table that speaks only the DataFrame interchange protocol
+        def __init__(self, t):
+            self._t = t
+
+        def __dataframe__(self, *args, **kwargs):
+            return self._t.__dataframe__(*args, **kwargs)
+
+    res = jaxlme.lmm(FORMULA, OnlyProtocol(pa.Table.from_pandas(sleep_data, preserve_index=False)))
+    assert res.objective == pytest.approx(sleep_fit.objective, rel=1e-10)
+
+
+def test_other_data_is_refused_clearly():
+    with pytest.raises(jaxlme.DataError, match="interchange protocol.*got list"):
+        jaxlme.lmm(FORMULA, [[1, 2, 3]])
+
+
+def test_datetime_predictor_is_refused_naming_it(sleep_data):
+    d = sleep_data.assign(when=pd.Timestamp("2024-01-01") + pd.to_timedelta(sleep_data["Days"], unit="D"))
+    with pytest.raises(jaxlme.DataError, match="Column 'when' is a date/time") as info:
+        jaxlme.lmm("Reaction ~ when + (1 | Subject)", d)
+    assert "\n" not in str(info.value)
+    with pytest.raises(jaxlme.DataError, match="Column 'when' is a date/time"):
+        jaxlme.lmm("Reaction ~ Days + (when | Subject)", d)
+    span = d.assign(gap=pd.to_timedelta(d["Days"], unit="D"))
+    with pytest.raises(jaxlme.DataError, match="Column 'gap' is a date/time"):
+        jaxlme.lmm("Reaction ~ gap + (1 | Subject)", span)
+
+
+def test_datetime_grouping_factor_is_fine(sleep_data, sleep_fit):
+    subjects = sorted(sleep_data["Subject"].unique())
+    stamp = {s: pd.Timestamp("2020-01-01") + pd.Timedelta(days=i) for i, s in enumerate(subjects)}
+    d = sleep_data.assign(start=sleep_data["Subject"].map(stamp))
+    res = jaxlme.lmm("Reaction ~ Days + (Days | start)", d)
+    assert res.objective == pytest.approx(sleep_fit.objective, rel=1e-9)
+
+
+def test_complex_column_is_refused(sleep_data):
+    d = sleep_data.assign(z=sleep_data["Days"] + 1j)
+    with pytest.raises(jaxlme.DataError, match="Column 'z' holds complex numbers"):
+        jaxlme.lmm("Reaction ~ z + (1 | Subject)", d)
+
+
+def test_duplicate_column_names_are_refused(sleep_data):
+    d = pd.concat([sleep_data, sleep_data[["Days"]]], axis=1)
+    with pytest.raises(jaxlme.DataError, match="Column name\\(s\\) 'Days' appear more than once"):
+        jaxlme.lmm(FORMULA, d)
+    jaxlme.lmm("Reaction ~ 1 + (1 | Subject)", d)  # unused duplicates do not matter
+
+
+# -- unused categories (lme4 drops unused levels) ---------------------------------------------
+def test_unused_categories_are_dropped(sleep_data):
+    phase = np.where(sleep_data["Days"] < 5, "early", "late")
+    plain = sleep_data.assign(phase=pd.Categorical(phase, categories=["early", "late"]))
+    padded = sleep_data.assign(phase=pd.Categorical(phase, categories=["aaa_unused", "early", "late", "zzz"]))
+    ref = jaxlme.lmm("Reaction ~ phase + (1 | Subject)", plain)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no spurious rank-deficiency warning
+        res = jaxlme.lmm("Reaction ~ phase + (1 | Subject)", padded)
+    assert list(res.fixef.index) == list(ref.fixef.index) == ["(Intercept)", "phaselate"]
+    assert res.objective == pytest.approx(ref.objective, rel=1e-10)
+    slope = jaxlme.lmm("Reaction ~ phase + (0 + phase | Subject)", padded)
+    ref_slope = jaxlme.lmm("Reaction ~ phase + (0 + phase | Subject)", plain)
+    assert slope.theta.size == ref_slope.theta.size == 3
+    assert slope.objective == pytest.approx(ref_slope.objective, rel=1e-8)
+
+
+# -- command line -----------------------------------------------------------------------------
+def test_cli_checks_level_before_fitting(capsys):
+    t0 = time.perf_counter()
+    assert main(["fit", "sleepstudy", FORMULA, "--bootstrap", "50", "--level", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--level must be between 0 and 1" in err
+    assert time.perf_counter() - t0 < 5  # no fit, no bootstrap ran
+
+
+def test_cli_huge_bootstrap_is_a_clean_error(capsys):
+    assert main(["fit", "sleepstudy", FORMULA, "--bootstrap", str(10**15)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxlme: error:") and "Traceback" not in err
+
+
+def test_cli_interrupted_bootstrap_exits_nonzero(monkeypatch, capsys):
+    import jaxlme.cli as cli
+
+    def interrupted(res, n, seed):
+        calls = []
+
+        def hook(_):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return res.bootstrap(n, seed=seed, progress=False, chunk_size=8, _on_round=hook)
+
+    monkeypatch.setattr(cli, "_bootstrap", interrupted)
+    assert main(["fit", "sleepstudy", FORMULA, "--bootstrap", "200"]) == cli.EXIT_INTERRUPTED == 130
+    captured = capsys.readouterr()
+    assert "interrupted after" in captured.err
+    assert "Parametric bootstrap" in captured.out  # the partial results are still printed
