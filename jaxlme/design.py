@@ -337,6 +337,34 @@ def _drop_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _check_identifiable(parsed: ParsedFormula, frame: pd.DataFrame, y, X, xnames, terms) -> None:
+    """Refuse models with nothing to estimate, as lme4 does (or should): a constant
+    response, no residual degrees of freedom, a random-effects column that is zero in
+    every row (its variance would be reported as whatever the optimizer started from)."""
+    n, p = X.shape
+    if np.ptp(y) == 0:
+        raise DataError(
+            f"Response '{parsed.response}' is constant ({y[0]:g} in every row): there is no variance to model"
+        )
+    if n - p <= 0:
+        wide = [
+            f"'{c}' ({frame[c].nunique()} levels)"
+            for c in frame.columns
+            if c in parsed.fixed and not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].nunique() > n / 2
+        ]
+        hint = f"; coded as factors: {', '.join(wide)} (numbers stored as text?)" if wide else ""
+        raise DataError(
+            f"{n} observations for {p} fixed-effect columns: no residual degrees of freedom (n - p = {n - p}){hint}"
+        )
+    for term in terms:
+        zero = [c for c, col in zip(term.columns, term.Z.T) if not np.any(col)]
+        if zero:
+            raise DataError(
+                f"Random-effects column(s) {', '.join(map(repr, zero))} of term {term.term} are zero in every "
+                "row: their variance is not identifiable"
+            )
+
+
 def _check_column_types(data: pd.DataFrame, used: set[str], numeric_use: set[str]) -> None:
     """Refuse columns jaxlme cannot give R's meaning, naming them: duplicated names, complex
     numbers, and dates or time spans used as numbers (grouping by them is fine)."""
@@ -461,9 +489,11 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
                 "observations: the number of levels of each grouping factor must be "
                 "< number of observations"
             )
-        if len(levels) * Z.shape[1] >= n:
+        # lme4 checks each term it fits separately: (x || g) is one term per column there
+        n_re = len(levels) * (Z.shape[1] if term.correlated else 1)
+        if n_re >= n:
             raise DataError(
-                f"Term {term} has {len(levels) * Z.shape[1]} random effects for {n} "
+                f"Term {term} has {n_re} random effects{'' if term.correlated else ' per column'} for {n} "
                 "observations: the random-effects parameters and the residual variance "
                 "are probably unidentifiable"
             )
@@ -477,6 +507,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
                 spec=zspec,
             )
         )
+    _check_identifiable(parsed, frame, y, X, xnames, terms)
     # most levels first, as MixedModels.jl and lme4 order them; ties keep formula order
     terms.sort(key=lambda t: -t.nlevels)
     return Design(

@@ -7,6 +7,7 @@ cached per (layout, REML/ML, options) so refits and same-shaped models skip comp
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 
@@ -275,9 +276,15 @@ class LMM:
             setup_seconds=self.setup_seconds,
             gtol=options.gtol,
         )
-        res = LMMResult(self, reml=bool(reml), opt=opt, effects=effects, y=self.design.y if y is None else y)
+        y_fit = self.design.y if y is None else y
+        reason = degenerate_fit(float(effects.sigma), np.asarray(y_fit))
+        if reason is not None:  # not an optimum to report: say why instead of "converged"
+            opt = dataclasses.replace(opt, status=f"degenerate fit: {reason}", converged=False)
+        res = LMMResult(self, reml=bool(reml), opt=opt, effects=effects, y=y_fit)
         if warn:
-            if not opt.converged:
+            if reason is not None:
+                warnings.warn(f"Degenerate fit: {reason}", stacklevel=4)
+            elif not opt.converged:
                 warnings.warn(
                     f"Model failed to converge: {opt.status} after {opt.iterations} iterations, "
                     f"max|projected gradient| = {opt.gradient_norm:.3g}",
@@ -286,6 +293,33 @@ class LMM:
             if res.singular:
                 warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=4)
         return res
+
+
+# Residual SD below this fraction of the response's SD: the model reproduces the data
+# (an exact fit), where θ = σ_b/σ runs off towards infinity and every test statistic with it.
+EXACT_FIT_TOL = 1e-6
+
+
+def degenerate_fit(sigma: float, y: np.ndarray) -> str | None:
+    """Why a fit is degenerate, or None: a residual SD that is zero or not finite, or
+    negligible next to the response's spread (the fixed and random effects reproduce y).
+
+    Args:
+        sigma: the fitted residual standard deviation.
+        y: the response the model was fitted to.
+
+    Returns:
+        A one-line reason, or None for an ordinary fit.
+    """
+    spread = float(np.std(y))
+    if not np.isfinite(sigma):
+        return f"the residual standard deviation is {sigma}"
+    if sigma <= EXACT_FIT_TOL * spread:
+        return (
+            f"residual standard deviation {sigma:.3g} is ~0 next to the response's SD {spread:.3g}: "
+            "the model reproduces the data exactly, so variance ratios and tests are meaningless"
+        )
+    return None
 
 
 def _theta_scale(design, layout) -> np.ndarray:
