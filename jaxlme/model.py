@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import enable_compilation_cache, x64
+from .boundary import boundary_escape, zero_columns
 from .compiled import compile_program
 from .design import build_design
 from .inference import prefetch_satterthwaite
@@ -208,6 +209,30 @@ class LMM:
         out[mask] = start[mask]
         return out
 
+    def _leave_boundary(self, state, effects, compiled, scale, struct, reml, max_restarts: int = 3):
+        """Restart from :func:`boundary.boundary_escape`'s point while the converged θ has a
+        zero diagonal in a vector-valued term that is not a local minimum (the bounded
+        Cholesky parametrization's spurious optima).  Returns the best (state, effects), the
+        number of restarts, and whether an escape was still open after the last one."""
+        if not zero_columns(np.asarray(state.x), self.layout):
+            return state, effects, 0, False
+
+        def criterion(theta):
+            return float(_objective_jit(jax.device_put(np.asarray(theta, dtype=float)), struct, reml))
+
+        for restarts in range(max_restarts + 1):
+            escape = boundary_escape(np.asarray(state.x), self.layout, criterion, self.theta_scale)
+            if escape is None:
+                return state, effects, restarts, False
+            if restarts == max_restarts:
+                return state, effects, restarts, True
+            current, current_effects = jax.device_get(compiled(jax.device_put(escape[0]), scale, struct))
+            if not float(current.f) < float(state.f):  # cannot happen with a descent method; be safe
+                return state, effects, restarts, True
+            current = current._replace(it=current.it + state.it, nfev=current.nfev + state.nfev)
+            state, effects = current, current_effects
+        return state, effects, max_restarts, True
+
     def _fit(self, struct, reml, theta0, options, warn, y=None) -> LMMResult:
         lay = self.layout
         # BFGS, which starts without curvature, pays for a distant start (InstEval: 33 -> 12
@@ -249,6 +274,7 @@ class LMM:
                 polish = polish._replace(it=polish.it + state.it, nfev=polish.nfev + state.nfev)
                 state, effects, polished = polish, polish_effects, True
             t0 += polish_compile_s
+        state, effects, escapes, trapped = self._leave_boundary(state, effects, compiled, scale, struct, reml)
         fit_s = time.perf_counter() - t0
         lb = lay.theta_lower
         g = np.asarray(state.g)
@@ -269,12 +295,13 @@ class LMM:
             gradient_norm=float(np.max(np.abs(pg))) if pg.size else 0.0,
             iterations=int(state.it),
             evaluations=int(state.nfev),
-            status=STATUS.get(status, str(status)),
-            converged=status in (1, 2),
+            status="boundary point that is not a local minimum" if trapped else STATUS.get(status, str(status)),
+            converged=status in (1, 2) and not trapped,
             fit_seconds=fit_s,
             compile_seconds=compile_s,
             setup_seconds=self.setup_seconds,
             gtol=options.gtol,
+            boundary_escapes=escapes,
         )
         y_fit = self.design.y if y is None else y
         reason = degenerate_fit(float(effects.sigma), np.asarray(y_fit))

@@ -34,6 +34,7 @@ class OptSummary:
     compile_seconds: float
     setup_seconds: float
     gtol: float
+    boundary_escapes: int = 0  # restarts from points that leave a spurious boundary optimum
 
     def __str__(self) -> str:
         def fmt(v):
