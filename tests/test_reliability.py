@@ -319,3 +319,80 @@ def test_uncorrelated_terms_are_checked_per_column():
     assert res.theta.size == 2
     with pytest.raises(jaxlme.DataError, match="has 24 random effects for 24 observations"):
         jaxlme.lmm("y ~ x + (x | g)", d.iloc[:24].assign(g=np.arange(24) % 12))
+
+
+# -- boundary optima of the Cholesky parametrization ------------------------------------------
+_REFS = None
+
+
+def _reliability_refs() -> list[dict]:
+    global _REFS
+    if _REFS is None:
+        import json
+
+        from helpers import DATA
+
+        _REFS = json.loads((DATA / "reliability_reference.json").read_text())
+    return _REFS
+
+
+_BOUNDARY = [
+    pytest.param(name, reml, id=f"{name}-{'REML' if reml else 'ML'}")
+    for name in ("crossed_slope_3", "crossed_slope_5", "factor_slope_0", "slope3_3", "maximal_0")
+    for reml in (True, False)
+]
+
+
+@pytest.mark.parametrize("name,reml", _BOUNDARY)
+def test_boundary_designs_reach_lme4s_optimum(name, reml):
+    """Designs where the fit once stopped at Λ_jj = 0 'converged' above lme4's optimum."""
+    from helpers import DATA
+
+    ref = next(r for r in _reliability_refs() if r["model"] == f"boundary_{name}" and r["REML"] == reml)
+    d = pd.read_csv(DATA / f"boundary_{name}.csv", dtype={"g": str, "a": str, "b": str})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = jaxlme.lmm(ref["formula"], d, reml=reml)
+    assert res.converged
+    assert res.objective <= ref["criterion"] + 1e-4
+
+
+def test_boundary_escape_first_order_sign_flip():
+    """A criterion of Σ = ΛΛ' whose bounded optimum at λ11 = 0 is not a minimum: the
+    escape flips the column's sign and finds the lower point."""
+    from jaxlme.boundary import boundary_escape, zero_columns
+    from jaxlme.structure import Layout, TermLayout
+
+    lay = Layout(terms=(TermLayout("g", 10, 2, True, 0),), p=1, n=100, nnz=0, npairs=0, dense_schur=False)
+    target = np.array([[1.0, -0.6], [-0.6, 1.0]])
+
+    def crit(theta):
+        lam = np.array([[theta[0], 0.0], [theta[1], theta[2]]])
+        return float(np.sum((lam @ lam.T - target) ** 2))
+
+    trapped = np.array([0.0, 0.6, 0.8])  # λ11 = 0 with λ21 > 0: dΣ12 has the wrong sign
+    assert zero_columns(trapped, lay) == [(0, [0, 1])]
+    found = boundary_escape(trapped, lay, crit, np.ones(3))
+    assert found is not None
+    start, value = found
+    assert start[0] > 0 and start[1] < 0 and value < crit(trapped)
+    optimum = np.array([1.0, -0.6, 0.8])
+    assert boundary_escape(optimum, lay, crit, np.ones(3)) is None  # interior: nothing to check
+
+
+def test_boundary_escape_second_order_zero_column():
+    from jaxlme.boundary import boundary_escape
+    from jaxlme.structure import Layout, TermLayout
+
+    lay = Layout(terms=(TermLayout("g", 10, 2, True, 0),), p=1, n=100, nnz=0, npairs=0, dense_schur=False)
+    target = np.array([[0.5, 0.5], [0.5, 0.5]])  # rank one along (1, 1)
+
+    def crit(theta):
+        lam = np.array([[theta[0], 0.0], [theta[1], theta[2]]])
+        return float(np.sum((lam @ lam.T - target) ** 2))
+
+    zero = np.zeros(3)  # a stationary point: the criterion is flat to first order
+    start, value = boundary_escape(zero, lay, crit, np.ones(3))
+    assert value < crit(zero) and start[0] > 0 and start[1] > 0
+    minimum = np.array([np.sqrt(0.5), np.sqrt(0.5), 0.0])  # λ22 = 0 here is a genuine minimum
+    assert boundary_escape(minimum, lay, crit, np.ones(3)) is None
