@@ -7,6 +7,7 @@
 
 from . import _config, datasets
 from .compat import mixedlm
+from .compiled import clear_cache
 from .design import DataError
 from .formula import FormulaError, parse_formula
 from .inference import lrt
@@ -24,6 +25,7 @@ __all__ = [
     "datasets",
     "mixedlm",
     "lrt",
+    "clear_cache",
 ]
 __version__ = "0.1.0"
 

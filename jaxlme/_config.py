@@ -31,7 +31,14 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["x64", "enable_compilation_cache", "cache_root", "freeze_imported_objects"]
+__all__ = [
+    "x64",
+    "enable_compilation_cache",
+    "cache_root",
+    "disk_cache_bytes",
+    "env_number",
+    "freeze_imported_objects",
+]
 
 
 def x64(fn):
@@ -43,6 +50,21 @@ def x64(fn):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def env_number(name: str, default: float) -> float:
+    """A non-negative number from the environment (``default`` when unset or malformed)."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
+def disk_cache_bytes() -> int:
+    """Most bytes each on-disk cache keeps (``$JAXLME_DISK_CACHE_MB``, default 1024 MB):
+    jaxlme's executables, and JAX's persistent cache when jaxlme configured it."""
+    return int(env_number("JAXLME_DISK_CACHE_MB", 1024) * 2**20)
 
 
 _cache_done = False
@@ -76,6 +98,9 @@ def enable_compilation_cache() -> str | None:
     jax.config.update("jax_compilation_cache_dir", base)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    from .compiled import prune_disk_cache  # JAX's files here get the same LRU bound
+
+    prune_disk_cache(Path(base), pattern="*")
     return base
 
 

@@ -30,7 +30,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - another JAX layout
     from jax.extend.random import threefry_2x32
 
 from ._config import enable_compilation_cache
-from .compiled import compile_program, compile_program_async
+from .compiled import LRUCache, compile_program, compile_program_async
 from .objective import (
     effects_from_corner,
     fixef_sigma,
@@ -114,6 +114,32 @@ class _SimParams(NamedTuple):
     lams: tuple[jax.Array, ...]  # per term (r, r) relative covariance factor Λ_t
 
 
+def resolve_seed(seed: int | None) -> int:
+    """The integer seed a run uses: ``seed`` itself, or fresh OS entropy for None (numpy's
+    convention), so a run without a seed can still be repeated from the one recorded.
+
+    Args:
+        seed: an integer (any size; negative values wrap as in ``jax.random.PRNGKey``) or None.
+
+    Returns:
+        The seed as a Python int.
+    """
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % 2**63)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer or None, got {type(seed).__name__}")
+    return int(seed)
+
+
+class Simulated(np.ndarray):
+    """Simulated responses (an ordinary ndarray) that remember the ``seed`` they came from."""
+
+    seed: int | None
+
+    def __array_finalize__(self, obj) -> None:
+        self.seed = getattr(obj, "seed", None)
+
+
 def seed_key(seed: int) -> np.ndarray:
     """Threefry-2x32 key (two uint32 words) of an integer seed: its high and low 32 bits, as
     ``jax.random.PRNGKey`` makes it (host-side: no program to trace or compile)."""
@@ -171,20 +197,34 @@ def _sizes(layout) -> tuple[tuple[int, int], ...]:
     return tuple((t.nlevels, t.ncols) for t in layout.terms)
 
 
-_SIM_COMPILED: dict[Any, Any] = {}
+_SIM_COMPILED: LRUCache = LRUCache()
 
 
-def simulate(result: LMMResult, n: int, seed: int = 0) -> np.ndarray:
-    """Responses simulated from the fitted model: an (n, nobs) array (residual variance
-    σ̂²/wᵢ for a model with prior weights).
+def simulate(result: LMMResult, n: int, seed: int | None = 0) -> Simulated:
+    """Responses simulated from the fitted model (residual variance σ̂²/wᵢ for a model
+    with prior weights; the formula's offset included, as in lme4's ``simulate``).
 
     Row ``i`` uses replicate ``i``'s draws (see :func:`standard_normals`): the same draws
-    the bootstrap refits for replicate ``i`` with the same seed.  The formula's offset is
-    included, as in lme4's ``simulate``.
+    the bootstrap refits for replicate ``i`` with the same seed.
+
+    Args:
+        result: the fitted model.
+        n: number of simulated responses.
+        seed: integer seed, or None for fresh entropy (the seed used is kept as ``.seed``).
+
+    Returns:
+        An (n, nobs) array whose ``seed`` attribute is the seed used.
     """
     n = int(n)
     if n < 0:
         raise ValueError("n must be >= 0")
+    seed = resolve_seed(seed)
+    out = _simulate(result, n, seed).view(Simulated)
+    out.seed = seed
+    return out
+
+
+def _simulate(result: LMMResult, n: int, seed: int) -> np.ndarray:
     with jax.enable_x64(True):
         model = result.model
         lay = model.layout
@@ -436,7 +476,7 @@ def default_chunk_size(layout, n: int, ndev: int = 1, memory_bytes: float = 1e9,
 def bootstrap(
     result: LMMResult,
     n: int,
-    seed: int = 0,
+    seed: int | None = 0,
     *,
     chunk_size: int | None = None,
     devices=None,
@@ -451,15 +491,17 @@ def bootstrap(
 ) -> BootstrapResult:
     """Parametric bootstrap of a fitted model: simulate ``n`` responses and refit each.
 
-    Parameters: ``seed`` fixes the replicates (independently of ``chunk_size`` and the
-    devices); ``chunk_size`` lanes are refitted at a time (default from ``memory_bytes``);
-    ``devices`` (default: all of JAX's devices) share each chunk; ``progress`` shows a tqdm
-    bar on runs longer than ~2 s.  Refits start at the fitted θ and use the same criterion
-    (REML or ML) as ``result``.
+    Parameters: ``seed`` fixes the replicates independently of ``chunk_size`` and the
+    devices (None: fresh entropy, recorded as the result's ``seed``); ``chunk_size`` lanes
+    are refitted at a time (default from ``memory_bytes``); ``devices`` (default: all of
+    JAX's devices) share each chunk; ``progress`` shows a tqdm bar on runs longer than
+    ~2 s.  Refits start at the fitted θ and use the same criterion (REML or ML) as
+    ``result``.
     """
     n = int(n)
     if n < 0:
         raise ValueError("n must be >= 0")
+    seed = resolve_seed(seed)
     enable_compilation_cache()
     t_start = time.perf_counter()
     with jax.enable_x64(True):

@@ -26,6 +26,7 @@ import pandas as pd
 __all__ = ["main", "read_data", "result_json", "demo"]
 
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
 
 
 class CLIError(Exception):
@@ -129,6 +130,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     if args.bootstrap is not None and args.bootstrap < 1:
         raise CLIError("--bootstrap N needs N >= 1")
+    if not 0 < args.level < 1:  # checked before any fitting, not after a long bootstrap
+        raise CLIError(f"--level must be between 0 and 1 (exclusive), got {args.level}")
     data = read_data(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -141,7 +144,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if boot is not None:
             out["bootstrap"] = {
                 "n": args.bootstrap,
-                "seed": args.seed,
+                "seed": boot.seed,
+                "interrupted": boot.interrupted,
                 "summary": _frame_json(boot.summary()),
             }
             out["bootstrap"]["ci"] = _frame_json(boot.ci(args.level))
@@ -152,13 +156,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             print(f"warning: {msg}")
         if boot is not None:
             print()
-            print(f"Parametric bootstrap ({args.bootstrap} replicates, seed {args.seed}):")
+            print(f"Parametric bootstrap ({args.bootstrap} replicates, seed {boot.seed}):")
             print(boot.summary())
             print()
             print(f"{args.level:.0%} bootstrap intervals:")
             print(boot.ci(args.level))
     if args.plot:
         _plot(res, boot, args.plot)
+    if boot is not None and boot.interrupted:  # partial results are printed, but the run failed
+        print(f"jaxlme: interrupted after {boot.n} of {args.bootstrap} bootstrap replicates", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -352,12 +359,15 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(exc).split()) if not isinstance(exc, FormulaError) else str(exc).splitlines()[0]
         print(f"jaxlme: error: {msg}", file=sys.stderr)
         return EXIT_ERROR
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, OverflowError) as exc:
         print(f"jaxlme: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print("jaxlme: error: out of memory (try fewer bootstrap replicates or a smaller model)", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:  # pragma: no cover
         print("jaxlme: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def run() -> None:

@@ -17,6 +17,11 @@ generation: about half the compile seconds, same run time (measured: sleepstudy 
 1.6 s -> 0.85 s, bootstrap pool 1.6 s -> 0.8 s).
 
 Opt out of the disk cache with ``JAXLME_NO_CACHE=1`` (as for the XLA cache).
+
+Both caches are bounded, least recently used first out: at most ``JAXLME_MEMORY_CACHE``
+programs in memory (default 32) and ``JAXLME_DISK_CACHE_MB`` megabytes of executables on
+disk (default 1024; JAX's own cache in the same directory gets the same bound).
+:func:`clear_cache` empties them.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +43,7 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-from ._config import cache_root
+from ._config import cache_root, disk_cache_bytes, env_number
 
 __all__ = [
     "compile_program",
@@ -44,10 +51,48 @@ __all__ = [
     "prefetch",
     "fast_compile_options",
     "clear_memory_cache",
+    "clear_cache",
+    "LRUCache",
+    "memory_cache_size",
+    "disk_cache_bytes",
+    "prune_disk_cache",
     "STATS",
 ]
 
-_MEMORY: dict[str, Any] = {}
+
+def memory_cache_size() -> int:
+    """Most compiled programs kept in memory (``$JAXLME_MEMORY_CACHE``, default 32).
+
+    Each distinct model shape compiles its own programs; without a bound a long session
+    over many data sizes would keep every executable alive.
+    """
+    return max(1, int(env_number("JAXLME_MEMORY_CACHE", 32)))
+
+
+class LRUCache(OrderedDict):
+    """Compiled programs by key, the least recently used dropped beyond
+    :func:`memory_cache_size`."""
+
+    def get(self, key, default=None):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        limit = memory_cache_size()
+        while len(self) > limit:
+            self.popitem(last=False)
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return self.get(key)
+
+
+_MEMORY: LRUCache = LRUCache()
 _PENDING: dict[str, Any] = {}  # digest -> _Loading started by prefetch()
 STATS = {"compiled": 0, "loaded": 0, "saved": 0, "prefetched": 0}  # this process's disk-cache traffic
 _SOURCE_HASH: str | None = None
@@ -64,6 +109,10 @@ _FAST_CPU = {
     # 128-bit vectors: less instruction selection work, no slower on these small arrays
     # (bootstrap pool: 0.49-0.55 -> 0.46 s)
     "xla_cpu_prefer_vector_width": 128,
+    # YNNPACK fusions for matrix products only: with the loop emitters, jaxlib 0.10.2's YNN
+    # reduce fusions can deadlock at run time (every thread asleep; seen on a 45-θ
+    # factor-slope model), and XLA's own reductions are no slower on these sizes.
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT",
 }
 # Programs with the analytic gradient's pass over the Schur pairs keep reductions with
 # XLA's own emitters rather than YNNPACK (matrix products still go to YNNPACK): on InstEval
@@ -89,6 +138,67 @@ def clear_memory_cache() -> None:
         loading.join()
     _MEMORY.clear()
     _PENDING.clear()
+
+
+def prune_disk_cache(folder: Path | None = None, max_bytes: int | None = None, pattern: str = "*.jaxexe") -> int:
+    """Delete the least recently used cache files until ``folder`` holds at most
+    ``max_bytes`` in files matching ``pattern`` (defaults: jaxlme's executables folder and
+    :func:`disk_cache_bytes`).  JAX's persistent cache in jaxlme's cache directory is
+    pruned the same way (``pattern="*"``) when jaxlme sets it up.
+
+    Args:
+        folder: the folder; None for jaxlme's executables folder.
+        max_bytes: the bound; None for :func:`disk_cache_bytes`.
+        pattern: which files (a glob pattern, not recursive) count and may be deleted.
+
+    Returns:
+        The number of files deleted.
+    """
+    folder = _disk_dir() if folder is None else Path(folder)
+    limit = disk_cache_bytes() if max_bytes is None else int(max_bytes)
+    if folder is None or not folder.is_dir():
+        return 0
+    entries = []
+    for path in folder.glob(pattern):
+        try:
+            if not path.is_file():
+                continue
+            st = path.stat()
+        except OSError:  # removed by another process meanwhile
+            continue
+        entries.append((st.st_mtime, st.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    removed = 0
+    for _, size, path in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+        removed += 1
+    return removed
+
+
+def clear_cache(disk: bool = False) -> None:
+    """Forget compiled programs: those in memory, and with ``disk=True`` jaxlme's cache
+    directory too (its executables and JAX's cache files there; a JAX cache directory you
+    configured yourself is left alone).
+
+    Args:
+        disk: also delete the on-disk caches under ``$JAXLME_CACHE_DIR`` (or
+            ``~/.cache/jaxlme/xla``).
+    """
+    clear_memory_cache()
+    if not disk:
+        return
+    root = cache_root()
+    if root is None or not os.path.isdir(root):
+        return
+    folder = _disk_dir()
+    if folder is not None and folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+    for entry in Path(root).iterdir():  # JAX's persistent cache files beside it
+        if entry.is_file():
+            entry.unlink(missing_ok=True)
 
 
 def _source_hash() -> str:
@@ -150,6 +260,10 @@ def _deserialize(path: Path):
     from jax.experimental import serialize_executable
 
     payload, in_tree, out_tree = pickle.loads(path.read_bytes())
+    try:
+        os.utime(path)  # recently used: the disk bound drops the oldest modification times first
+    except OSError:
+        pass
     return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
 
 
@@ -202,6 +316,7 @@ def _save(path: Path, compiled) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)  # atomic: concurrent processes never read half a file
+    prune_disk_cache(path.parent)
 
 
 _XLA_CACHE_HITS = 0

@@ -301,11 +301,95 @@ def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[n
 
 
 def _as_frame(data) -> pd.DataFrame:
+    """``data`` as a pandas DataFrame: pandas itself, a dict of columns, or any table that
+    speaks the Arrow PyCapsule stream or the DataFrame interchange protocol (polars,
+    pyarrow, modin, ...), converted once."""
     if isinstance(data, pd.DataFrame):
         return data
     if isinstance(data, dict):
         return pd.DataFrame(data)
-    raise DataError(f"data must be a pandas DataFrame (or a dict of columns), got {type(data).__name__}")
+    to_pandas = getattr(data, "to_pandas", None)
+    if callable(to_pandas) and hasattr(data, "columns"):  # polars, pyarrow, modin: their own converter
+        try:
+            out = to_pandas()
+        except Exception as exc:
+            raise DataError(f"could not convert {type(data).__name__} to pandas: {_clean_message(exc)}") from None
+        if isinstance(out, pd.DataFrame):
+            return out
+    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__dataframe__"):
+        try:
+            if hasattr(data, "__arrow_c_stream__"):
+                return pd.DataFrame.from_arrow(data)
+            with warnings.catch_warnings():  # pandas 3 deprecates the protocol in favour of Arrow's
+                warnings.simplefilter("ignore")
+                return pd.api.interchange.from_dataframe(data)
+        except Exception as exc:
+            raise DataError(f"could not convert {type(data).__name__} to pandas: {_clean_message(exc)}") from None
+    raise DataError(
+        f"data must be a pandas DataFrame, a dict of columns or a table with the DataFrame interchange "
+        f"protocol (polars, pyarrow, ...), got {type(data).__name__}"
+    )
+
+
+def _drop_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns without the categories no kept row uses, as lme4's model frame
+    drops unused levels: an unused level would otherwise become a fixed-effect reference or
+    a non-identified random-effect column."""
+    unused = {
+        c: col.cat.remove_unused_categories()
+        for c, col in frame.items()
+        if isinstance(col.dtype, pd.CategoricalDtype) and len(col.cat.categories) > col.nunique(dropna=True)
+    }
+    if unused:
+        frame = frame.copy()
+        for c, col in unused.items():
+            frame[c] = col
+    return frame
+
+
+def _check_identifiable(parsed: ParsedFormula, frame: pd.DataFrame, y, X, xnames, terms) -> None:
+    """Refuse models with nothing to estimate, as lme4 does (or should): a constant
+    response, no residual degrees of freedom, a random-effects column that is zero in
+    every row (its variance would be reported as whatever the optimizer started from)."""
+    n, p = X.shape
+    if np.ptp(y) == 0:
+        raise DataError(
+            f"Response '{parsed.response}' is constant ({y[0]:g} in every row): there is no variance to model"
+        )
+    if n - p <= 0:
+        wide = [
+            f"'{c}' ({frame[c].nunique()} levels)"
+            for c in frame.columns
+            if c in parsed.fixed and not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].nunique() > n / 2
+        ]
+        hint = f"; coded as factors: {', '.join(wide)} (numbers stored as text?)" if wide else ""
+        raise DataError(
+            f"{n} observations for {p} fixed-effect columns: no residual degrees of freedom (n - p = {n - p}){hint}"
+        )
+    for term in terms:
+        zero = [c for c, col in zip(term.columns, term.Z.T) if not np.any(col)]
+        if zero:
+            raise DataError(
+                f"Random-effects column(s) {', '.join(map(repr, zero))} of term {term.term} are zero in every "
+                "row: their variance is not identifiable"
+            )
+
+
+def _check_column_types(data: pd.DataFrame, used: set[str], numeric_use: set[str]) -> None:
+    """Refuse columns jaxlme cannot give R's meaning, naming them: duplicated names, complex
+    numbers, and dates or time spans used as numbers (grouping by them is fine)."""
+    dup = sorted({str(c) for c in data.columns[data.columns.duplicated()] if c in used})
+    if dup:
+        raise DataError(f"Column name(s) {', '.join(map(repr, dup))} appear more than once in data")
+    for name in sorted(used, key=str):
+        dtype = data[name].dtype
+        if dtype.kind == "c":
+            raise DataError(f"Column '{name}' holds complex numbers; a mixed model needs real values")
+        if name in numeric_use and (dtype.kind in "mM" or isinstance(dtype, pd.DatetimeTZDtype)):
+            raise DataError(
+                f"Column '{name}' is a date/time ({dtype}); convert it to a number first "
+                "(e.g. days since a reference date) or use it as a factor"
+            )
 
 
 def _prior_weights(weights, data: pd.DataFrame) -> tuple[str, np.ndarray]:
@@ -380,6 +464,9 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
             f"not found in data (columns: {available})"
         )
 
+    _check_column_types(
+        data, used, response_vars | fixed_vars | {v for t in parsed.random for v in term_vars[t] - set(t.group)}
+    )
     cols = [c for c in data.columns if c in used]
     frame = data[cols]
     na_rows = np.zeros(len(frame), dtype=bool)
@@ -401,6 +488,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
     if w is not None:
         w = w[~na_rows]
         _check_weights(w_name, w)
+    frame = _drop_unused_categories(frame)
 
     for name in cols:
         col = frame[name]
@@ -478,9 +566,11 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
                 "observations: the number of levels of each grouping factor must be "
                 "< number of observations"
             )
-        if len(levels) * Z.shape[1] >= n:
+        # lme4 checks each term it fits separately: (x || g) is one term per column there
+        n_re = len(levels) * (Z.shape[1] if term.correlated else 1)
+        if n_re >= n:
             raise DataError(
-                f"Term {term} has {len(levels) * Z.shape[1]} random effects for {n} "
+                f"Term {term} has {n_re} random effects{'' if term.correlated else ' per column'} for {n} "
                 "observations: the random-effects parameters and the residual variance "
                 "are probably unidentifiable"
             )
@@ -494,6 +584,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
                 spec=zspec,
             )
         )
+    _check_identifiable(parsed, frame, y, X, xnames, terms)
     # most levels first, as MixedModels.jl and lme4 order them; ties keep formula order
     terms.sort(key=lambda t: -t.nlevels)
     return Design(

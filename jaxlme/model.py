@@ -7,6 +7,7 @@ cached per (layout, REML/ML, options) so refits and same-shaped models skip comp
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import enable_compilation_cache, x64
+from .boundary import boundary_escape, zero_columns
 from .compiled import compile_program
 from .design import build_design
 from .inference import prefetch_satterthwaite
@@ -228,6 +230,30 @@ class LMM:
         out[mask] = start[mask]
         return out
 
+    def _leave_boundary(self, state, effects, compiled, scale, struct, reml, max_restarts: int = 3):
+        """Restart from :func:`boundary.boundary_escape`'s point while the converged θ has a
+        zero diagonal in a vector-valued term that is not a local minimum (the bounded
+        Cholesky parametrization's spurious optima).  Returns the best (state, effects), the
+        number of restarts, and whether an escape was still open after the last one."""
+        if not zero_columns(np.asarray(state.x), self.layout):
+            return state, effects, 0, False
+
+        def criterion(theta):
+            return float(_objective_jit(jax.device_put(np.asarray(theta, dtype=float)), struct, reml))
+
+        for restarts in range(max_restarts + 1):
+            escape = boundary_escape(np.asarray(state.x), self.layout, criterion, self.theta_scale)
+            if escape is None:
+                return state, effects, restarts, False
+            if restarts == max_restarts:
+                return state, effects, restarts, True
+            current, current_effects = jax.device_get(compiled(jax.device_put(escape[0]), scale, struct))
+            if not float(current.f) < float(state.f):  # cannot happen with a descent method; be safe
+                return state, effects, restarts, True
+            current = current._replace(it=current.it + state.it, nfev=current.nfev + state.nfev)
+            state, effects = current, current_effects
+        return state, effects, max_restarts, True
+
     def _fit(self, struct, reml, theta0, options, warn, y=None) -> LMMResult:
         lay = self.layout
         # BFGS, which starts without curvature, pays for a distant start (InstEval: 33 -> 12
@@ -269,6 +295,7 @@ class LMM:
                 polish = polish._replace(it=polish.it + state.it, nfev=polish.nfev + state.nfev)
                 state, effects, polished = polish, polish_effects, True
             t0 += polish_compile_s
+        state, effects, escapes, trapped = self._leave_boundary(state, effects, compiled, scale, struct, reml)
         fit_s = time.perf_counter() - t0
         lb = lay.theta_lower
         g = np.asarray(state.g)
@@ -289,16 +316,23 @@ class LMM:
             gradient_norm=float(np.max(np.abs(pg))) if pg.size else 0.0,
             iterations=int(state.it),
             evaluations=int(state.nfev),
-            status=STATUS.get(status, str(status)),
-            converged=status in (1, 2),
+            status="boundary point that is not a local minimum" if trapped else STATUS.get(status, str(status)),
+            converged=status in (1, 2) and not trapped,
             fit_seconds=fit_s,
             compile_seconds=compile_s,
             setup_seconds=self.setup_seconds,
             gtol=options.gtol,
+            boundary_escapes=escapes,
         )
-        res = LMMResult(self, reml=bool(reml), opt=opt, effects=effects, y=self.design.y if y is None else y)
+        y_fit = self.design.y if y is None else y
+        reason = degenerate_fit(float(effects.sigma), np.asarray(y_fit))
+        if reason is not None:  # not an optimum to report: say why instead of "converged"
+            opt = dataclasses.replace(opt, status=f"degenerate fit: {reason}", converged=False)
+        res = LMMResult(self, reml=bool(reml), opt=opt, effects=effects, y=y_fit)
         if warn:
-            if not opt.converged:
+            if reason is not None:
+                warnings.warn(f"Degenerate fit: {reason}", stacklevel=4)
+            elif not opt.converged:
                 warnings.warn(
                     f"Model failed to converge: {opt.status} after {opt.iterations} iterations, "
                     f"max|projected gradient| = {opt.gradient_norm:.3g}",
@@ -307,6 +341,33 @@ class LMM:
             if res.singular:
                 warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=4)
         return res
+
+
+# Residual SD below this fraction of the response's SD: the model reproduces the data
+# (an exact fit), where θ = σ_b/σ runs off towards infinity and every test statistic with it.
+EXACT_FIT_TOL = 1e-6
+
+
+def degenerate_fit(sigma: float, y: np.ndarray) -> str | None:
+    """Why a fit is degenerate, or None: a residual SD that is zero or not finite, or
+    negligible next to the response's spread (the fixed and random effects reproduce y).
+
+    Args:
+        sigma: the fitted residual standard deviation.
+        y: the response the model was fitted to.
+
+    Returns:
+        A one-line reason, or None for an ordinary fit.
+    """
+    spread = float(np.std(y))
+    if not np.isfinite(sigma):
+        return f"the residual standard deviation is {sigma}"
+    if sigma <= EXACT_FIT_TOL * spread:
+        return (
+            f"residual standard deviation {sigma:.3g} is ~0 next to the response's SD {spread:.3g}: "
+            "the model reproduces the data exactly, so variance ratios and tests are meaningless"
+        )
+    return None
 
 
 def _theta_scale(design, layout) -> np.ndarray:

@@ -34,6 +34,7 @@ class OptSummary:
     compile_seconds: float
     setup_seconds: float
     gtol: float
+    boundary_escapes: int = 0  # restarts from points that leave a spurious boundary optimum
 
     def __str__(self) -> str:
         def fmt(v):
@@ -192,13 +193,13 @@ class LMMResult:
         return {t.name: t.nlevels for t in self.model.design.terms}
 
     # -- parametric bootstrap (jaxlme.bootstrap) -------------------------------------------
-    def simulate(self, n: int, seed: int = 0):
+    def simulate(self, n: int, seed: int | None = 0):
         """(n, nobs) responses simulated from the fitted model; see ``jaxlme.bootstrap.simulate``."""
         from .bootstrap import simulate
 
         return simulate(self, n, seed)
 
-    def bootstrap(self, n: int, seed: int = 0, **kwargs):
+    def bootstrap(self, n: int, seed: int | None = 0, **kwargs):
         """Parametric bootstrap with ``n`` refits; see ``jaxlme.bootstrap.bootstrap``."""
         from .bootstrap import bootstrap
 
