@@ -290,6 +290,53 @@ def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[n
     return X[:, keep], [names[j] for j in keep], aliased
 
 
+def split_uncorrelated(random: tuple[RandomTerm, ...]) -> list[RandomTerm]:
+    """Random terms with every ``(expr || g)`` split as lme4's ``expandDoubleVerts`` does.
+
+    ``(1 + x + f || g)`` becomes ``(1 | g) + (0 + x | g) + (0 + f | g)``: one term per
+    piece of ``expr``, so a factor ``f`` keeps its correlated block of columns, exactly
+    lme4's model.  Pieces must be single terms joined by ``+``.
+
+    Raises:
+        FormulaError: a piece such as ``x*z`` that is not a single term, or a subtracted piece
+            other than the intercept.
+    """
+    from .formula import _split_top_level
+
+    out: list[RandomTerm] = []
+    for term in random:
+        if term.correlated:
+            out.append(term)
+            continue
+        intercept, pieces = True, []
+        for sign, piece, _ in _split_top_level(term.expr, 0, term.expr):
+            piece = piece.strip()
+            if not piece and sign == "+":
+                continue  # a leading sign, as in "-1 + x"
+            if piece in ("0", "1") or (sign == "-" and piece == "1"):
+                intercept = piece == "1" and sign == "+"
+            elif sign == "-":
+                raise FormulaError(f"cannot split {term}: remove '- {piece}' and list the columns to keep")
+            elif re.search(r"[*/^]|%in%", re.sub(r"\([^()]*\)", "", piece)):
+                raise FormulaError(f"cannot split {term}: write '{piece}' out as single terms joined by '+'")
+            else:
+                pieces.append(piece)
+        out += [RandomTerm("1", term.group)] if intercept else []
+        out += [RandomTerm(f"0 + {p}", term.group) for p in pieces]
+    return out
+
+
+def lme4_order(terms: list[ReTermDesign]) -> list[ReTermDesign]:
+    """Terms in lme4's order (``mkReTrms``): unchanged when the numbers of levels never
+    increase along the formula, else ``rev(order(nlevels))`` -- most levels first, ties
+    in reverse formula order.  lme4's group names (``g``, ``g.1``) follow this order."""
+    nl = [t.nlevels for t in terms]
+    if all(b <= a for a, b in zip(nl, nl[1:])):
+        return list(terms)
+    ascending = sorted(range(len(terms)), key=lambda i: nl[i])  # stable, as R's order()
+    return [terms[i] for i in reversed(ascending)]
+
+
 def _as_frame(data) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data
@@ -377,7 +424,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
     n = len(y)
 
     terms: list[ReTermDesign] = []
-    for term in parsed.random:
+    for term in split_uncorrelated(parsed.random):
         zspec = _simple_spec(term.expr, frame)
         if zspec is not None:
             zmm = zspec.get_model_matrix(frame)
@@ -417,8 +464,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True) -> De
                 spec=zspec,
             )
         )
-    # most levels first, as MixedModels.jl and lme4 order them; ties keep formula order
-    terms.sort(key=lambda t: -t.nlevels)
+    terms = lme4_order(terms)
     return Design(
         formula=parsed,
         y=y,
