@@ -64,6 +64,7 @@ from .optimizer import (
     newton_direction,
     noise_floor,
 )
+from .results import group_labels, varpar_name
 from .structure import ObsData, Structure, response_crossprods
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -703,19 +704,20 @@ def _vc_columns(result: LMMResult, theta: np.ndarray, sigma: np.ndarray) -> pd.D
     """SDs and correlations of every random-effects term, and sigma, per replicate."""
     lay = result.model.layout
     cols: dict[str, np.ndarray] = {}
-    for t, term, lam in zip(lay.terms, result.model.design.terms, lay.lambdas(theta)):
+    labels = group_labels(result.model.design.terms)
+    for t, term, label, lam in zip(lay.terms, result.model.design.terms, labels, lay.lambdas(theta)):
         r = t.ncols
         cov = sigma[:, None, None] ** 2 * lam @ np.swapaxes(lam, 1, 2)
         sd = np.sqrt(np.maximum(np.einsum("nii->ni", cov), 0.0))
         names = list(term.columns)
         for i in range(r):
-            cols[f"sd_{names[i]}|{t.name}"] = sd[:, i]
+            cols[varpar_name(label, names, i, i)] = sd[:, i]
         if t.correlated:
             for j in range(r):
                 for i in range(j + 1, r):
                     with np.errstate(invalid="ignore", divide="ignore"):
                         c = cov[:, i, j] / (sd[:, i] * sd[:, j])
-                    cols[f"cor_{names[j]}.{names[i]}|{t.name}"] = np.where(sd[:, i] * sd[:, j] > 0, c, np.nan)
+                    cols[varpar_name(label, names, i, j)] = np.where(sd[:, i] * sd[:, j] > 0, c, np.nan)
     cols["sigma"] = sigma
     return pd.DataFrame(cols)
 
@@ -751,9 +753,10 @@ class BootstrapResult:
         index = pd.Index(replicate, name="replicate")
         xnames = list(result.fixef.index)
         theta_names = []
-        for t, term in zip(lay.terms, result.model.design.terms):
+        labels = result.group_labels
+        for t, term, label in zip(lay.terms, result.model.design.terms, labels):
             c = list(term.columns)
-            theta_names += [f"{t.name}.{c[i]}" if i == j else f"{t.name}.{c[i]}.{c[j]}" for i, j in t.theta_index]
+            theta_names += [f"{label}.{c[i]}" if i == j else f"{label}.{c[i]}.{c[j]}" for i, j in t.theta_index]
         vc = _vc_columns(result, theta, sigma)
         vc.index = index
         return cls(

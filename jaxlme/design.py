@@ -300,6 +300,53 @@ def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[n
     return X[:, keep], [names[j] for j in keep], aliased
 
 
+def split_uncorrelated(random: tuple[RandomTerm, ...]) -> list[RandomTerm]:
+    """Random terms with every ``(expr || g)`` split as lme4's ``expandDoubleVerts`` does.
+
+    ``(1 + x + f || g)`` becomes ``(1 | g) + (0 + x | g) + (0 + f | g)``: one term per
+    piece of ``expr``, so a factor ``f`` keeps its correlated block of columns, exactly
+    lme4's model.  Pieces must be single terms joined by ``+``.
+
+    Raises:
+        FormulaError: a piece such as ``x*z`` that is not a single term, or a subtracted piece
+            other than the intercept.
+    """
+    from .formula import _split_top_level
+
+    out: list[RandomTerm] = []
+    for term in random:
+        if term.correlated:
+            out.append(term)
+            continue
+        intercept, pieces = True, []
+        for sign, piece, _ in _split_top_level(term.expr, 0, term.expr):
+            piece = piece.strip()
+            if not piece and sign == "+":
+                continue  # a leading sign, as in "-1 + x"
+            if piece in ("0", "1") or (sign == "-" and piece == "1"):
+                intercept = piece == "1" and sign == "+"
+            elif sign == "-":
+                raise FormulaError(f"cannot split {term}: remove '- {piece}' and list the columns to keep")
+            elif re.search(r"[*/^]|%in%", re.sub(r"\([^()]*\)", "", piece)):
+                raise FormulaError(f"cannot split {term}: write '{piece}' out as single terms joined by '+'")
+            else:
+                pieces.append(piece)
+        out += [RandomTerm("1", term.group)] if intercept else []
+        out += [RandomTerm(f"0 + {p}", term.group) for p in pieces]
+    return out
+
+
+def lme4_order(terms: list[ReTermDesign]) -> list[ReTermDesign]:
+    """Terms in lme4's order (``mkReTrms``): unchanged when the numbers of levels never
+    increase along the formula, else ``rev(order(nlevels))`` -- most levels first, ties
+    in reverse formula order.  lme4's group names (``g``, ``g.1``) follow this order."""
+    nl = [t.nlevels for t in terms]
+    if all(b <= a for a, b in zip(nl, nl[1:])):
+        return list(terms)
+    ascending = sorted(range(len(terms)), key=lambda i: nl[i])  # stable, as R's order()
+    return [terms[i] for i in reversed(ascending)]
+
+
 def _as_frame(data) -> pd.DataFrame:
     """``data`` as a pandas DataFrame: pandas itself, a dict of columns, or any table that
     speaks the Arrow PyCapsule stream or the DataFrame interchange protocol (polars,
@@ -541,7 +588,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
         y = y - offset  # lme4 fits the fixed effects to the response minus the offset
 
     terms: list[ReTermDesign] = []
-    for term in parsed.random:
+    for term in split_uncorrelated(parsed.random):
         zspec = _simple_spec(term.expr, frame)
         if zspec is not None:
             zmm = zspec.get_model_matrix(frame)
@@ -566,11 +613,11 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
                 "observations: the number of levels of each grouping factor must be "
                 "< number of observations"
             )
-        # lme4 checks each term it fits separately: (x || g) is one term per column there
-        n_re = len(levels) * (Z.shape[1] if term.correlated else 1)
+        # per term, as lme4 checks it: (x || g) arrives here split into one term per column
+        n_re = len(levels) * Z.shape[1]
         if n_re >= n:
             raise DataError(
-                f"Term {term} has {n_re} random effects{'' if term.correlated else ' per column'} for {n} "
+                f"Term {term} has {n_re} random effects for {n} "
                 "observations: the random-effects parameters and the residual variance "
                 "are probably unidentifiable"
             )
@@ -585,8 +632,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
             )
         )
     _check_identifiable(parsed, frame, y, X, xnames, terms)
-    # most levels first, as MixedModels.jl and lme4 order them; ties keep formula order
-    terms.sort(key=lambda t: -t.nlevels)
+    terms = lme4_order(terms)
     return Design(
         formula=parsed,
         y=y,

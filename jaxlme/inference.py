@@ -36,6 +36,7 @@ from .objective import (
     weighted_value_and_gradient,
 )
 from .optimizer import NewtonOptions, fd_hessian, fd_points, newton_minimize
+from .results import group_labels, varpar_name
 from .structure import is_small
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -336,14 +337,16 @@ def lrt(*results: LMMResult, names: Sequence[str] | None = None, refit: bool = T
 # Variance parameters on the sd/cor scale (lme4's .sig01, ... / sd_x|g, cor_x.y|g)
 # ---------------------------------------------------------------------------------------
 def varpar_names(res: LMMResult) -> list[str]:
-    """Names of the SD/correlation parameters in θ's order, then ``sigma`` (lme4, oldNames=FALSE)."""
+    """Names of the SD/correlation parameters in θ's order, then ``sigma``.
+
+    lme4's ``oldNames = FALSE`` form (``sd_Days|Subject``), with each term's label from
+    ``results.group_labels`` (``sd_Days|Subject.1`` for a factor's second term, where lme4
+    repeats ``Subject``); the bootstrap's columns use the same names.
+    """
     out = []
-    for t, tl in zip(res.model.design.terms, res.model.layout.terms):
-        for i, j in tl.theta_index:
-            if i == j:
-                out.append(f"sd_{t.columns[i]}|{t.name}")
-            else:
-                out.append(f"cor_{t.columns[i]}.{t.columns[j]}|{t.name}")
+    labels = group_labels(res.model.design.terms)
+    for t, tl, label in zip(res.model.design.terms, res.model.layout.terms, labels):
+        out += [varpar_name(label, t.columns, i, j) for i, j in tl.theta_index]
     out.append("sigma")
     return out
 

@@ -124,7 +124,7 @@ def predict(
         _check_columns(newdata, _required(spec), "the offset")
         out = out + _matrix(spec, newdata, list(spec.column_names), "the offset")[:, 0]
     if random_effects:
-        for t in d.terms:
+        for t, b in zip(d.terms, res.effects.b):  # term by term: a factor may have several
             codes, labels = _level_codes(newdata, t)
             new = codes < 0
             if new.any() and not allow_new_levels:
@@ -135,7 +135,7 @@ def predict(
                     "use allow_new_levels=True to predict them with zero random effects"
                 )
             Z = _matrix(t.spec, newdata, list(t.columns), f"the model matrix of {t.term}")
-            b = res.ranef[t.name].to_numpy()
+            b = np.asarray(b)
             bz = np.where(new[:, None], 0.0, b[np.where(new, 0, codes)])
             # a new level contributes nothing, even where Z itself is NaN
             contrib = np.einsum("ij,ij->i", np.where(new[:, None], 0.0, Z), bz)
@@ -150,9 +150,11 @@ def ranef_condvar(res: LMMResult) -> dict[str, np.ndarray]:
     (levels in the order of ``res.ranef[group].index``, columns in the order of
     ``res.ranef[group].columns``), evaluated at the estimates, i.e. the diagonal blocks of
     σ² Λ (Λ'Z'ZΛ + I)⁻¹ Λ' as in lme4's ``attr(ranef(fit, condVar=TRUE)[[g]], "postVar")``
-    (the uncertainty in β̂ and θ̂ is not included).  For ``||`` terms the matrix still holds
-    the conditional covariance between the term's columns (lme4 splits such a term and
-    reports only the diagonal).  Models with more than ``MAX_DENSE_Q`` random effects in several terms
+    (the uncertainty in β̂ and θ̂ is not included).  A factor in several terms
+    (``(1 | g) + (0 + x | g)``, or ``(x || g)``, which lme4 splits so) has one entry whose
+    columns are those of ``res.ranef[g]``: the matrix holds the conditional covariances
+    between its terms too (lme4 reports each term's block alone; the diagonals agree).
+    Models with more than ``MAX_DENSE_Q`` random effects in several terms
     raise a ValueError (a single-term model is always block-diagonal and cheap).
     """
     d = weighted_rows(res.model.design)  # Z'WZ for prior weights
@@ -185,11 +187,25 @@ def ranef_condvar(res: LMMResult) -> dict[str, np.ndarray]:
             ZL[rows, o + t.index * t.ncols + c] = zl[:, c]
     M = ZL.T @ ZL + np.eye(q)
     Minv = np.linalg.inv(M)
-    for t, lam, o in zip(d.terms, lams, offs):
-        r, k = t.ncols, t.nlevels
-        blk = Minv[o : o + k * r, o : o + k * r].reshape(k, r, k, r)
-        diag = blk[np.arange(k), :, np.arange(k), :]  # (k, r, r)
-        out[t.name] = s2 * np.einsum("ab,kbc,dc->kad", lam, diag, lam)
+    # u = Λ⁻¹b per factor: the factor's terms' columns side by side, levels shared
+    for name in dict.fromkeys(t.name for t in d.terms):
+        ks = [i for i, t in enumerate(d.terms) if t.name == name]
+        k = d.terms[ks[0]].nlevels
+        idx = np.concatenate(
+            [offs[i] + np.arange(k)[:, None] * d.terms[i].ncols + np.arange(d.terms[i].ncols) for i in ks], axis=1
+        )  # (k, r): position in u of each level's columns
+        lam = _block_diag([lams[i] for i in ks])
+        diag = Minv[idx[:, :, None], idx[:, None, :]]  # (k, r, r)
+        out[name] = s2 * np.einsum("ab,kbc,dc->kad", lam, diag, lam)
+    return out
+
+
+def _block_diag(blocks: list[np.ndarray]) -> np.ndarray:
+    r = sum(b.shape[0] for b in blocks)
+    out, o = np.zeros((r, r)), 0
+    for b in blocks:
+        out[o : o + b.shape[0], o : o + b.shape[0]] = b
+        o += b.shape[0]
     return out
 
 

@@ -12,9 +12,50 @@ import pandas as pd
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LMM
 
-__all__ = ["OptSummary", "LMMResult", "SINGULAR_TOL"]
+__all__ = ["OptSummary", "LMMResult", "SINGULAR_TOL", "group_labels", "varpar_name"]
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance on θ components bounded at 0
+
+
+def group_labels(terms) -> list[str]:
+    """lme4's label of each random-effects term (``as.data.frame(VarCorr(fit))$grp``).
+
+    The grouping factor's name, with ``.1``, ``.2``, ... appended to its later terms (R's
+    ``make.unique``): ``(1 | g) + (0 + x | g)`` gives ``g`` and ``g.1``, and ``(x || g)``
+    (split into those two terms) the same.  ``terms`` are the design's terms, in lme4's
+    order.  Every name of a variance parameter (varcorr, confint, bootstrap) is built
+    from these labels, so a factor's terms are never merged.
+
+    Args:
+        terms: ``Design.terms`` (anything with a ``name``), in order.
+
+    Returns:
+        One label per term.
+    """
+    seen: dict[str, int] = {}
+    taken = {t.name for t in terms}
+    out = []
+    for t in terms:
+        k = seen.get(t.name, 0)
+        label = t.name
+        if k:
+            label = f"{t.name}.{k}"
+            while label in taken:  # make.unique also skips names already in use
+                k += 1
+                label = f"{t.name}.{k}"
+        seen[t.name] = k + 1
+        taken.add(label)
+        out.append(label)
+    return out
+
+
+def varpar_name(label: str, columns, i: int, j: int) -> str:
+    """Name of one variance parameter of a term: ``sd_x|g`` (i == j) or ``cor_y.x|g`` for
+    the correlation of columns i > j (lme4's ``confint(oldNames = FALSE)`` form, with the
+    term's label from :func:`group_labels`, so ``sd_Days|Subject.1`` stays distinct)."""
+    if i == j:
+        return f"sd_{columns[i]}|{label}"
+    return f"cor_{columns[i]}.{columns[j]}|{label}"
 
 
 @dataclass
@@ -100,13 +141,23 @@ class LMMResult:
         return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.model.design.xnames, name="stderr")
 
     @functools.cached_property
+    def group_labels(self) -> list[str]:
+        """lme4's label of each random-effects term (``Subject``, ``Subject.1``); see
+        :func:`group_labels`."""
+        return group_labels(self.model.design.terms)
+
+    @functools.cached_property
     def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes (BLUPs) b̂ per grouping factor, one row per level."""
+        """Conditional modes (BLUPs) b̂ per grouping factor, one row per level.
+
+        As lme4's ``ranef()``: the terms of one factor (``(1 | g) + (0 + x | g)``,
+        ``(x || g)``) share one table, their columns side by side in the terms' order.
+        """
         out = {}
         for t, b in zip(self.model.design.terms, self.effects.b):
             df = pd.DataFrame(np.asarray(b), index=t.levels.copy(), columns=list(t.columns))
             df.index.name = t.name
-            out[t.name] = df
+            out[t.name] = pd.concat([out[t.name], df], axis=1) if t.name in out else df
         return out
 
     @functools.cached_property
@@ -164,11 +215,12 @@ class LMMResult:
         return self.nobs - self.npar
 
     def covariance_matrices(self) -> dict[str, pd.DataFrame]:
-        """Σ_t = σ² Λ_t Λ_t' for each term (random-effects covariance)."""
+        """Σ_t = σ² Λ_t Λ_t' for each term (random-effects covariance), keyed by the term's
+        label (:attr:`group_labels`: ``Subject``, ``Subject.1``, ...)."""
         out = {}
-        for t, lam in zip(self.model.design.terms, self.model.layout.lambdas(self.theta)):
+        for t, label, lam in zip(self.model.design.terms, self.group_labels, self.model.layout.lambdas(self.theta)):
             cov = self.sigma**2 * lam @ lam.T
-            out[t.name] = pd.DataFrame(cov, index=t.columns, columns=t.columns)
+            out[label] = pd.DataFrame(cov, index=t.columns, columns=t.columns)
         return out
 
     def _varcorr(self) -> pd.DataFrame:
@@ -266,11 +318,10 @@ class LMMResult:
         header = f" {'Groups':<10} {'Name':<14} {'Variance':>10} {'Std.Dev.':>9}  Corr"
         lines.append(header)
         vc = self.varcorr
-        for name, cov in self.covariance_matrices().items():
+        for (name, cov), term in zip(self.covariance_matrices().items(), self.model.design.terms):
             c = cov.to_numpy()
             sd = np.sqrt(np.maximum(np.diag(c), 0))
             cols = list(cov.columns)
-            term = next(t for t in self.model.design.terms if t.name == name)
             for i, v in enumerate(cols):
                 corr = ""
                 if term.term.correlated and i > 0:

@@ -33,13 +33,12 @@ def load_csv(name: str) -> pd.DataFrame:
 
 
 def lme4_group(name: str) -> str:
-    """Map lme4's group labels to jaxlme's: nested 'cask:batch' -> 'batch:cask', 'g.1' -> 'g'.
+    """Map lme4's group labels to jaxlme's: nested 'cask:batch' -> 'batch:cask'.
 
-    Reference models write explicit interactions as they are nested ((1|a/b) -> "b:a")."""
+    Reference models write explicit interactions as they are nested ((1|a/b) -> "b:a").
+    A factor's later terms keep lme4's suffix ('Subject.1'): jaxlme labels them so too."""
     if ":" in name:  # lme4 writes the nested group (1|a/b) as "b:a"
         name = ":".join(reversed(name.split(":")))
-    if "." in name and name.rsplit(".", 1)[1].isdigit():  # lme4 suffixes repeated groups (||)
-        name = name.rsplit(".", 1)[0]
     return name
 
 

@@ -242,7 +242,7 @@ def test_ci_summary_and_frame(sleep, sleep_boot):
         "Days",
         "sd_(Intercept)|Subject",
         "sd_Days|Subject",
-        "cor_(Intercept).Days|Subject",
+        "cor_Days.(Intercept)|Subject",
         "sigma",
     ]:
         assert name in ci.index and ci.loc[name, "lower"] < ci.loc[name, "upper"]
