@@ -188,7 +188,7 @@ def _sim_params(result: LMMResult) -> _SimParams:
     """Host arrays (device_put by the caller: no eager JAX ops, so no small compiles)."""
     lams = result.model.layout.lambdas(np.asarray(result.theta, dtype=float))
     return _SimParams(
-        np.asarray(result.fixef.to_numpy(), dtype=np.float64),
+        np.asarray(result.effects.beta, dtype=np.float64),  # β̃: obs.X holds the centred columns
         np.asarray(result.sigma, dtype=np.float64),
         tuple(np.asarray(lam, dtype=np.float64) for lam in lams),
     )
@@ -252,6 +252,7 @@ def _simulate(result: LMMResult, n: int, seed: int) -> np.ndarray:
         w, offset = model.design.weights, model.design.offset
         if w is not None:
             sims = sims / np.sqrt(w)  # obs rows carry √w (see _simulate_one)
+        sims = sims + model.centering.y_shift  # the response the centred cross-products left out
         return sims if offset is None else sims + offset
 
 
@@ -612,7 +613,7 @@ def bootstrap(
                     stubborn.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in left)
                 if fin.size:
                     r = idx[fin]
-                    out_beta[r] = beta[fin]
+                    out_beta[r] = model.centering.beta(beta[fin])  # lanes fit the centred β̃
                     out_sigma[r] = sigma[fin]
                     out_theta[r] = lanes.x[fin]
                     out_obj[r] = lanes.f[fin]

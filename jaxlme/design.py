@@ -280,16 +280,24 @@ def _group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarr
 
 
 def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:
-    """Greedy Gram-Schmidt rank check in column order (earlier columns are kept, as in R)."""
+    """Greedy Gram-Schmidt rank check in column order (earlier columns are kept, as in R).
+
+    With an intercept column the other columns are checked centred (the same span): a
+    covariate far from zero, such as a year, is not mistaken for a multiple of the intercept.
+    """
     if X.shape[1] == 0:
         return X, names, []
-    norms = np.linalg.norm(X, axis=0)
+    ones = np.all(X == 1.0, axis=0)
+    Xr = X
+    if ones.any():
+        Xr = np.where(ones, X, X - X.mean(axis=0))
+    norms = np.linalg.norm(Xr, axis=0)
     keep: list[int] = []
     basis = np.zeros((X.shape[0], 0))
     for j in range(X.shape[1]):
         if norms[j] == 0:
             continue
-        v = X[:, j] / norms[j]
+        v = Xr[:, j] / norms[j]
         for _ in range(2):  # re-orthogonalise once for stability
             v = v - basis @ (basis.T @ v)
         r = np.linalg.norm(v)

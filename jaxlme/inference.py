@@ -191,8 +191,9 @@ def satterthwaite(res: LMMResult, L=None) -> pd.DataFrame:
     except np.linalg.LinAlgError:
         A = 2.0 * np.linalg.pinv(Hf)
     est = L @ res.fixef.to_numpy()
-    var = np.einsum("ki,ij,kj->k", L, V, L)
-    grad = np.einsum("ki,ijm,kj->km", L, J, L)[:, free]
+    Lt = res.model.centering.contrasts(L)  # V and J are those of the centred β̃
+    var = np.einsum("ki,ij,kj->k", Lt, V, Lt)
+    grad = np.einsum("ki,ijm,kj->km", Lt, J, Lt)[:, free]
     denom = np.einsum("km,mn,kn->k", grad, A, grad)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = 2.0 * var**2 / denom
@@ -415,10 +416,11 @@ def _phi_to_psi(phi: np.ndarray, kinds: np.ndarray) -> np.ndarray:
     return out
 
 
-def _profile_program(psi0, kinds, lb, k, value, j, bvalue, use_beta, struct, options):
+def _profile_program(psi0, kinds, lb, k, value, c, bvalue, use_beta, struct, options):
     """Minimize the ML deviance over ψ (SDs, atanh(correlations), log σ) with, optionally,
-    φ_k fixed at ``value`` (k = -1: none) and β_j fixed at ``bvalue`` (``use_beta``); the other
-    fixed effects are profiled out analytically.  One compiled program serves every profile."""
+    φ_k fixed at ``value`` (k = -1: none) and the contrast c'β̃ of the structure's (centred)
+    fixed effects fixed at ``bvalue`` (``use_beta``); the other directions of β̃ are
+    profiled out analytically.  One compiled program serves every profile."""
     n = struct.layout.n
 
     def fun(psi, struct):
@@ -427,8 +429,8 @@ def _profile_program(psi0, kinds, lb, k, value, j, bvalue, use_beta, struct, opt
         theta, sigma = _phi_to_theta(phi, struct.layout)
         ldL2, _, pwrss, RX, beta = _pieces(theta, struct)
         RXinv = jax.scipy.linalg.solve_triangular(RX, jnp.eye(RX.shape[0], dtype=RX.dtype), lower=True)
-        ajj = jnp.sum(RXinv[:, j] ** 2)  # [(RX RX')⁻¹]_jj: min over the other β of the quadratic form
-        r2 = pwrss + jnp.where(use_beta, (bvalue - beta[j]) ** 2 / ajj, 0.0)
+        acc = jnp.sum((RXinv @ c) ** 2)  # c'(RX RX')⁻¹c: min of the quadratic form with c'β fixed
+        r2 = pwrss + jnp.where(use_beta, (bvalue - c @ beta) ** 2 / acc, 0.0)
         return ldL2 + n * (_LOG2PI + 2.0 * jnp.log(sigma)) + r2 / sigma**2 - struct.log_det_w
 
     return newton_minimize(fun, psi0, lb, (struct,), options)
@@ -446,6 +448,8 @@ class _Profiler:
             raise ValueError("profiling needs at least one fixed effect")
         self.ml = ml
         self.struct = res.model.structure
+        self.centering = res.model.centering
+        self.T = self.centering.T
         self.kinds = _phi_kinds(res.model.layout)
         self.jkinds = jnp.asarray(self.kinds)
         self.lb = jnp.asarray(np.where(self.kinds == 0, 0.0, -np.inf))
@@ -467,14 +471,17 @@ class _Profiler:
         self.se_beta = ml.stderr.to_numpy()
 
     def _run(self, psi0, k, value, j, bvalue, use_beta):
+        # β_j = T[j]·β̃ + shift: fix that contrast of the structure's centred β̃
+        c = self.T[j]
+        shift = float(self.centering.offset(np.eye(len(c))[j])[0])
         return _profile_jit(
             jnp.asarray(psi0),
             self.jkinds,
             self.lb,
             k,
             float(value),
-            j,
-            float(bvalue),
+            jnp.asarray(c),
+            float(bvalue) - shift,
             bool(use_beta),
             self.struct,
             options=self.options,

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ._config import enable_compilation_cache, x64
 from .boundary import boundary_escape, zero_columns
+from .centering import center_design
 from .compiled import compile_program
 from .design import build_design
 from .inference import prefetch_satterthwaite
@@ -100,7 +101,9 @@ class LMM:
         t0 = time.perf_counter()
         self.formula = formula
         self.design = build_design(formula, data, warn=warn, weights=weights)
-        self.structure, self.obs = build_structure(self.design)
+        # cross-products of the centred [X y] (see jaxlme.centering): exact, better conditioned
+        centred, self.centering = center_design(self.design)
+        self.structure, self.obs = build_structure(centred)
         jax.block_until_ready(self.structure)
         self.setup_seconds = time.perf_counter() - t0
         self._prefetched: set[bool] = set()  # REML/ML Satterthwaite programs prefetched
@@ -186,7 +189,8 @@ class LMM:
             raise ValueError("new response contains non-finite values")
         if self.design.offset is not None:  # y is a response like simulate()'s, offset included
             y = y - self.design.offset
-        yw = y if self.design.weights is None else y * np.sqrt(self.design.weights)  # obs rows carry √w
+        yc = y - self.centering.y_shift  # the cross-products are those of the centred response
+        yw = yc if self.design.weights is None else yc * np.sqrt(self.design.weights)  # obs rows carry √w
         zy1, ry = response_crossprods(self.layout, self.obs, jnp.asarray(yw))
         struct = self.structure.with_response(zy1, ry)
         return self._fit(struct, reml, theta0, self._refit_options(), warn, y=y)  # warns at the caller

@@ -121,7 +121,8 @@ class LMMResult:
     @functools.cached_property
     def fixef(self) -> pd.Series:
         """Fixed-effects estimates β̂ (lme4's ``fixef``)."""
-        return pd.Series(np.asarray(self.effects.beta, dtype=float), index=self.model.design.xnames, name="fixef")
+        beta = self.model.centering.beta(np.asarray(self.effects.beta, dtype=float))
+        return pd.Series(beta, index=self.model.design.xnames, name="fixef")
 
     @functools.cached_property
     def vcov(self) -> pd.DataFrame:
@@ -130,7 +131,7 @@ class LMMResult:
         RX = np.asarray(self.effects.RX)
         if RX.size:
             RXinv = np.linalg.inv(RX)
-            vcov = self.sigma**2 * RXinv.T @ RXinv
+            vcov = self.model.centering.vcov(self.sigma**2 * RXinv.T @ RXinv)
         else:
             vcov = np.zeros((0, 0))
         return pd.DataFrame(vcov, index=xnames, columns=xnames)
