@@ -637,7 +637,7 @@ def bootstrap(
             stacklevel=2,
         )
     elapsed = time.perf_counter() - t_start
-    return BootstrapResult._build(
+    boot = BootstrapResult._build(
         result,
         replicate=completed,
         fixef=out_beta[completed],
@@ -653,6 +653,9 @@ def bootstrap(
         chunk_size=chunk,
         n_devices=ndev,
     )
+    if boot.n_failed:
+        warnings.warn(f"{boot.n_failed} of {boot.n} bootstrap replicates failed: {boot.failure_reasons()}", stacklevel=2)
+    return boot
 
 
 @jax.jit(static_argnums=(2, 3))
@@ -797,6 +800,17 @@ class BootstrapResult:
     def n_failed(self) -> int:
         """Replicates that did not converge or went non-finite."""
         return int((~self.usable).sum())
+
+    @property
+    def outcome(self) -> pd.Series:
+        """Each replicate's outcome in words: the optimizer's status, or "non-finite estimates"."""
+        text = self.status.map(lambda c: STATUS.get(int(c), f"status {int(c)}"))
+        return text.where(self.finite, "non-finite estimates").rename("outcome")
+
+    def failure_reasons(self) -> str:
+        """The failed replicates' outcomes with their counts, e.g. "3 max iterations"."""
+        counts = self.outcome[~self.usable].value_counts()
+        return ", ".join(f"{k} {reason}" for reason, k in counts.items())
 
     @property
     def n_nonfinite(self) -> int:

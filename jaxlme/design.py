@@ -42,6 +42,9 @@ class ReTermDesign:
     index: np.ndarray  # (n,) int level of each observation
     Z: np.ndarray  # (n, r) raw columns of the term's model matrix
     spec: object = field(repr=False, default=None)  # formulaic ModelSpec, for prediction
+    # the levels' values (a MultiIndex of value tuples for a:b), matched by value, not by
+    # their text, when predicting: 1 and "1", or "a:b" x "c" and "a" x "b:c", stay apart
+    keys: pd.Index | None = field(repr=False, default=None)
 
     @property
     def name(self) -> str:
@@ -256,15 +259,18 @@ def _model_matrix(spec_text: str, data: pd.DataFrame, what: str):
     return mm
 
 
-def _group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
-    """Integer level of each row and the level labels (sorted, unused levels dropped)."""
+def _group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, pd.Index, pd.Index]:
+    """Integer level of each row, the level labels (sorted, unused levels dropped) and the
+    levels' values (a MultiIndex of tuples for an interaction), for matching new data."""
     if len(factors) == 1:
         col = data[factors[0]]
         if isinstance(col.dtype, pd.CategoricalDtype):
             col = col.cat.remove_unused_categories()
-            return col.cat.codes.to_numpy().astype(np.int64), pd.Index(col.cat.categories)
+            keys = pd.Index(col.cat.categories)
+            return col.cat.codes.to_numpy().astype(np.int64), keys, keys
         codes, uniques = pd.factorize(col, sort=True)
-        return codes.astype(np.int64), pd.Index(uniques)
+        keys = pd.Index(uniques)
+        return codes.astype(np.int64), keys, keys
     parts = []
     for name in factors:
         col = data[name]
@@ -275,8 +281,9 @@ def _group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarr
             parts.append(pd.Categorical(col, categories=pd.unique(col.sort_values())))
     mi = pd.MultiIndex.from_arrays(parts)
     codes, uniques = mi.factorize(sort=True)
+    keys = pd.MultiIndex.from_tuples(list(uniques), names=list(factors))
     labels = pd.Index([":".join(str(v) for v in tup) for tup in uniques])
-    return codes.astype(np.int64), labels
+    return codes.astype(np.int64), labels, keys
 
 
 def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:
@@ -609,7 +616,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
             raise FormulaError(f"Random-effects term {term} has no columns")
         if not np.all(np.isfinite(Z)):
             raise DataError(f"Random-effects term {term} has non-finite values")
-        index, levels = _group_codes(frame, term.group)
+        index, levels, keys = _group_codes(frame, term.group)
         if len(levels) < 2:
             raise DataError(
                 f"Grouping factor '{term.group_name}' in {term} has {len(levels)} level(s); "
@@ -637,6 +644,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
                 index=index,
                 Z=Z,
                 spec=zspec,
+                keys=keys,
             )
         )
     _check_identifiable(parsed, frame, y, X, xnames, terms)

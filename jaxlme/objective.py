@@ -77,13 +77,34 @@ def block_diagonals(L: jax.Array) -> jax.Array:
     return jnp.sum(L * jnp.eye(r, dtype=L.dtype), axis=-1)
 
 
+def _loop_cholesky(m: jax.Array) -> jax.Array:
+    """Batched Cholesky of (k, r, r) SPD blocks, one column per step of a ``fori_loop``.
+
+    Not LAPACK's batched potrf: jaxlib 0.10's CPU kernels split a batch over the intra-op
+    thread pool (``ParallelBatchMap``), and the triangular solves in its derivative deadlock
+    there (every thread asleep: the 45-θ factor-slope model hung).  The loop is the same
+    left-looking algorithm, differentiable and vmappable, with no custom call.
+    """
+    r = m.shape[-1]
+    rows = jnp.arange(r)
+
+    def column(j, L):
+        s = m[:, :, j] - jnp.einsum("kic,kc->ki", L, L[:, j, :])  # m_ij - Σ_c<j L_ic L_jc
+        d = jnp.sqrt(s[:, j])
+        col = jnp.where(rows[None, :] >= j, s / d[:, None], 0.0)
+        return L.at[:, :, j].set(col)
+
+    return jax.lax.fori_loop(0, r, column, jnp.zeros_like(m))
+
+
 def small_cholesky(m: jax.Array) -> jax.Array:
-    """Batched Cholesky of (k, r, r) SPD blocks; unrolled closed form for small r (vectorizes)."""
+    """Batched Cholesky of (k, r, r) SPD blocks; unrolled closed form for small r (vectorizes),
+    a column loop beyond (see :func:`_loop_cholesky`)."""
     r = m.shape[-1]
     if r == 1:
         return jnp.sqrt(m)
     if r > 4:
-        return jnp.linalg.cholesky(m)
+        return _loop_cholesky(m)
     L = [[None] * r for _ in range(r)]
     for j in range(r):
         s = m[:, j, j]

@@ -295,7 +295,7 @@ def newton_minimize(
             jnp.where(
                 ~ok,
                 jnp.where(loose, 1, jnp.where(near, 2, 4)),
-                jnp.where(small_change & near, 2, jnp.where(it >= options.maxiter, 3, 0)),
+                jnp.where(small_change & near, 2, jnp.where(it >= options.maxiter, jnp.where(loose, 1, 3), 0)),
             ),
         )
         status = jnp.where(jnp.isfinite(f), status, 5)

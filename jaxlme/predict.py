@@ -69,20 +69,23 @@ def _matrix(spec, newdata: pd.DataFrame, names: list[str], what: str) -> np.ndar
 
 
 def _level_codes(newdata: pd.DataFrame, term) -> tuple[np.ndarray, np.ndarray]:
-    """Level index of each row of ``newdata`` in the fitted levels (-1: new); and the labels."""
+    """Level index of each row of ``newdata`` in the fitted levels (-1: new), matched by
+    value (``term.keys``), not by text; and the rows' labels."""
     group = term.term.group
+    keys = term.keys if term.keys is not None else term.levels
     if len(group) == 1:
         raw = newdata[group[0]]
-        labels = np.array(["" if pd.isna(v) else str(v) for v in raw], dtype=object)
         na = raw.isna().to_numpy()
+        labels = np.array(["" if pd.isna(v) else str(v) for v in raw], dtype=object)
+        codes = keys.get_indexer(pd.Index(raw.to_numpy(dtype=object) if raw.dtype == object else raw))
     else:
         parts = [newdata[g] for g in group]
         na = np.zeros(len(newdata), bool)
         for p in parts:
             na |= p.isna().to_numpy()
         labels = np.array([":".join(str(v) for v in tup) for tup in zip(*parts)], dtype=object)
-    lookup = {str(v): i for i, v in enumerate(term.levels)}
-    codes = np.array([lookup.get(lab, -1) for lab in labels], dtype=np.int64)
+        codes = keys.get_indexer(pd.MultiIndex.from_arrays([p.to_numpy(dtype=object) for p in parts]))
+    codes = np.asarray(codes, dtype=np.int64)
     codes[na] = -1
     return codes, labels
 

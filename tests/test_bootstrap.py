@@ -182,8 +182,11 @@ def test_sharded_over_four_devices_matches_one_device():
 
 # -- robustness -----------------------------------------------------------------------------------
 def test_nonfinite_replicate_is_flagged_not_raised(sleep):
-    boot = sleep.bootstrap(30, seed=1, progress=False, chunk_size=8, _poison=[3, 17])
+    with pytest.warns(UserWarning, match=r"2 of 30 bootstrap replicates failed: 2 non-finite"):
+        boot = sleep.bootstrap(30, seed=1, progress=False, chunk_size=8, _poison=[3, 17])
     assert boot.n == 30
+    assert boot.outcome[3] == boot.outcome[17] and "non-finite" in boot.outcome[3]
+    assert boot.outcome.drop([3, 17]).str.startswith("converged").all()
     assert boot.status[3] == 5 and boot.status[17] == 5
     assert not boot.converged[3] and not boot.usable[17]
     assert boot.n_failed == 2 and boot.n_nonfinite == 2
@@ -192,6 +195,17 @@ def test_nonfinite_replicate_is_flagged_not_raised(sleep):
     ci = boot.ci()
     assert np.isfinite(ci[["lower", "upper"]].to_numpy()).all()
     assert "failed/non-converged: 2" in boot.summary()
+
+
+def test_all_replicates_failing_is_said_and_recorded(sleep):
+    """Every replicate poisoned: each has its status, no statistic pretends otherwise."""
+    with pytest.warns(UserWarning, match=r"12 of 12 bootstrap replicates failed: 12 non-finite"):
+        boot = sleep.bootstrap(12, seed=4, progress=False, chunk_size=4, _poison=range(12))
+    assert boot.n == 12 and boot.n_failed == 12
+    assert (boot.status == 5).all() and not boot.usable.any()
+    assert boot.outcome.str.contains("non-finite").all()
+    assert len(boot.parameters()) == 0
+    assert "failed/non-converged: 12" in boot.summary()
 
 
 def test_keyboard_interrupt_returns_partial(sleep):

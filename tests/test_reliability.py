@@ -396,3 +396,39 @@ def test_boundary_escape_second_order_zero_column():
     assert value < crit(zero) and start[0] > 0 and start[1] > 0
     minimum = np.array([np.sqrt(0.5), np.sqrt(0.5), 0.0])  # λ22 = 0 here is a genuine minimum
     assert boundary_escape(minimum, lay, crit, np.ones(3)) is None
+
+
+# -- levels matched by value, not by their text -----------------------------------------------
+def _mixed_levels():
+    rng = np.random.default_rng(0)
+    g = np.array([1, "1", 2, "2", 3, "3"], dtype=object)[np.repeat(np.arange(6), 20)]
+    y = 1 + np.repeat(rng.normal(0, 3, 6), 20) + rng.normal(size=120)
+    return pd.DataFrame({"y": y, "x": rng.normal(size=120), "g": g})
+
+
+def test_levels_that_print_alike_stay_apart():
+    d = _mixed_levels()  # 1 and "1": two levels in the fit, so two in predict as well
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = jaxlme.lmm("y ~ x + (1 | g)", d)
+    assert res.ngroups == {"g": 6}
+    np.testing.assert_allclose(res.predict(d).to_numpy(), res.fitted.to_numpy(), rtol=1e-12)
+
+
+def test_interaction_labels_with_colons_stay_apart():
+    d = _mixed_levels()
+    d["a"] = np.array(["a:b", "a"], dtype=object)[np.repeat(np.arange(2), 60)]
+    d["b"] = np.array(["c", "b:c"], dtype=object)[np.tile(np.repeat(np.arange(2), 30), 2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = jaxlme.lmm("y ~ x + (1 | a:b)", d)  # ("a:b", "c") and ("a", "b:c") both print a:b:c
+    assert res.ngroups == {"a:b": 4}
+    np.testing.assert_allclose(res.predict(d).to_numpy(), res.fitted.to_numpy(), rtol=1e-12)
+
+
+def test_categorical_levels_match_plain_values_in_new_data(sleep_data, sleep_fit):
+    cat = sleep_data.assign(Subject=pd.Categorical(sleep_data["Subject"].astype(str)))
+    res = jaxlme.lmm(FORMULA, cat)
+    plain = cat.assign(Subject=cat["Subject"].astype(str))
+    np.testing.assert_allclose(res.predict(plain).to_numpy(), res.fitted.to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(res.predict(cat).to_numpy(), res.fitted.to_numpy(), rtol=1e-12)
