@@ -16,8 +16,10 @@ refits run as a *pool* of ``chunk_size`` vmapped lanes (sharded over all JAX dev
   soon as half of its lanes are done (or after ``round_iters`` iterations), so one stubborn
   replicate occupies one slot for a few extra rounds instead of holding the whole chunk;
 * a lane's trajectory depends only on its replicate's random draws (Threefry-2x32 under
-  the seed's key, counters (i, j)) and its saved state, so results do not depend on the
-  chunk size, the number of devices or which round a lane ran in.
+  the seed's key, counters (i, j)) and its saved state, so the replicates do not depend on
+  the chunk size, the number of devices or which round a lane ran in, and their refits
+  only through rounding: batched arithmetic of another width rounds differently, which
+  moves a refit within the optimizer's tolerance (θ by up to ~1e-4 along flat directions).
 
 Replicates whose response or objective goes non-finite are flagged (status 5) and
 counted, never raise.  ``KeyboardInterrupt`` returns the replicates finished so far.
@@ -44,6 +46,7 @@ except ImportError:  # pragma: no cover - another JAX layout
     from jax.extend.random import threefry_2x32
 
 from ._config import enable_compilation_cache
+from .boundary import zero_columns
 from .compiled import LRUCache, compile_program, compile_program_async
 from .objective import (
     effects_from_corner,
@@ -493,8 +496,10 @@ def bootstrap(
 ) -> BootstrapResult:
     """Parametric bootstrap of a fitted model: simulate ``n`` responses and refit each.
 
-    Parameters: ``seed`` fixes the replicates independently of ``chunk_size`` and the
-    devices (None: fresh entropy, recorded as the result's ``seed``); ``chunk_size`` lanes
+    Parameters: ``seed`` fixes the simulated responses independently of ``chunk_size`` and
+    the devices (None: fresh entropy, recorded as the result's ``seed``); their refits agree
+    across chunk sizes to the optimizer's tolerance (batched arithmetic rounds differently,
+    so θ can differ by ~1e-4 along a flat direction); ``chunk_size`` lanes
     are refitted at a time (default from ``memory_bytes``); ``devices`` (default: all of
     JAX's devices) share each chunk; ``progress`` shows a tqdm bar on runs longer than
     ~2 s.  Refits start at the fitted θ and use the same criterion (REML or ML) as
@@ -608,6 +613,10 @@ def bootstrap(
                 lanes = _Lanes(*(np.array(a) for a in new_lanes))
                 fin = np.flatnonzero(lanes.status > 0)
                 left = fin[(lanes.status[fin] == 3) | (lanes.status[fin] == 4)]
+                # lanes that stopped on a zero diagonal of a vector-valued term's Λ: the core
+                # fit checks whether that is a spurious boundary optimum (boundary.py)
+                edge = [i for i in fin if lanes.status[i] in (1, 2) and zero_columns(lanes.x[i], lay)]
+                left = np.union1d(left, np.asarray(edge, dtype=left.dtype))
                 if left.size:  # the follow-up refits these from their cross-products
                     zy1_h, ry_h = jax.device_get((zy1, ry))
                     stubborn.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in left)
@@ -654,7 +663,9 @@ def bootstrap(
         n_devices=ndev,
     )
     if boot.n_failed:
-        warnings.warn(f"{boot.n_failed} of {boot.n} bootstrap replicates failed: {boot.failure_reasons()}", stacklevel=2)
+        warnings.warn(
+            f"{boot.n_failed} of {boot.n} bootstrap replicates failed: {boot.failure_reasons()}", stacklevel=2
+        )
     return boot
 
 
@@ -677,7 +688,9 @@ def _hessian_at(struct: Structure, theta: np.ndarray, reml: bool, step: float) -
 
 def _follow_up(result, stubborn, maxiter, status, beta, sigma, theta, obj, iters) -> None:
     """Second pass for the replicates the batched loop left unconverged (status 3/4, e.g.
-    lanes slowed down near a saddle of the Cholesky parametrization): refit each on its own
+    lanes slowed down near a saddle of the Cholesky parametrization) or stopped on a zero
+    diagonal of a vector-valued term (which the core fit checks for a spurious boundary
+    optimum and leaves when it is one): refit each on its own
     with the core fit (exact-Hessian Newton for small models), started where the batched
     loop stopped and from the fitted θ, keeping the best converged answer.  The pool's
     iteration cap thus bounds how long one stubborn lane can hold up the batch, and the
