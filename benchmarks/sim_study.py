@@ -200,7 +200,7 @@ def fit_jaxlme(folder: Path) -> list[dict]:
 def compare(ours: list[dict], theirs: list[dict], tol: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     a = pd.DataFrame(ours).set_index(["family", "rep", "REML"])
     b = pd.DataFrame(theirs).set_index(["family", "rep", "REML"])
-    m = a.join(b, rsuffix="_lme4")
+    m = a.join(b.add_suffix("_lme4"))
     m["diff"] = m["criterion"] - m["criterion_lme4"]
     rows = []
     for fam in FAMILIES:
@@ -220,7 +220,8 @@ def compare(ours: list[dict], theirs: list[dict], tol: float) -> tuple[pd.DataFr
             }
         )
     worst = m[m["diff"] > tol].sort_values("diff", ascending=False)
-    return pd.DataFrame(rows), worst
+    unconverged = m[~m["converged"].astype(bool)]
+    return pd.DataFrame(rows), worst, unconverged
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -256,7 +257,7 @@ def main() -> None:
         theirs = json.loads(r_out.read_text())
     for row in theirs:
         row["criterion"] = float("nan") if row["criterion"] in (None, "NA") else row["criterion"]
-    table, worst = compare(ours, theirs, args.tol)
+    table, worst, unconverged = compare(ours, theirs, args.tol)
     n_designs = args.reps * len(FAMILIES)
     lines = [
         "# Simulation study: jaxlme vs lme4 1.1-31",
@@ -284,6 +285,9 @@ def main() -> None:
             ),
             "",
         ]
+    if len(unconverged):
+        cols = ["family", "rep", "REML", "criterion", "criterion_lme4", "diff", "status"]
+        lines += ["## Fits jaxlme reports as not converged", "", _markdown(unconverged.reset_index()[cols]), ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

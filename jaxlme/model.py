@@ -234,6 +234,18 @@ class LMM:
         out[mask] = start[mask]
         return out
 
+    def _snap_to_bounds(self, theta: np.ndarray, rel: float = 0.1) -> np.ndarray | None:
+        """θ with the diagonal entries of Λ that are near 0 (below ``rel`` in the optimizer's
+        unit scale) set to 0, or None when there are none.  Newton approaches an optimum on
+        the bound slowly where the criterion flattens; restarted on the bound it converges
+        in the free directions (MixedModels.jl likewise tries small θ at 0)."""
+        near = (self.layout.theta_lower == 0.0) & (theta > 0.0) & (theta < rel * self.theta_scale)
+        if not near.any():
+            return None
+        out = theta.copy()
+        out[near] = 0.0
+        return out
+
     def _leave_boundary(self, state, effects, compiled, scale, struct, reml, max_restarts: int = 3):
         """Restart from :func:`boundary.boundary_escape`'s point while the converged θ has a
         zero diagonal in a vector-valued term that is not a local minimum (the bounded
@@ -299,6 +311,14 @@ class LMM:
                 polish = polish._replace(it=polish.it + state.it, nfev=polish.nfev + state.nfev)
                 state, effects, polished = polish, polish_effects, True
             t0 += polish_compile_s
+        if int(state.status) == 3:  # the iteration cap, often while creeping towards a bound
+            snapped = self._snap_to_bounds(np.asarray(state.x))
+            if snapped is not None:
+                cand, cand_effects = jax.device_get(compiled(jax.device_put(snapped), scale, struct))
+                tol = 1e-10 * max(1.0, abs(float(state.f)))
+                if int(cand.status) in (1, 2) and float(cand.f) <= float(state.f) + tol:
+                    cand = cand._replace(it=cand.it + state.it, nfev=cand.nfev + state.nfev)
+                    state, effects = cand, cand_effects
         state, effects, escapes, trapped = self._leave_boundary(state, effects, compiled, scale, struct, reml)
         fit_s = time.perf_counter() - t0
         lb = lay.theta_lower

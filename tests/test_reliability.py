@@ -338,7 +338,15 @@ def _reliability_refs() -> list[dict]:
 
 _BOUNDARY = [
     pytest.param(name, reml, id=f"{name}-{'REML' if reml else 'ML'}")
-    for name in ("crossed_slope_3", "crossed_slope_5", "factor_slope_0", "slope3_3", "maximal_0")
+    for name in (
+        "crossed_slope_3",
+        "crossed_slope_5",
+        "factor_slope_0",
+        "slope3_3",
+        "maximal_0",
+        "slope_56",
+        "maximal_32",
+    )
     for reml in (True, False)
 ]
 

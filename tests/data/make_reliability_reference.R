@@ -19,7 +19,10 @@ boundary <- list(
   list("crossed_slope_5", "y ~ x + (1 + x | a) + (1 | b)"),
   list("factor_slope_0", "y ~ f + (f | g)"),
   list("slope3_3", "y ~ x1 + x2 + (1 + x1 + x2 | g)"),
-  list("maximal_0", "y ~ x1 + x2 + (1 + x1 + x2 | a) + (1 + x1 + x2 | b)"))
+  list("maximal_0", "y ~ x1 + x2 + (1 + x1 + x2 | a) + (1 + x1 + x2 | b)"),
+  # Newton once crept towards the bound here until its iteration cap (not converged)
+  list("slope_56", "y ~ x1 + x2 + (1 + x1 | g)"),
+  list("maximal_32", "y ~ x1 + x2 + (1 + x1 + x2 | a) + (1 + x1 + x2 | b)"))
 for (b in boundary) {
   d <- read.csv(file.path("tests/data", paste0("boundary_", b[[1]], ".csv")), stringsAsFactors = TRUE)
   for (reml in c(TRUE, FALSE)) {
