@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - another JAX layout
     from jax.extend.random import threefry_2x32
 
 from ._config import enable_compilation_cache
-from .boundary import zero_columns
+from .boundary import boundary_escape, zero_columns
 from .compiled import LRUCache, compile_program, compile_program_async
 from .objective import (
     effects_from_corner,
@@ -575,6 +575,7 @@ def bootstrap(
         out_iter = np.zeros(n, np.int32)
         next_rep, done = 0, 0
         stubborn: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # replicate -> (zy1, ry)
+        edges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # converged on a zero diagonal
         sim = pool = zy1 = ry = None
         interrupted = False
         bar = _progress_bar(n, progress)
@@ -613,13 +614,13 @@ def bootstrap(
                 lanes = _Lanes(*(np.array(a) for a in new_lanes))
                 fin = np.flatnonzero(lanes.status > 0)
                 left = fin[(lanes.status[fin] == 3) | (lanes.status[fin] == 4)]
-                # lanes that stopped on a zero diagonal of a vector-valued term's Λ: the core
-                # fit checks whether that is a spurious boundary optimum (boundary.py)
+                # lanes that stopped on a zero diagonal of a vector-valued term's Λ: checked
+                # afterwards for a spurious boundary optimum (boundary.py)
                 edge = [i for i in fin if lanes.status[i] in (1, 2) and zero_columns(lanes.x[i], lay)]
-                left = np.union1d(left, np.asarray(edge, dtype=left.dtype))
-                if left.size:  # the follow-up refits these from their cross-products
+                if left.size or edge:  # the follow-ups refit these from their cross-products
                     zy1_h, ry_h = jax.device_get((zy1, ry))
                     stubborn.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in left)
+                    edges.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in edge)
                 if fin.size:
                     r = idx[fin]
                     out_beta[r] = model.centering.beta(beta[fin])  # lanes fit the centred β̃
@@ -639,6 +640,7 @@ def bootstrap(
             bar.close()
     if not interrupted:
         _follow_up(result, stubborn, int(maxiter), out_status, out_beta, out_sigma, out_theta, out_obj, out_iter)
+        _leave_edges(result, edges, int(maxiter), out_status, out_beta, out_sigma, out_theta, out_obj, out_iter)
     completed = np.flatnonzero(out_status > 0)
     if interrupted:
         warnings.warn(
@@ -686,11 +688,30 @@ def _hessian_at(struct: Structure, theta: np.ndarray, reml: bool, step: float) -
     return (V * w) @ V.T
 
 
+def _leave_edges(result, edges, maxiter, status, beta, sigma, theta, obj, iters) -> None:
+    """Replicates whose lane converged on a zero diagonal of a vector-valued term's Λ
+    (``edges``: replicate -> its cross-products): where :func:`boundary.boundary_escape`
+    finds a lower point the replicate is refitted from there with the core fit, which
+    keeps checking; a genuine boundary optimum costs a few criterion evaluations."""
+    if not edges:
+        return
+    model = result.model
+    with jax.enable_x64(True):
+        for r, (zy1, ry) in sorted(edges.items()):
+            struct = model.structure.with_response(jax.device_put(zy1), jax.device_put(ry))
+            escape = boundary_escape(theta[r], model.layout, model._criterion(struct, result.reml), model.theta_scale)
+            if escape is None:
+                continue
+            fit = model._refit_structure(struct, result.reml, escape[0], maxiter)
+            if fit.converged and fit.objective < obj[r]:
+                beta[r], sigma[r], theta[r], obj[r] = fit.fixef.to_numpy(), fit.sigma, fit.theta, fit.objective
+                status[r] = 1 if fit.opt.status.startswith("converged (gradient") else 2
+                iters[r] += fit.opt.iterations
+
+
 def _follow_up(result, stubborn, maxiter, status, beta, sigma, theta, obj, iters) -> None:
     """Second pass for the replicates the batched loop left unconverged (status 3/4, e.g.
-    lanes slowed down near a saddle of the Cholesky parametrization) or stopped on a zero
-    diagonal of a vector-valued term (which the core fit checks for a spurious boundary
-    optimum and leaves when it is one): refit each on its own
+    lanes slowed down near a saddle of the Cholesky parametrization): refit each on its own
     with the core fit (exact-Hessian Newton for small models), started where the batched
     loop stopped and from the fitted θ, keeping the best converged answer.  The pool's
     iteration cap thus bounds how long one stubborn lane can hold up the batch, and the

@@ -246,6 +246,15 @@ class LMM:
         out[near] = 0.0
         return out
 
+    def _criterion(self, struct: Structure, reml: bool):
+        """θ (host array) -> REML criterion or ML deviance of ``struct`` (this model's
+        structure or a replicate's), for checks outside the compiled fit."""
+
+        def criterion(theta) -> float:
+            return float(_objective_jit(jax.device_put(np.asarray(theta, dtype=float)), struct, reml))
+
+        return criterion
+
     def _leave_boundary(self, state, effects, compiled, scale, struct, reml, max_restarts: int = 3):
         """Restart from :func:`boundary.boundary_escape`'s point while the converged θ has a
         zero diagonal in a vector-valued term that is not a local minimum (the bounded
@@ -253,10 +262,7 @@ class LMM:
         number of restarts, and whether an escape was still open after the last one."""
         if not zero_columns(np.asarray(state.x), self.layout):
             return state, effects, 0, False
-
-        def criterion(theta):
-            return float(_objective_jit(jax.device_put(np.asarray(theta, dtype=float)), struct, reml))
-
+        criterion = self._criterion(struct, reml)
         for restarts in range(max_restarts + 1):
             escape = boundary_escape(np.asarray(state.x), self.layout, criterion, self.theta_scale)
             if escape is None:

@@ -29,8 +29,6 @@ _MODELS: dict[str, jaxlme.LMM] = {}
 
 @pytest.mark.parametrize("ref", EXTRA, ids=[f"{r['model']}-{'REML' if r['REML'] else 'ML'}" for r in EXTRA])
 def test_extra_models_match_lme4(ref):
-    if ref["model"] == "sleep_uncorrelated_terms":
-        pytest.skip("lme4 names the second Subject term Subject.1: checked in tests/test_formula_semantics.py")
     if ref["model"] not in _MODELS:
         _MODELS[ref["model"]] = jaxlme.LMM(ref["jformula"], _data(ref["data"]))
     with warnings.catch_warnings():

@@ -94,7 +94,7 @@ cases <- list(
        "Reaction ~ sqrt(Days + 1) + (1 | Subject)", "Reaction ~ sqrt(Days + 1) + (1 | Subject)"),
   list("sleep_exp", "sleepstudy", sleep,
        "Reaction ~ exp(Days/10) + (1 | Subject)", "Reaction ~ exp(Days/10) + (1 | Subject)"),
-  # for the terms engineer: one grouping factor in two terms (lme4 names them Subject, Subject.1)
+  # one grouping factor in two terms (lme4 names them Subject, Subject.1)
   list("sleep_uncorrelated_terms", "sleepstudy", sleep,
        "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)",
        "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)")
