@@ -422,7 +422,9 @@ def _check_identifiable(parsed: ParsedFormula, frame: pd.DataFrame, y, X, xnames
         wide = [
             f"'{c}' ({frame[c].nunique()} levels)"
             for c in frame.columns
-            if c in parsed.fixed and not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].nunique() > n / 2
+            if any(str(x).startswith(str(c)) for x in xnames)
+            and not pd.api.types.is_numeric_dtype(frame[c])
+            and frame[c].nunique() > n / 2
         ]
         hint = f"; coded as factors: {', '.join(wide)} (numbers stored as text?)" if wide else ""
         raise DataError(
