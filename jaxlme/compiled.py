@@ -109,10 +109,6 @@ _FAST_CPU = {
     # 128-bit vectors: less instruction selection work, no slower on these small arrays
     # (bootstrap pool: 0.49-0.55 -> 0.46 s)
     "xla_cpu_prefer_vector_width": 128,
-    # YNNPACK fusions for matrix products only: with the loop emitters, jaxlib 0.10.2's YNN
-    # reduce fusions can deadlock at run time (every thread asleep; seen on a 45-θ
-    # factor-slope model), and XLA's own reductions are no slower on these sizes.
-    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT",
 }
 # Programs with the analytic gradient's pass over the Schur pairs keep reductions with
 # XLA's own emitters rather than YNNPACK (matrix products still go to YNNPACK): on InstEval

@@ -81,9 +81,9 @@ def _loop_cholesky(m: jax.Array) -> jax.Array:
     """Batched Cholesky of (k, r, r) SPD blocks, one column per step of a ``fori_loop``.
 
     Not LAPACK's batched potrf: jaxlib 0.10's CPU kernels split a batch over the intra-op
-    thread pool (``ParallelBatchMap``), and the triangular solves in its derivative deadlock
-    there (every thread asleep: the 45-θ factor-slope model hung).  The loop is the same
-    left-looking algorithm, differentiable and vmappable, with no custom call.
+    thread pool (``ParallelBatchMap``), where the triangular solves of its derivative can
+    deadlock.  The loop is the same left-looking algorithm, differentiable and vmappable,
+    with no custom call.
     """
     r = m.shape[-1]
     rows = jnp.arange(r)

@@ -195,7 +195,6 @@ def test_fast_options_only_for_small_models():
         "xla_backend_optimization_level": 1,
         "xla_cpu_parallel_codegen_split_count": max(4, os.cpu_count() or 1),
         "xla_cpu_prefer_vector_width": 128,
-        "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT",
     }
     assert compiled.fast_compile_options(False) == {}
     assert compiled.fast_compile_options(False, native_reductions=True) == {

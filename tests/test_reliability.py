@@ -251,8 +251,9 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 def test_factor_slope_45_theta_fits_without_hanging_and_reaches_lme4():
-    """Once a run-time deadlock (YNN reduce fusions with the loop emitters): the fit runs in
-    a subprocess with a deadline, so a hang fails the test instead of stalling the suite."""
+    """Once a run-time deadlock (LAPACK's batched triangular solves in jaxlib's thread pool):
+    the fit runs in a subprocess with a deadline, so a hang fails the test instead of
+    stalling the suite."""
     import json
     import subprocess
     import sys
