@@ -704,9 +704,17 @@ def _leave_edges(result, edges, maxiter, status, beta, sigma, theta, obj, iters)
                 continue
             fit = model._refit_structure(struct, result.reml, escape[0], maxiter)
             if fit.converged and fit.objective < obj[r]:
-                beta[r], sigma[r], theta[r], obj[r] = fit.fixef.to_numpy(), fit.sigma, fit.theta, fit.objective
-                status[r] = 1 if fit.opt.status.startswith("converged (gradient") else 2
-                iters[r] += fit.opt.iterations
+                _store(fit, r, status, beta, sigma, theta, obj, iters)
+
+
+def _store(fit, r, status, beta, sigma, theta, obj, iters) -> None:
+    """Replicate ``r``'s entries from a converged core refit ``fit``."""
+    beta[r] = fit.fixef.to_numpy()
+    sigma[r] = fit.sigma
+    theta[r] = fit.theta
+    obj[r] = fit.objective
+    status[r] = 1 if fit.opt.status.startswith("converged (gradient") else 2
+    iters[r] += fit.opt.iterations
 
 
 def _follow_up(result, stubborn, maxiter, status, beta, sigma, theta, obj, iters) -> None:
@@ -727,12 +735,7 @@ def _follow_up(result, stubborn, maxiter, status, beta, sigma, theta, obj, iters
             continue
         fit = min(fits, key=lambda f: f.objective)
         if not (np.isfinite(obj[r]) and obj[r] < fit.objective - 1e-6):
-            beta[r] = fit.fixef.to_numpy()
-            sigma[r] = fit.sigma
-            theta[r] = fit.theta
-            obj[r] = fit.objective
-            status[r] = 1 if fit.opt.status.startswith("converged (gradient") else 2
-            iters[r] += fit.opt.iterations
+            _store(fit, r, status, beta, sigma, theta, obj, iters)
 
 
 # ----------------------------------------------------------------------------------------

@@ -208,12 +208,13 @@ class LMM:
     def _start(self, y=None) -> np.ndarray:
         """θ the optimizer starts from when not given (see :func:`moment_start`), for the
         model's response (computed once) or another response ``y``."""
+        if y is None and self._start_theta is not None:
+            return self._start_theta
         w = self.design.weights  # moments of the √w-scaled rows, whose residual variance is σ²
         design = weighted_rows(self.design)
         if y is not None:
             return moment_start(design, self.layout, self.theta_scale, y if w is None else y * np.sqrt(w))
-        if self._start_theta is None:
-            self._start_theta = moment_start(design, self.layout, self.theta_scale, design.y)
+        self._start_theta = moment_start(design, self.layout, self.theta_scale, design.y)
         return self._start_theta
 
     def _boundary_reset(self, theta: np.ndarray, start: np.ndarray, scalar_too: bool) -> np.ndarray | None:
@@ -268,13 +269,12 @@ class LMM:
             if escape is None:
                 return state, effects, restarts, False
             if restarts == max_restarts:
-                return state, effects, restarts, True
+                break
             current, current_effects = jax.device_get(compiled(jax.device_put(escape[0]), scale, struct))
             if not float(current.f) < float(state.f):  # cannot happen with a descent method; be safe
-                return state, effects, restarts, True
-            current = current._replace(it=current.it + state.it, nfev=current.nfev + state.nfev)
-            state, effects = current, current_effects
-        return state, effects, max_restarts, True
+                break
+            state, effects = _continued(current, state), current_effects
+        return state, effects, restarts, True
 
     def _fit(self, struct, reml, theta0, options, warn, y=None) -> LMMResult:
         lay = self.layout
@@ -314,8 +314,7 @@ class LMM:
             compile_s += polish_compile_s
             polish, polish_effects = jax.device_get(compiled_newton(x_bfgs, scale, struct))
             if int(polish.status) in (1, 2) or float(polish.f) < float(state.f):
-                polish = polish._replace(it=polish.it + state.it, nfev=polish.nfev + state.nfev)
-                state, effects, polished = polish, polish_effects, True
+                state, effects, polished = _continued(polish, state), polish_effects, True
             t0 += polish_compile_s
         if int(state.status) == 3:  # the iteration cap, often while creeping towards a bound
             snapped = self._snap_to_bounds(np.asarray(state.x))
@@ -323,8 +322,7 @@ class LMM:
                 cand, cand_effects = jax.device_get(compiled(jax.device_put(snapped), scale, struct))
                 tol = 1e-10 * max(1.0, abs(float(state.f)))
                 if int(cand.status) in (1, 2) and float(cand.f) <= float(state.f) + tol:
-                    cand = cand._replace(it=cand.it + state.it, nfev=cand.nfev + state.nfev)
-                    state, effects = cand, cand_effects
+                    state, effects = _continued(cand, state), cand_effects
         state, effects, escapes, trapped = self._leave_boundary(state, effects, compiled, scale, struct, reml)
         fit_s = time.perf_counter() - t0
         lb = lay.theta_lower
@@ -371,6 +369,12 @@ class LMM:
             if res.singular:
                 warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=4)
         return res
+
+
+def _continued(after, before):
+    """The optimizer state ``after`` of a run started where ``before`` ended, counting the
+    iterations and evaluations of both."""
+    return after._replace(it=after.it + before.it, nfev=after.nfev + before.nfev)
 
 
 # Residual SD below this fraction of the response's SD: the model reproduces the data

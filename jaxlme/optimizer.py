@@ -272,7 +272,7 @@ def newton_minimize(
         small_change = jnp.abs(s.f - f) <= 1e-14 * (1.0 + jnp.abs(f))
         it = s.it + 1
         loose = (gnorm <= options.gtol) & (_free_min_eig(x, g, H, lb) >= -1e-8)
-        stationary = loose
+        stationary = loose  # BFGS: its steps are not quadratically convergent
         if not bfgs:
             # Newton converges quadratically: once |g| ≤ gtol, one more step costs one
             # Hessian and brings θ to rounding level, so fits of affinely transformed data

@@ -77,7 +77,7 @@ def _level_codes(newdata: pd.DataFrame, term) -> tuple[np.ndarray, np.ndarray]:
         raw = newdata[group[0]]
         na = raw.isna().to_numpy()
         labels = np.array(["" if pd.isna(v) else str(v) for v in raw], dtype=object)
-        codes = keys.get_indexer(pd.Index(raw.to_numpy(dtype=object) if raw.dtype == object else raw))
+        codes = keys.get_indexer(pd.Index(raw))
     else:
         parts = [newdata[g] for g in group]
         na = np.zeros(len(newdata), bool)
