@@ -67,7 +67,7 @@ from .optimizer import (
     newton_direction,
     noise_floor,
 )
-from .results import group_labels, varpar_name
+from .results import varpar_name
 from .structure import ObsData, Structure, response_crossprods
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -745,8 +745,7 @@ def _vc_columns(result: LMMResult, theta: np.ndarray, sigma: np.ndarray) -> pd.D
     """SDs and correlations of every random-effects term, and sigma, per replicate."""
     lay = result.model.layout
     cols: dict[str, np.ndarray] = {}
-    labels = group_labels(result.model.design.terms)
-    for t, term, label, lam in zip(lay.terms, result.model.design.terms, labels, lay.lambdas(theta)):
+    for t, term, label, lam in zip(lay.terms, result.model.design.terms, result.group_labels, lay.lambdas(theta)):
         r = t.ncols
         cov = sigma[:, None, None] ** 2 * lam @ np.swapaxes(lam, 1, 2)
         sd = np.sqrt(np.maximum(np.einsum("nii->ni", cov), 0.0))

@@ -70,11 +70,6 @@ class Centering:
         """Rows of L (contrasts of β) as contrasts of β̃: L β = (L T) β̃ + constant."""
         return np.asarray(L, dtype=float) @ self.T
 
-    def offset(self, c) -> np.ndarray:
-        """The constant in L β = (L T) β̃ + constant for the rows of L."""
-        c = np.atleast_2d(np.asarray(c, dtype=float))
-        return c[:, self.intercept] * self.y_shift if self.active else np.zeros(c.shape[0])
-
 
 def _intercept_column(X: np.ndarray) -> int | None:
     for j in range(X.shape[1]):

@@ -36,7 +36,7 @@ from .objective import (
     weighted_value_and_gradient,
 )
 from .optimizer import NewtonOptions, fd_hessian, fd_points, newton_minimize
-from .results import group_labels, varpar_name
+from .results import varpar_name
 from .structure import is_small
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -345,8 +345,7 @@ def varpar_names(res: LMMResult) -> list[str]:
     repeats ``Subject``); the bootstrap's columns use the same names.
     """
     out = []
-    labels = group_labels(res.model.design.terms)
-    for t, tl, label in zip(res.model.design.terms, res.model.layout.terms, labels):
+    for t, tl, label in zip(res.model.design.terms, res.model.layout.terms, res.group_labels):
         out += [varpar_name(label, t.columns, i, j) for i, j in tl.theta_index]
     out.append("sigma")
     return out
@@ -473,7 +472,7 @@ class _Profiler:
     def _run(self, psi0, k, value, j, bvalue, use_beta):
         # β_j = T[j]·β̃ + shift: fix that contrast of the structure's centred β̃
         c = self.T[j]
-        shift = float(self.centering.offset(np.eye(len(c))[j])[0])
+        shift = self.centering.y_shift if j == self.centering.intercept else 0.0
         return _profile_jit(
             jnp.asarray(psi0),
             self.jkinds,
