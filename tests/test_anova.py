@@ -83,3 +83,83 @@ def test_f_test_bad_input():
         inference.f_test(res, [[0, np.nan]])
     with pytest.raises(ValueError, match="only available for REML"):
         inference.f_test(fit("sleepstudy", reml=False), [[0, 1]], ddf="kenward-roger")
+
+
+# -- ANOVA tables -------------------------------------------------------------------------
+@pytest.mark.parametrize("ddf", ["satterthwaite", "kenward-roger"])
+@pytest.mark.parametrize("type_", ["1", "2", "3"])
+@pytest.mark.parametrize("name", MODELS)
+def test_anova_matches_lmertest(name, type_, ddf):
+    ref = REF[name]["anova"][ddf][type_]
+    tab = fit(name).anova(type=int(type_), ddf=ddf)
+    assert list(tab.columns) == ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
+    assert list(tab.index) == _rows(ref["rows"])
+    np.testing.assert_allclose(tab["NumDF"], _rows(ref["numdf"]), rtol=0)
+    np.testing.assert_allclose(tab["DenDF"], _rows(ref["dendf"]), rtol=1e-4)
+    np.testing.assert_allclose(tab["F value"], _rows(ref["f"]), rtol=1e-4)
+    np.testing.assert_allclose(tab["Pr(>F)"], _rows(ref["p"]), rtol=1e-4)
+    np.testing.assert_allclose(tab["Sum Sq"], _rows(ref["sum_sq"]), rtol=1e-4)
+    np.testing.assert_allclose(tab["Mean Sq"], _rows(ref["mean_sq"]), rtol=1e-4)
+    roman = {"1": "I", "2": "II", "3": "III"}[type_]
+    assert tab.attrs["heading"].startswith(f"Type {roman} Analysis of Variance Table")
+
+
+def test_anova_types_differ_where_lmertest_does():
+    """The unbalanced fits discriminate between the types: a check that could not fail if
+    all three built the same hypotheses would be worthless."""
+    for name in ("crossed", "singular", "bounce_interaction"):
+        f = {t: np.asarray(_rows(REF[name]["anova"]["satterthwaite"][t]["f"])) for t in "123"}
+        assert np.max(np.abs(f["1"] / f["2"] - 1)) > 1e-3 and np.max(np.abs(f["2"] / f["3"] - 1)) > 1e-3
+    # type III of a main effect in a treatment-coded interaction model is not the test of
+    # its own columns (the naive "drop columns" test: lmerTest's type "marginal")
+    res = fit("singular")
+    from jaxlme.anova import hypotheses
+
+    H = hypotheses(res, 3)["x"]
+    assert H.shape == (1, 6) and np.count_nonzero(H) > 1
+    naive = inference.f_test(res, pd.DataFrame({"x": [1.0]}))
+    assert abs(naive["F"] / res.anova(type=3).loc["x", "F value"] - 1) > 1e-2
+
+
+def test_anova_type_spellings_and_defaults():
+    res = fit("crossed")
+    default = res.anova()
+    assert default.attrs["heading"] == "Type III Analysis of Variance Table with Satterthwaite's method"
+    for spelled in (3, "3", "III", "iii"):
+        pd.testing.assert_frame_equal(res.anova(type=spelled), default)
+    pd.testing.assert_frame_equal(res.anova(type="II"), res.anova(type=2))
+    pd.testing.assert_frame_equal(res.anova(type="I", ddf="Kenward-Roger"), res.anova(type=1, ddf="kenward-roger"))
+    assert set(default.attrs["hypotheses"]) == {"A", "B", "x", "A:B"}
+
+
+def test_anova_with_other_models_is_still_the_lrt():
+    a, b = fit("bounce"), fit("bounce_factor")
+    with pytest.warns(UserWarning, match="refitting"):
+        tab = a.anova(b)
+    assert list(tab.columns) == ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "p"]
+    with pytest.raises(ValueError, match="LRT"):
+        a.anova(b, type=3)
+    with pytest.raises(TypeError, match="takes type and ddf"):
+        a.anova(refit=False)
+
+
+def test_anova_bad_arguments():
+    res = fit("cake")
+    with pytest.raises(ValueError, match="unknown type"):
+        res.anova(type=4)
+    with pytest.raises(ValueError, match="unknown ddf"):
+        res.anova(ddf="lme4")
+    with pytest.raises(ValueError, match="only available for REML"):
+        fit("cake", reml=False).anova(ddf="kenward-roger")
+
+
+def test_type3_refuses_what_needs_the_data():
+    cake = pd.read_csv(DATA / "cake.csv")
+    empty = cake[~((cake.recipe == "A") & (cake.temperature == "t175"))]  # an empty cell
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = jaxlme.LMM(REF["cake"]["formula"], empty).fit()
+    assert res.model.design.aliased
+    with pytest.raises(ValueError, match="depend on the data"):
+        res.anova(type=3)
+    assert np.all(np.isfinite(res.anova(type=1)["F value"]))  # types I and II need only X
