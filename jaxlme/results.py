@@ -363,11 +363,51 @@ class LMMResult:
 
         return confint(self, method=method, level=level, **kwargs)
 
-    def predict(self, newdata=None, random_effects: bool = True, allow_new_levels: bool = False) -> pd.Series:
-        """Conditional or population predictions; see ``jaxlme.predict.predict``."""
+    def predict(
+        self,
+        newdata=None,
+        re_form=None,
+        se_fit: bool = False,
+        interval: str | None = None,
+        level: float = 0.95,
+        allow_new_levels: bool = False,
+        random_effects: bool | None = None,
+    ):
+        """Predictions conditional on all, some (``re_form``) or none of the random effects,
+        with optional standard errors and confidence/prediction intervals; see
+        ``jaxlme.predict.predict``."""
         from .predict import predict
 
-        return predict(self, newdata, random_effects=random_effects, allow_new_levels=allow_new_levels)
+        return predict(
+            self,
+            newdata,
+            re_form=re_form,
+            se_fit=se_fit,
+            interval=interval,
+            level=level,
+            allow_new_levels=allow_new_levels,
+            random_effects=random_effects,
+        )
+
+    def predict_interval(self, newdata=None, n: int = 1000, seed: int | None = 0, level: float = 0.95, **kwargs):
+        """Parametric-bootstrap intervals of population-level predictions; see
+        ``jaxlme.predict.predict_interval``."""
+        from .predict import predict_interval
+
+        return predict_interval(self, newdata, n=n, seed=seed, level=level, **kwargs)
+
+    def r2(self) -> pd.Series:
+        """Nakagawa & Schielzeth's marginal and conditional R² (performance::r2_nakagawa); see
+        ``jaxlme.r2.r2``."""
+        from .r2 import r2
+
+        return r2(self)
+
+    def icc(self) -> pd.Series:
+        """Adjusted and unadjusted intraclass correlation (performance::icc); see ``jaxlme.r2.icc``."""
+        from .r2 import icc
+
+        return icc(self)
 
     def ranef_condvar(self) -> dict[str, np.ndarray]:
         """{group: (nlevels, r, r)} conditional covariances of the random effects (lme4's condVar);
