@@ -58,6 +58,9 @@ models <- list(
        rows = c(1, 20, 77, 144), subsets = list("~(1|plate)", "~(1|sample)"),
        newlevel = list(plate = "zz", sample = "B")),
   list(name = "sleepstudy_uncorr", data = "sleepstudy", frame = sleep, formula = "Reaction ~ Days + (Days||Subject)",
+       rows = c(1, 15, 33, 100, 180), subsets = list(), newlevel = NULL),
+  ## a random slope that is not a fixed effect: performance leaves it out of the random variance
+  list(name = "slope_not_fixed", data = "sleepstudy", frame = sleep, formula = "Reaction ~ 1 + (Days|Subject)",
        rows = c(1, 15, 33, 100, 180), subsets = list(), newlevel = NULL)
 )
 
