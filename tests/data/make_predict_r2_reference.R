@@ -32,6 +32,8 @@ u2 <- setNames(rnorm(20, sd = 0.6), sprintf("b%02d", 1:20))
 s2 <- setNames(rnorm(20, sd = 0.3), sprintf("b%02d", 1:20))
 y <- 2 + 0.5 * x + u1[g1] + u2[g2] + s2[g2] * x + rnorm(n, sd = 0.8)
 crossed <- data.frame(y = round(y, 6), x = round(x, 6), g1 = g1, g2 = g2)
+## ten noise covariates with long names: p = 12 fixed effects (a wrapped correlation block)
+for (j in 1:10) crossed[[sprintf("covariate_%02d", j)]] <- round(rnorm(n), 6)
 write.csv(crossed, file.path("tests", "data", "predict_crossed.csv"), row.names = FALSE)
 crossed <- read.csv(file.path("tests", "data", "predict_crossed.csv"), stringsAsFactors = TRUE)
 
@@ -59,6 +61,9 @@ models <- list(
        newlevel = list(plate = "zz", sample = "B")),
   list(name = "sleepstudy_uncorr", data = "sleepstudy", frame = sleep, formula = "Reaction ~ Days + (Days||Subject)",
        rows = c(1, 15, 33, 100, 180), subsets = list(), newlevel = NULL),
+  list(name = "wide", data = "predict_crossed", frame = crossed,
+       formula = paste("y ~ x +", paste(sprintf("covariate_%02d", 1:10), collapse = " + "), "+ (1|g1) + (1|g2)"),
+       rows = c(1, 2, 150, 399, 400), subsets = list("~(1|g2)"), newlevel = NULL),
   ## a random slope that is not a fixed effect: performance leaves it out of the random variance
   list(name = "slope_not_fixed", data = "sleepstudy", frame = sleep, formula = "Reaction ~ 1 + (Days|Subject)",
        rows = c(1, 15, 33, 100, 180), subsets = list(), newlevel = NULL)
@@ -121,5 +126,12 @@ for (m in models) {
                    message = msg))
 }
 out$fits <- fits
+## R's abbreviate(), which names the correlation block's rows (minlength 11) and columns (6)
+abbr <- c("(Intercept)", "recipeB", "recipeC", "temperaturet185", "age_scaled", "Days", "x", "covariate_01",
+          "covariate_02", "I(Days^2)", "poly(x, 2)1", "sexMale:ageOld", "log(dose)", "treatmentPlacebo",
+          "treatmentActive", "a b c d e", "Subject", "aeiou", "AEIOUxyz", "conditionHigh:timePost",
+          "   lead spaces", "xx  yy zz", "abcd", "abce", "abcf", "groupA", "groupB", "genotypeWT:treatmentDrugX")
+out$abbreviate <- list(names = abbr, minlength = c(1, 2, 3, 4, 6, 8, 11),
+                       abbreviations = lapply(c(1, 2, 3, 4, 6, 8, 11), function(m) unname(abbreviate(abbr, m))))
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null", pretty = TRUE),
            file.path("tests", "data", "predict_r2_reference.json"))
