@@ -15,7 +15,11 @@ FITS = REF["fits"]
 _CACHE: dict = {}
 
 # columns of the CSV data sets that are grouping factors or factors (read as text)
-_FACTORS = {"cake": ["replicate", "recipe", "temperature"], "predict_crossed": ["g1", "g2"]}
+_FACTORS = {
+    "cake": ["replicate", "recipe", "temperature"],
+    "predict_crossed": ["g1", "g2"],
+    "sleepstudy_weighted": ["Subject"],
+}
 
 
 def frame(name: str) -> pd.DataFrame:
@@ -30,7 +34,7 @@ def fit(case: str):
         f = FITS[case]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _CACHE[case] = jaxlme.LMM(f["formula"], frame(f["data"])).fit(reml=True)
+            _CACHE[case] = jaxlme.LMM(f["formula"], frame(f["data"]), weights=f.get("weights")).fit(reml=True)
     return _CACHE[case]
 
 

@@ -57,7 +57,7 @@ def test_population_se_and_satterthwaite_df_match_r(case):
 
 def _henderson_variance(res, rows_X, rows_Z):
     """Var(x'β̂ + z'b̂ − x'β − z'b) from the textbook mixed-model equations
-    [[X'X, X'Z], [Z'X, Z'Z + σ² G⁻¹]]⁻¹ σ², G = blockdiag(Σ_t) (needs G invertible)."""
+    [[X'WX, X'WZ], [Z'WX, Z'WZ + σ² G⁻¹]]⁻¹ σ², G = blockdiag(Σ_t) (needs G invertible)."""
     d = res.model.design
     blocks_Z, blocks_G = [], []
     for t, cov in zip(d.terms, res.covariance_matrices().values()):
@@ -74,7 +74,9 @@ def _henderson_variance(res, rows_X, rows_Z):
         G[o : o + len(g), o : o + len(g)] = g
         o += len(g)
     X, s2 = d.X, res.sigma**2
-    C = np.block([[X.T @ X, X.T @ Z], [Z.T @ X, Z.T @ Z + s2 * np.linalg.inv(G)]])
+    w = np.ones(d.n) if d.weights is None else d.weights
+    XW, ZW = X.T * w, Z.T * w
+    C = np.block([[XW @ X, XW @ Z], [ZW @ X, ZW @ Z + s2 * np.linalg.inv(G)]])
     A = np.hstack([rows_X, rows_Z])
     return s2 * np.einsum("ij,jk,ik->i", A, np.linalg.inv(C), A)
 
@@ -98,11 +100,11 @@ def _z_rows(res, nd):
     return np.hstack(out)
 
 
-@pytest.mark.parametrize("case", ["sleepstudy", "penicillin"])
+@pytest.mark.parametrize("case", ["sleepstudy", "penicillin", "weighted"])
 def test_conditional_se_matches_dense_henderson_equations(case):
     res, nd = fit(case), newdata(case)
     out = res.predict(nd, se_fit=True)
-    Xn = np.column_stack([np.ones(len(nd))] + ([nd["Days"].to_numpy(float)] if case == "sleepstudy" else []))
+    Xn = np.column_stack([np.ones(len(nd))] + ([nd["Days"].to_numpy(float)] if "Days" in nd else []))
     expected = np.sqrt(_henderson_variance(res, Xn, _z_rows(res, nd)))
     np.testing.assert_allclose(out["se"], expected, rtol=1e-7)
     # the fitting rows without newdata: same route, indexed like the data

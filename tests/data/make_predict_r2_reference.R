@@ -37,6 +37,14 @@ for (j in 1:10) crossed[[sprintf("covariate_%02d", j)]] <- round(rnorm(n), 6)
 write.csv(crossed, file.path("tests", "data", "predict_crossed.csv"), row.names = FALSE)
 crossed <- read.csv(file.path("tests", "data", "predict_crossed.csv"), stringsAsFactors = TRUE)
 
+## sleepstudy with prior weights
+set.seed(7)
+sleep_w <- sleep
+sleep_w$w <- round(runif(nrow(sleep_w), 0.5, 2), 4)
+write.csv(sleep_w, file.path("tests", "data", "sleepstudy_weighted.csv"), row.names = FALSE)
+sleep_w <- read.csv(file.path("tests", "data", "sleepstudy_weighted.csv"), stringsAsFactors = TRUE)
+sleep_w$Subject <- factor(sleep_w$Subject)
+
 ## rows of the data used as newdata (1-based), re.form subsets, and one row with new levels
 models <- list(
   list(name = "sleepstudy", data = "sleepstudy", frame = sleep, formula = "Reaction ~ Days + (Days|Subject)",
@@ -64,6 +72,8 @@ models <- list(
   list(name = "wide", data = "predict_crossed", frame = crossed,
        formula = paste("y ~ x +", paste(sprintf("covariate_%02d", 1:10), collapse = " + "), "+ (1|g1) + (1|g2)"),
        rows = c(1, 2, 150, 399, 400), subsets = list("~(1|g2)"), newlevel = NULL),
+  list(name = "weighted", data = "sleepstudy_weighted", frame = sleep_w, formula = "Reaction ~ Days + (Days|Subject)",
+       weights = "w", rows = c(1, 15, 33, 100, 180), subsets = list(), newlevel = NULL),
   ## a random slope that is not a fixed effect: performance leaves it out of the random variance
   list(name = "slope_not_fixed", data = "sleepstudy", frame = sleep, formula = "Reaction ~ 1 + (Days|Subject)",
        rows = c(1, 15, 33, 100, 180), subsets = list(), newlevel = NULL)
@@ -88,7 +98,10 @@ out <- list(versions = list(R = R.version.string, lme4 = as.character(packageVer
                             insight = as.character(packageVersion("insight"))))
 fits <- list()
 for (m in models) {
-  fit <- lmerTest::lmer(as.formula(m$formula), data = m$frame, REML = TRUE)
+  fr <- m$frame
+  fr$.w <- if (is.null(m$weights)) 1 else fr[[m$weights]]
+  fit <- if (is.null(m$weights)) lmerTest::lmer(as.formula(m$formula), data = fr, REML = TRUE) else
+    lmerTest::lmer(as.formula(m$formula), data = fr, REML = TRUE, weights = .w)
   nd <- m$frame[m$rows, , drop = FALSE]
   X <- model.matrix(delete.response(terms(fit)), nd, contrasts.arg = attr(getME(fit, "X"), "contrasts"))
   V <- as.matrix(vcov(fit))
@@ -113,7 +126,7 @@ for (m in models) {
     msg <<- c(msg, conditionMessage(e)); invokeRestart("muffleMessage")
   })
   fits[[m$name]] <- list(
-    name = m$name, data = m$data, formula = m$formula,
+    name = m$name, data = m$data, formula = m$formula, weights = m$weights,
     fixef = as.list(fixef(fit)), theta = unname(getME(fit, "theta")), sigma = sigma(fit),
     newdata = records(nd),
     predict = list(conditional = unname(predict(fit, nd)), population = unname(predict(fit, nd, re.form = NA)),
