@@ -203,3 +203,12 @@ def test_bootstrap_interval_agrees_with_wald_and_is_reproducible():
     assert not np.allclose(a["lower"], other["lower"])
     with pytest.raises(ValueError, match="population-level only"):
         res.predict_interval(nd, boot=boot, which="conditional")
+
+
+def test_bootstrap_interval_arguments_are_checked_before_refitting():
+    res = fit("sleepstudy")
+    nd = pd.DataFrame({"Days": [1.0]})
+    with pytest.raises(ValueError, match="population-level only"):
+        res.predict_interval(nd, which="conditional")
+    with pytest.raises(ValueError, match="level must be between 0 and 1"):
+        res.predict_interval(nd, level=95)
