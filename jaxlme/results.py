@@ -12,7 +12,7 @@ import pandas as pd
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LMM
 
-__all__ = ["OptSummary", "LMMResult", "SINGULAR_TOL", "group_labels", "varpar_name"]
+__all__ = ["OptSummary", "LMMResult", "SINGULAR_TOL", "COR_MAX", "abbreviate", "group_labels", "varpar_name"]
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance on θ components bounded at 0
 
@@ -56,6 +56,134 @@ def varpar_name(label: str, columns, i: int, j: int) -> str:
     if i == j:
         return f"sd_{columns[i]}|{label}"
     return f"cor_{columns[i]}.{columns[j]}|{label}"
+
+
+COR_MAX = 12  # lme4's getOption("lme4.summary.cor.max"): larger models omit the correlation block
+_WIDTH = 80  # R's getOption("width"): a wider correlation block is printed in column blocks
+
+
+def abbreviate(names, minlength: int) -> list[str]:
+    """R's ``abbreviate(names, minlength)`` (method "left.kept", not strict): drop lower-case
+    vowels from the right (a word's last letter first), then other lower-case letters, then
+    any letter but a word's first, until ``minlength`` characters; names whose abbreviations
+    collide are abbreviated again with a larger ``minlength``.
+
+    Args:
+        names: the strings to abbreviate.
+        minlength: the length to shorten to.
+
+    Returns:
+        One abbreviation per name, in order.
+    """
+    names = [str(n).strip(" ") for n in names]
+    unique = list(dict.fromkeys(names))
+    out = {n: _strip_chars(n, minlength) for n in unique}
+    todo = [n for n in unique if list(out.values()).count(out[n]) > 1]
+    m = minlength
+    while todo:
+        m += 1
+        for n in todo:
+            out[n] = _strip_chars(n, m)
+        values = list(out.values())
+        clash = {v for v in values if values.count(v) > 1}
+        todo = [n for n in unique if out[n] in clash] if clash else []
+        if m > max(len(n) for n in unique):
+            break
+    return [out[n] for n in names]
+
+
+def _strip_chars(text: str, minlen: int) -> str:
+    """One abbreviation: R's ``stripchars`` (src/main/character.c) for ASCII text."""
+    b = list(text.lstrip())
+    nspace = 0
+
+    def short() -> bool:
+        return len(b) - nspace <= minlen
+
+    def first(i: int) -> bool:  # the first letter of a word
+        return b[i - 1].isspace()
+
+    def last(i: int) -> bool:  # the last letter of a word
+        return not b[i - 1].isspace() and (i + 1 >= len(b) or b[i + 1].isspace())
+
+    def lower(c: str) -> bool:
+        return "a" <= c <= "z"
+
+    if len(b) >= minlen:
+        trailing = True
+        for i in range(len(b) - 1, 0, -1):
+            if b[i].isspace():
+                if trailing:
+                    del b[i:]
+                else:
+                    nspace += 1
+            else:
+                trailing = False
+            if short():
+                break
+        else:
+            rules = [
+                lambda i: b[i] in "aeiou" and last(i),
+                lambda i: b[i] in "aeiou" and not first(i),
+                lambda i: lower(b[i]) and last(i),
+                lambda i: lower(b[i]) and not first(i),
+                lambda i: not first(i) and not b[i].isspace(),
+            ]
+            done = False
+            for rule in rules:
+                for i in range(len(b) - 1, 0, -1):
+                    if i < len(b) and rule(i):
+                        del b[i]
+                    if short():
+                        done = True
+                        break
+                if done:
+                    break
+    if len(b) > minlen:
+        b = [b[0]] + [c for c in b[1:] if not c.isspace()]
+    return "".join(b)
+
+
+def _correlation_block(res: LMMResult, correlation: bool | None) -> list[str]:
+    """lme4's "Correlation of Fixed Effects:" block (print.summary.merMod): the lower
+    triangle of cor(β̂) to 3 decimals, rows named by ``abbreviate(names, 11)``, columns by
+    ``abbreviate(names, 6)``, split into column blocks at 80 characters; or, by default for
+    more than 12 fixed effects, lme4's note that it is not shown."""
+    names = list(res.model.design.xnames)
+    p = len(names)
+    if correlation is None:
+        if p > COR_MAX:
+            return [
+                "",
+                f"Correlation matrix not shown by default, as p = {p} > {COR_MAX}.",
+                "Use summary(correlation=True)  or",
+                "    vcov                if you need it",
+            ]
+        correlation = True
+    if not correlation or p <= 1:
+        return []
+    V = res.vcov.to_numpy()
+    sd = np.sqrt(np.diag(V))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.round(V / np.outer(sd, sd), 3) + 0.0  # + 0.0: R prints -0 as 0
+    text = np.array([["NaN" if np.isnan(v) else f"{v:.3f}" for v in row] for row in corr])
+    width = max(len(t) for t in text.ravel())  # R's format() pads the whole vector alike
+    rows, cols = abbreviate(names, 11)[1:], abbreviate(names, 6)[:-1]
+    cells = [[text[i, j].rjust(width) if i > j else "" for j in range(p - 1)] for i in range(1, p)]
+    w0 = max(len(r) for r in rows)
+    widths = [max(len(cols[j]), max(len(cells[i][j]) for i in range(p - 1))) for j in range(p - 1)]
+    out = ["", "Correlation of Fixed Effects:"]
+    j0 = 0
+    while j0 < p - 1:
+        j1, used = j0, w0
+        while j1 < p - 1 and (j1 == j0 or used + 1 + widths[j1] <= _WIDTH):
+            used += 1 + widths[j1]
+            j1 += 1
+        out.append(" " * w0 + "".join(" " + cols[j].ljust(widths[j]) for j in range(j0, j1)))
+        for i in range(p - 1):
+            out.append(rows[i].ljust(w0) + "".join(" " + cells[i][j].ljust(widths[j]) for j in range(j0, j1)))
+        j0 = j1
+    return out
 
 
 @dataclass
@@ -259,8 +387,17 @@ class LMMResult:
         return bootstrap(self, n, seed, **kwargs)
 
     # -- text --------------------------------------------------------------------------
-    def summary(self) -> str:
-        """lme4-style text summary."""
+    def summary(self, correlation: bool | None = None) -> str:
+        """lme4-style text summary.
+
+        Args:
+            correlation: show the correlation of the fixed effects (lme4's "Correlation of
+                Fixed Effects:" block); None (default) shows it when there are at most 12
+                fixed effects and otherwise says it is not shown, as lme4 does.
+
+        Returns:
+            The summary text.
+        """
         d = self.model.design
         out = []
         how = "REML" if self.reml else "maximum likelihood"
@@ -307,6 +444,7 @@ class LMMResult:
         out.append(fe.to_string(float_format=lambda v: f"{v:.4g}" if abs(v) < 1e-3 else f"{v:.4f}"))
         if d.aliased:
             out.append(f"fixed-effect model matrix is rank deficient; dropped: {', '.join(d.aliased)}")
+        out += _correlation_block(self, correlation)
         out.append("")
         status = self.opt.status if self.converged else f"NOT CONVERGED ({self.opt.status})"
         out.append(f"Optimizer: {status} in {self.opt.iterations} iterations, max|grad| = {self.opt.gradient_norm:.2e}")
@@ -315,11 +453,12 @@ class LMMResult:
         return "\n".join(out)
 
     def _varcorr_text(self) -> str:
-        lines = []
-        header = f" {'Groups':<10} {'Name':<14} {'Variance':>10} {'Std.Dev.':>9}  Corr"
-        lines.append(header)
+        covs = self.covariance_matrices()
+        gw = max([len("Groups"), len("Residual")] + [len(k) for k in covs])  # long labels: county:location
+        nw = max([len("Name")] + [len(c) for cov in covs.values() for c in cov.columns])
+        lines = [f" {'Groups':<{gw}} {'Name':<{nw}} {'Variance':>10} {'Std.Dev.':>9}  Corr"]
         vc = self.varcorr
-        for (name, cov), term in zip(self.covariance_matrices().items(), self.model.design.terms):
+        for (name, cov), term in zip(covs.items(), self.model.design.terms):
             c = cov.to_numpy()
             sd = np.sqrt(np.maximum(np.diag(c), 0))
             cols = list(cov.columns)
@@ -330,9 +469,9 @@ class LMMResult:
                         f"{(c[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else float('nan')):5.2f}" for j in range(i)
                     )
                 grp = name if i == 0 else ""
-                lines.append(f" {grp:<10} {v:<14} {c[i, i]:10.4g} {sd[i]:9.4g}  {corr}")
+                lines.append(f" {grp:<{gw}} {v:<{nw}} {c[i, i]:10.4g} {sd[i]:9.4g}  {corr}")
         res = vc.iloc[-1]
-        lines.append(f" {'Residual':<10} {'':<14} {res['vcov']:10.4g} {res['sdcor']:9.4g}")
+        lines.append(f" {'Residual':<{gw}} {'':<{nw}} {res['vcov']:10.4g} {res['sdcor']:9.4g}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -383,11 +522,51 @@ class LMMResult:
 
         return confint(self, method=method, level=level, **kwargs)
 
-    def predict(self, newdata=None, random_effects: bool = True, allow_new_levels: bool = False) -> pd.Series:
-        """Conditional or population predictions; see ``jaxlme.predict.predict``."""
+    def predict(
+        self,
+        newdata=None,
+        re_form=None,
+        se_fit: bool = False,
+        interval: str | None = None,
+        level: float = 0.95,
+        allow_new_levels: bool = False,
+        random_effects: bool | None = None,
+    ):
+        """Predictions conditional on all, some (``re_form``) or none of the random effects,
+        with optional standard errors and confidence/prediction intervals; see
+        ``jaxlme.predict.predict``."""
         from .predict import predict
 
-        return predict(self, newdata, random_effects=random_effects, allow_new_levels=allow_new_levels)
+        return predict(
+            self,
+            newdata,
+            re_form=re_form,
+            se_fit=se_fit,
+            interval=interval,
+            level=level,
+            allow_new_levels=allow_new_levels,
+            random_effects=random_effects,
+        )
+
+    def predict_interval(self, newdata=None, n: int = 1000, seed: int | None = 0, level: float = 0.95, **kwargs):
+        """Parametric-bootstrap intervals of population-level predictions; see
+        ``jaxlme.predict.predict_interval``."""
+        from .predict import predict_interval
+
+        return predict_interval(self, newdata, n=n, seed=seed, level=level, **kwargs)
+
+    def r2(self) -> pd.Series:
+        """Nakagawa & Schielzeth's marginal and conditional R² (performance::r2_nakagawa); see
+        ``jaxlme.r2.r2``."""
+        from .r2 import r2
+
+        return r2(self)
+
+    def icc(self) -> pd.Series:
+        """Adjusted and unadjusted intraclass correlation (performance::icc); see ``jaxlme.r2.icc``."""
+        from .r2 import icc
+
+        return icc(self)
 
     def ranef_condvar(self) -> dict[str, np.ndarray]:
         """{group: (nlevels, r, r)} conditional covariances of the random effects (lme4's condVar);
