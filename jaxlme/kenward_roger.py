@@ -19,6 +19,7 @@ effects, independent of n.  ``max_re`` bounds q (the dense q × q matrices).
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["KRParts", "kr_parts", "kenward_roger", "kr_ftest", "MAX_RE"]
 
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # fit -> KRParts (a fit never changes)
 MAX_RE = 5000  # default bound on q: about a dozen dense q × q float64 matrices (~2.4 GB at 5000)
 
 
@@ -50,8 +52,15 @@ class KRParts:
         return self.centering.vcov(self.phi_adj)
 
     def adjust(self, L: np.ndarray) -> dict:
-        """pbkrtest's ``.KR_adjust`` for the rows of L (contrasts of β): the denominator df,
-        the F scaling and the rank q of L."""
+        """pbkrtest's ``.KR_adjust`` for H0: Lβ = 0.
+
+        Args:
+            L: (k, p) contrasts of the model's β, of full row rank.
+
+        Returns:
+            dict with ``ddf`` (KR's denominator df), ``F.scaling``, ``q`` (rank of L) and
+            pbkrtest's ``A1``, ``A2``.
+        """
         Lt = self.centering.contrasts(L)
         phi = self.phi
         q = int(np.linalg.matrix_rank(Lt))
@@ -131,10 +140,13 @@ def kr_parts(res: LMMResult, max_re: int = MAX_RE) -> KRParts:
         raise ValueError("Kenward-Roger's method is not available for fits with prior weights (weights=...)")
     if d.p == 0:
         raise ValueError("Kenward-Roger's method needs at least one fixed effect")
-    Z, info = _random_design(res)
-    q = Z.shape[1]
+    q = sum(t.nlevels * t.ncols for t in d.terms)
     if q > max_re:
         raise ValueError(f"Kenward-Roger: {q} random effects exceed max_re={max_re} (dense q x q work); raise max_re")
+    cached = _CACHE.get(res)
+    if cached is not None:
+        return cached
+    Z, info = _random_design(res)
     cen = res.model.centering
     X = d.X @ cen.T  # centred columns: X β = X̃ β̃
     n, p = X.shape
@@ -215,7 +227,8 @@ def kr_parts(res: LMMResult, max_re: int = MAX_RE) -> KRParts:
         U += W[u, u] * (Q[u, u] - P[u] @ phi @ P[u])
     phi_adj = phi + 2.0 * phi @ U @ phi
     phi_adj = 0.5 * (phi_adj + phi_adj.T)
-    return KRParts(phi, phi_adj, P, W, cen)
+    _CACHE[res] = parts = KRParts(phi, phi_adj, P, W, cen)
+    return parts
 
 
 def _contrast_matrix(res: LMMResult, L) -> tuple[np.ndarray, list[str]]:

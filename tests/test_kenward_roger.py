@@ -49,6 +49,7 @@ def test_kenward_roger_matches_pbkrtest(name):
     from jaxlme.kenward_roger import kr_parts
 
     np.testing.assert_allclose(kr_parts(res).vcov_adj() / scale, Va / scale, atol=1e-4)
+    assert kr_parts(res) is kr_parts(res)  # computed once per fit (emmeans asks for many L)
 
 
 @pytest.mark.parametrize("name", ["sleepstudy", "cake", "singular"])
