@@ -19,7 +19,7 @@ bounce$county <- factor(bounce$county)
 bounce$location <- factor(bounce$location)
 
 data(cake, package = "lme4")
-cake <- data.frame(replicate = paste0("r", as.integer(cake$replicate)), recipe = as.character(cake$recipe),
+cake <- data.frame(replicate = as.character(cake$replicate), recipe = as.character(cake$recipe),
                    temperature = paste0("t", as.character(cake$temperature)), angle = cake$angle)
 write.csv(cake, file.path(dir, "cake.csv"), row.names = FALSE)
 
