@@ -23,7 +23,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["main", "read_data", "result_json", "variance_components", "fit_statistics", "bootstrap_json", "demo"]
+__all__ = [
+    "main",
+    "read_data",
+    "result_json",
+    "variance_components",
+    "fit_statistics",
+    "bootstrap_json",
+    "anova_json",
+    "demo",
+]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
@@ -255,13 +264,25 @@ def _bootstrap(res: Any, n: int, seed: int | None) -> Any:
     return res.bootstrap(n, seed=seed)
 
 
-def _anova(res: Any) -> pd.DataFrame:
-    """Type III F tests with Satterthwaite df (lmerTest's ``anova(fit)``): ``res.anova()``."""
-    import importlib.util
+_ANOVA_JSON = {"Sum Sq": "sum_sq", "Mean Sq": "mean_sq", "NumDF": "num_df", "DenDF": "den_df", "F value": "F"}
 
-    if importlib.util.find_spec("jaxlme.anova") is None:
-        raise CLIError("--anova is not available: this jaxlme build has no jaxlme.anova module")
-    return res.anova()
+
+def _anova(res: Any) -> pd.DataFrame:
+    """Type III F tests with Satterthwaite df (lmerTest's ``anova(fit)``)."""
+    return res.anova(type=3, ddf="satterthwaite")
+
+
+def anova_json(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """An F table (``res.anova()``) as rows: term, sum_sq, mean_sq, num_df, den_df, F, p.
+
+    Args:
+        table: The DataFrame ``res.anova()`` returns (lmerTest's column names).
+
+    Returns:
+        One JSON-ready dict per term.
+    """
+    names = {**_ANOVA_JSON, "Pr(>F)": "p"}
+    return _records(table.rename(columns=names), "term")
 
 
 def _profile(res: Any, level: float) -> pd.DataFrame:
@@ -289,7 +310,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         out = result_json(res, args.level, intervals)
         out["warnings"] = notes
         if anova is not None:
-            out["anova"] = {"type": 3, "ddf": "satterthwaite", "table": _records(anova, "term")}
+            out["anova"] = {"type": 3, "ddf": "satterthwaite", "table": anova_json(anova)}
         if boot is not None:
             out["bootstrap"] = bootstrap_json(boot, args.level)
         print(json.dumps(out, indent=2))
@@ -304,7 +325,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if anova is not None:
             print()
             print("Type III Analysis of Variance Table with Satterthwaite's method:")
-            print(anova.to_string(float_format=lambda v: f"{v:.4g}"))
+            print(anova.rename_axis(None).to_string(float_format=lambda v: f"{v:.5g}"))
         if boot is not None:
             print()
             print(boot.summary(level=args.level))

@@ -334,3 +334,30 @@ def test_closed_pipe_with_head():
         proc = subprocess.run(["bash", "-c", cmd + opt], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
         assert proc.stdout.count("\n") == lines
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_anova_flag_matches_lmertest(files, capsys, method):
+    ml = ["--ml"] if method == "ML" else []
+    out = _json(capsys, ["fit", files["csv"], FORMULA, "--json", "--anova"] + ml)["anova"]
+    assert out["type"] == 3 and out["ddf"] == "satterthwaite"
+    (row,) = out["table"]
+    (ref,) = REF["sleepstudy"][method]["anova"]
+    assert row["term"] == ref["term"] == "Days"
+    for key in ["sum_sq", "mean_sq", "num_df", "den_df", "F", "p"]:
+        assert row[key] == pytest.approx(ref[key], rel=2e-4), key
+    assert main(["fit", files["csv"], FORMULA, "--anova"] + ml) == 0
+    text = capsys.readouterr().out
+    assert "Type III Analysis of Variance Table with Satterthwaite's method" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("Days ") and "1" in ln.split())
+    assert float(line.split()[-2]) == pytest.approx(ref["F"], rel=1e-4)
+
+
+def test_anova_of_a_factor_has_one_row_per_term(capsys):
+    """A 3-level factor: one F test with 2 numerator df, as lmerTest (not one row per coefficient)."""
+    out = _json(capsys, ["fit", "Pastes", "strength ~ cask + (1 | batch)", "--json", "--anova"])
+    (row,) = out["anova"]["table"]
+    assert row["term"] == "cask" and row["num_df"] == 2
+    (ref,) = REF["pastes_cask_anova"]
+    for key in ["sum_sq", "mean_sq", "num_df", "den_df", "F", "p"]:
+        assert row[key] == pytest.approx(ref[key], rel=1e-4), key

@@ -54,5 +54,9 @@ for (reml in c(TRUE, FALSE)) {
   )
 }
 out$sleepstudy <- fits
+pastes <- read.csv(file.path("jaxlme", "data", "Pastes.csv"), stringsAsFactors = TRUE)
+an <- anova(lmerTest::lmer(strength ~ cask + (1 | batch), data = pastes), type = 3, ddf = "Satterthwaite")
+out$pastes_cask_anova <- data.frame(term = rownames(an), sum_sq = an[, 1], mean_sq = an[, 2], num_df = an[, 3],
+                                    den_df = an[, 4], F = an[, 5], p = an[, 6], row.names = NULL)
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, na = "null", pretty = TRUE),
            file.path("tests", "data", "cli_reference.json"))
