@@ -11,12 +11,12 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from . import _warnings
 from ._config import x64
 from .inference import satterthwaite
 
@@ -93,7 +93,7 @@ def _contest(res: LMMResult, L: np.ndarray, ddf: str, kr=None) -> dict:
             out = kr_ftest(res, L, kr)
             return _row(out["F_unscaled"], out["NumDF"], out["DenDF"], res.sigma, out["scaling"])
         # pbkrtest cannot invert L Φ L' of a rank-deficient L: lmerTest falls back likewise
-        warnings.warn("Unable to compute Kenward-Roger F-test: using Satterthwaite instead", stacklevel=3)
+        _warnings.warn("Unable to compute Kenward-Roger F-test: using Satterthwaite instead")
     return _contest_satterthwaite(res, L)
 
 
