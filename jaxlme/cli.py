@@ -43,7 +43,15 @@ class CLIError(Exception):
 
 
 def read_data(path: str) -> pd.DataFrame:
-    """Read a CSV or Parquet file; a bare bundled-dataset name (e.g. ``sleepstudy``) also works."""
+    """Read a CSV or Parquet file; a bare bundled-dataset name (e.g. ``sleepstudy``) also works.
+
+    Args:
+        path: File path (``.csv``, ``.tsv``, ``.txt``, ``.gz``, ``.parquet``, ``.pq``) or a
+            bundled dataset's name.
+
+    Returns:
+        The data.
+    """
     from . import datasets
 
     p = Path(path)
@@ -432,7 +440,19 @@ def _story(rows: list[dict[str, Any]], n_counties: int) -> str:
 
 
 def demo(out=None) -> list[dict[str, Any]]:
-    """Fit the tutorial's five models to the bundled bounce-time data, printing each and a comparison."""
+    """Fit the tutorial's five models to the bundled bounce-time data, printing each and a comparison.
+
+    Each model's age coefficient is reported with the t test and t interval its own summary
+    uses (residual df for least squares, Satterthwaite df for the mixed models), so the
+    tables, the "what changed" lines and the closing text tell one story.
+
+    Args:
+        out: Text stream to print to (default ``sys.stdout``).
+
+    Returns:
+        One dict per model: ``model``, ``rmse``, ``age`` (estimate), ``df``, ``p``,
+        ``lower``, ``upper`` (95% t interval).
+    """
     import formulaic
 
     from . import LMM, datasets
