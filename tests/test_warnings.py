@@ -41,9 +41,9 @@ def _with_alias(df):
     return df
 
 
-def _line() -> int:
-    """The line number of the caller (where the next call on that line is made)."""
-    return inspect.currentframe().f_back.f_lineno
+def _next_line() -> int:
+    """The number of the line after the caller's: where the call under test is made."""
+    return inspect.currentframe().f_back.f_lineno + 1
 
 
 def _only(caught, needle):
@@ -61,7 +61,8 @@ def _assert_here(caught, needle, line):
 def test_lmm_missing_rows_and_aliased_columns(sleep):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line = _line(); jaxlme.lmm("Reaction ~ Days + Days2 + (1 | Subject)", _with_alias(_with_missing(sleep)))  # noqa: E702
+        line = _next_line()
+        jaxlme.lmm("Reaction ~ Days + Days2 + (1 | Subject)", _with_alias(_with_missing(sleep)))
     _assert_here(caught, "missing values", line)
     _assert_here(caught, "rank deficient", line)
 
@@ -69,12 +70,14 @@ def test_lmm_missing_rows_and_aliased_columns(sleep):
 def test_LMM_constructor_and_fit(sleep):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line_make = _line(); model = jaxlme.LMM("Reaction ~ Days + (1 | Subject)", _with_missing(sleep))  # noqa: E702
+        line_make = _next_line()
+        model = jaxlme.LMM("Reaction ~ Days + (1 | Subject)", _with_missing(sleep))
     _assert_here(caught, "missing values", line_make)
     # a non-converged fit (one iteration allowed) warns at the .fit call
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line_fit = _line(); model.fit(maxiter=1)  # noqa: E702
+        line_fit = _next_line()
+        model.fit(maxiter=1)
     _assert_here(caught, "failed to converge", line_fit)
 
 
@@ -82,15 +85,18 @@ def test_singular_fit():
     data = jaxlme.datasets.load("Dyestuff2")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line = _line(); jaxlme.LMM("Yield ~ 1 + (1 | Batch)", data).fit()  # noqa: E702
+        line = _next_line()
+        jaxlme.LMM("Yield ~ 1 + (1 | Batch)", data).fit()
     _assert_here(caught, "singular", line)
 
 
 def test_mixedlm_ignored_options_and_missing_rows(sleep):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line_make = _line(); model = jaxlme.mixedlm("Reaction ~ Days", _with_missing(sleep), groups="Subject")  # noqa: E702
-        line_fit = _line(); model.fit(method="bfgs")  # noqa: E702
+        line_make = _next_line()
+        model = jaxlme.mixedlm("Reaction ~ Days", _with_missing(sleep), groups="Subject")
+        line_fit = _next_line()
+        model.fit(method="bfgs")
     _assert_here(caught, "missing values", line_make)
     _assert_here(caught, "ignores statsmodels fit option", line_fit)
 
@@ -99,8 +105,10 @@ def test_lrt_refit_with_ml(sleep, sleep_fit):
     small = jaxlme.lmm("Reaction ~ Days + (1 | Subject)", sleep)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line = _line(); jaxlme.lrt(small, sleep_fit)  # noqa: E702
-        line_method = _line(); small.anova(sleep_fit)  # noqa: E702
+        line = _next_line()
+        jaxlme.lrt(small, sleep_fit)
+        line_method = _next_line()
+        small.anova(sleep_fit)
     hits = _only(caught, "refitting")
     assert [(w.filename, w.lineno) for w in hits] == [(__file__, line), (__file__, line_method)]
 
@@ -108,7 +116,8 @@ def test_lrt_refit_with_ml(sleep, sleep_fit):
 def test_bootstrap_failures_and_interruption(sleep_fit):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line = _line(); sleep_fit.bootstrap(8, seed=1, progress=False, chunk_size=4, _poison=[2])  # noqa: E702
+        line = _next_line()
+        sleep_fit.bootstrap(8, seed=1, progress=False, chunk_size=4, _poison=[2])
     _assert_here(caught, "bootstrap replicates failed", line)
 
     def stop(_):
@@ -116,7 +125,8 @@ def test_bootstrap_failures_and_interruption(sleep_fit):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line = _line(); jaxlme.bootstrap.bootstrap(sleep_fit, 40, progress=False, chunk_size=8, _on_round=stop)  # noqa: E702
+        line = _next_line()
+        jaxlme.bootstrap.bootstrap(sleep_fit, 40, progress=False, chunk_size=8, _on_round=stop)
     _assert_here(caught, "interrupted", line)
 
 
@@ -124,7 +134,8 @@ def test_the_check_can_fail():
     """The attribution check rejects a warning attributed elsewhere (e.g. a jaxlme module)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line = _line(); _warnings.warn("from the helper")  # noqa: E702
+        line = _next_line()
+        _warnings.warn("from the helper")
     _assert_here(caught, "from the helper", line)
     inside = warnings.WarningMessage("x", UserWarning, _warnings.__file__, line)
     with pytest.raises(AssertionError, match="attributed to"):
