@@ -338,14 +338,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             print()
             print(boot.summary(level=args.level))
     if args.plot:
-        _plot(res, boot, args.plot)
+        _plot(res, boot, args.plot, args.level)
     if boot is not None and boot.interrupted:  # partial results are printed, but the run failed
         print(f"jaxlme: interrupted after {boot.n} of {args.bootstrap} bootstrap replicates", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 
 
-def _plot(res: Any, boot: Any, path: str) -> None:
+def _plot(res: Any, boot: Any, path: str, level: float) -> None:
     try:
         import matplotlib
 
@@ -353,12 +353,12 @@ def _plot(res: Any, boot: Any, path: str) -> None:
         from . import plots
     except ImportError:
         raise CLIError("--plot needs matplotlib: pip install 'jaxlme[plot]'") from None
-    plots.diagnostics(res, path)
+    plots.diagnostics(res, path, level=level)
     print(f"wrote {path}", file=sys.stderr)
     if boot is not None:
         p = Path(path)
         bpath = p.with_name(f"{p.stem}_bootstrap{p.suffix}")
-        plots.save(plots.bootstrap_histograms(boot), str(bpath))
+        plots.save(plots.bootstrap_histograms(boot, level=level), str(bpath))
         print(f"wrote {bpath}", file=sys.stderr)
 
 

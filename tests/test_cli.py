@@ -73,6 +73,12 @@ def test_fit_plot(files, capsys):
     png = files["dir"] / "diag.png"
     assert main(["fit", files["csv"], FORMULA, "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert not (files["dir"] / "diag_bootstrap.png").exists()
+    argv = ["fit", files["csv"], FORMULA, "--plot", str(png), "--bootstrap", "12", "--level", "0.9"]
+    assert main(argv) == 0
+    assert "diag_bootstrap.png" in capsys.readouterr().err
+    boot_png = files["dir"] / "diag_bootstrap.png"
+    assert boot_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and boot_png.stat().st_size > 10_000
 
 
 def test_bootstrap_json_is_data_and_text_has_one_table(files, capsys):
