@@ -367,3 +367,17 @@ def test_anova_of_a_factor_has_one_row_per_term(capsys):
     (ref,) = REF["pastes_cask_anova"]
     for key in ["sum_sq", "mean_sq", "num_df", "den_df", "F", "p"]:
         assert row[key] == pytest.approx(ref[key], rel=1e-4), key
+
+
+def test_json_when_satterthwaite_fails_says_so(files, capsys, monkeypatch):
+    """No Satterthwaite df: null df, p and intervals and a note, never z-based numbers."""
+
+    def broken(self, ddf="satterthwaite", level=0.95):
+        raise ValueError("Hessian not positive definite")
+
+    monkeypatch.setattr(jaxlme.LMMResult, "coefs", broken)
+    out = _json(capsys, ["fit", files["csv"], FORMULA, "--json"])
+    assert out["ddf"] is None and "Hessian not positive definite" in out["notes"][0]
+    for row in out["fixed_effects"]:
+        assert row["df"] is None and row["p"] is None and row["lower"] is None and row["upper"] is None
+        assert row["t"] == pytest.approx(row["estimate"] / row["se"])
