@@ -196,7 +196,9 @@ def caterpillar(
 
 
 def residuals_vs_fitted(res: Any, ax=None):
-    """Residuals against fitted values, with a zero line and a running-mean smoother.
+    """Residuals against fitted values, with a zero line and binned means: the mean residual
+    of each of up to 20 equal-count bins of the fitted values (robust to the ties of
+    group-level fits, where a running mean zigzags).
 
     Args:
         res: A fitted model.
@@ -211,10 +213,9 @@ def residuals_vs_fitted(res: Any, ax=None):
     ax.scatter(f, e, s=12 if len(f) <= 2000 else 4, alpha=0.6 if len(f) <= 2000 else 0.3, color="C0", lw=0)
     ax.axhline(0.0, color="C3", lw=1, ls="--")
     if len(f) >= 10:
-        o = np.argsort(f)
-        w = max(5, len(f) // 10)
-        smooth = np.convolve(e[o], np.ones(w) / w, mode="valid")
-        ax.plot(f[o][w // 2 : w // 2 + len(smooth)], smooth, color="C1", lw=2, label="running mean")
+        bins = np.array_split(np.argsort(f, kind="stable"), int(np.clip(len(f) // 8, 3, 20)))
+        xs, ys = [f[b].mean() for b in bins], [e[b].mean() for b in bins]
+        ax.plot(xs, ys, color="C1", lw=2, marker="o", ms=3, label="binned mean")
         ax.legend(loc="best", fontsize=8)
     ax.set_xlabel("fitted")
     ax.set_ylabel("residual")

@@ -104,6 +104,10 @@ def test_residuals_vs_fitted(res, tmp_path):
     offsets = ax.collections[0].get_offsets()
     np.testing.assert_allclose(offsets[:, 0], res.fitted)
     np.testing.assert_allclose(offsets[:, 1], res.residuals)
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "binned mean"]
+    bins = np.array_split(np.argsort(res.fitted.to_numpy(), kind="stable"), 20)  # 180 rows: 20 bins of 9
+    np.testing.assert_allclose(line.get_ydata(), [res.residuals.to_numpy()[b].mean() for b in bins])
+    assert np.all(np.diff(line.get_xdata()) >= 0)
     assert not (tmp_path / "r.png").exists()
     plots.save(ax, str(tmp_path / "r.png"))
     assert _is_png(tmp_path / "r.png")
