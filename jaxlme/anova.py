@@ -59,42 +59,55 @@ def _row(F: float, ndf: float, ddf: float, sigma: float, scale: float = 1.0) -> 
     return {"Sum Sq": ms * ndf, "Mean Sq": ms, "NumDF": ndf, "DenDF": ddf, "F value": Fs, "Pr(>F)": p}
 
 
-def _contest_satterthwaite(res: LMMResult, L: np.ndarray) -> dict:
-    beta = res.fixef.to_numpy()
+def _eigen_contrasts(L: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """lmerTest's contestMD reduction: the rows P'L of the positive eigenvalues d of LVL'
+    (decreasing, as R's eigen()); one row is kept as it is (contest1D)."""
     if L.shape[0] == 1:
-        s = satterthwaite(res, L)
-        t = float(s["estimate"].iloc[0] / s["se"].iloc[0])
-        return _row(t**2, 1, float(s["df"].iloc[0]), res.sigma)
-    V = res.vcov.to_numpy()
+        return L, np.array([float(L[0] @ V @ L[0])])
     d, P = np.linalg.eigh(L @ V @ L.T)
-    d, P = d[::-1], P[:, ::-1]  # decreasing, as R's eigen()
-    pos = d > max(_EPS * d[0], 0.0)
-    q = int(np.sum(pos))
-    if q == 0:
-        return _row(np.nan, np.nan, np.nan, res.sigma)
-    PtL = (P.T @ L)[:q]
-    s = satterthwaite(res, PtL)
-    if q == 1:
-        t = float(s["estimate"].iloc[0] / s["se"].iloc[0])
-        return _row(t**2, 1, float(s["df"].iloc[0]), res.sigma)
-    F = float(np.sum((PtL @ beta) ** 2 / d[:q]) / q)
-    return _row(F, q, _fstat_ddf(s["df"].to_numpy()), res.sigma)
+    d, P = d[::-1], P[:, ::-1]
+    q = int(np.sum(d > max(_EPS * d[0], 0.0)))
+    return (P.T @ L)[:q], d[:q]
 
 
-def _contest(res: LMMResult, L: np.ndarray, ddf: str, kr=None) -> dict:
-    """One row of an F table for H0: Lβ = 0 (lmerTest's ``contestMD``)."""
-    if L.shape[0] == 0:
-        return _row(np.nan, np.nan, np.nan, res.sigma)
-    if ddf == "kenward-roger":
-        from .kenward_roger import kr_ftest, kr_parts
+def _contests(res: LMMResult, Ls: list[np.ndarray], ddf: str, kr=None) -> list[dict]:
+    """One F-table row per contrast matrix (lmerTest's ``contestMD``); the Satterthwaite df
+    of every eigen-contrast of every matrix come from one ``satterthwaite`` call."""
+    rows: list[dict | None] = [None] * len(Ls)
+    satt = []
+    for i, L in enumerate(Ls):
+        if L.shape[0] == 0:
+            rows[i] = _row(np.nan, np.nan, np.nan, res.sigma)
+            continue
+        if ddf == "kenward-roger":
+            from .kenward_roger import kr_ftest, kr_parts
 
-        kr = kr_parts(res) if kr is None else kr
-        if np.linalg.matrix_rank(L) == L.shape[0]:
-            out = kr_ftest(res, L, kr)
-            return _row(out["F_unscaled"], out["NumDF"], out["DenDF"], res.sigma, out["scaling"])
-        # pbkrtest cannot invert L Φ L' of a rank-deficient L: lmerTest falls back likewise
-        _warnings.warn("Unable to compute Kenward-Roger F-test: using Satterthwaite instead")
-    return _contest_satterthwaite(res, L)
+            kr = kr_parts(res) if kr is None else kr
+            if np.linalg.matrix_rank(L) == L.shape[0]:
+                out = kr_ftest(res, L, kr)
+                rows[i] = _row(out["F_unscaled"], out["NumDF"], out["DenDF"], res.sigma, out["scaling"])
+                continue
+            # pbkrtest cannot invert L Φ L' of a rank-deficient L: lmerTest falls back likewise
+            _warnings.warn("Unable to compute Kenward-Roger F-test: using Satterthwaite instead")
+        satt.append(i)
+    if not satt:
+        return rows
+    V = res.vcov.to_numpy()
+    beta = res.fixef.to_numpy()
+    reduced = [_eigen_contrasts(Ls[i], V) for i in satt]
+    stacked = np.vstack([PtL for PtL, _ in reduced if PtL.shape[0]] or [np.zeros((0, len(beta)))])
+    df_all = satterthwaite(res, stacked)["df"].to_numpy() if stacked.shape[0] else np.zeros(0)
+    start = 0
+    for i, (PtL, d) in zip(satt, reduced):
+        q = PtL.shape[0]
+        nu = df_all[start : start + q]
+        start += q
+        if q == 0:
+            rows[i] = _row(np.nan, np.nan, np.nan, res.sigma)
+            continue
+        F = float(np.sum((PtL @ beta) ** 2 / d) / q)  # q = 1: the squared t statistic
+        rows[i] = _row(F, q, _fstat_ddf(nu), res.sigma)
+    return rows
 
 
 def _as_matrix(res: LMMResult, L) -> np.ndarray:
@@ -132,7 +145,7 @@ def f_test(res: LMMResult, L, ddf: str = "satterthwaite") -> pd.Series:
         and ``Mean Sq`` as lmerTest reports them (Mean Sq = unscaled F · σ²).
     """
     key = _ddf_key(ddf)
-    row = _contest(res, _as_matrix(res, L), key)
+    row = _contests(res, [_as_matrix(res, L)], key)[0]
     return pd.Series(
         {
             "F": row["F value"],
@@ -497,14 +510,11 @@ def anova_table(res: LMMResult, type=3, ddf: str = "satterthwaite") -> pd.DataFr
         from .kenward_roger import kr_parts
 
         kr = kr_parts(res)
-    rows, empty = {}, []
-    for label, L in Ls.items():
-        if L.shape[0] == 0:
-            empty.append(label)
-        else:
-            rows[label] = _contest(res, L, key, kr)
-    for label in empty:
-        rows[label] = dict.fromkeys(ANOVA_COLUMNS, np.nan)
+    labels = [k for k, L in Ls.items() if L.shape[0]]
+    rows = dict(zip(labels, _contests(res, [Ls[k] for k in labels], key, kr)))
+    for label in Ls:  # empty hypotheses last, as lmerTest appends them
+        if label not in rows:
+            rows[label] = dict.fromkeys(ANOVA_COLUMNS, np.nan)
     out = pd.DataFrame.from_dict(rows, orient="index", columns=ANOVA_COLUMNS)
     out.index.name = "term"
     roman = {1: "I", 2: "II", 3: "III"}[_TYPES[str(type).strip().lower()]]

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["KRParts", "kr_parts", "kenward_roger", "kr_ftest", "MAX_RE"]
 
-MAX_RE = 20000  # default bound on the number of random effects q (dense q × q work)
+MAX_RE = 5000  # default bound on q: about a dozen dense q × q float64 matrices (~2.4 GB at 5000)
 
 
 class KRParts:

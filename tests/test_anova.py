@@ -163,3 +163,15 @@ def test_type3_refuses_what_needs_the_data():
     with pytest.raises(ValueError, match="depend on the data"):
         res.anova(type=3)
     assert np.all(np.isfinite(res.anova(type=1)["F value"]))  # types I and II need only X
+
+
+def test_kr_f_test_of_a_rank_deficient_l_falls_back_to_satterthwaite():
+    """pbkrtest cannot invert LΦL' for repeated rows; lmerTest then warns and uses
+    Satterthwaite's test, whose eigen-reduction drops the repeated direction."""
+    res = fit("cake")
+    L = pd.DataFrame({"recipeB": [1.0, 2.0], "recipeC": [-1.0, -2.0]})
+    with pytest.warns(UserWarning, match="using Satterthwaite instead"):
+        out = inference.f_test(res, L, ddf="kenward-roger")
+    single = inference.f_test(res, L.iloc[:1], ddf="satterthwaite")
+    assert out["NumDF"] == 1
+    np.testing.assert_allclose(out[["F", "DenDF", "p"]], single[["F", "DenDF", "p"]], rtol=1e-8)

@@ -51,8 +51,13 @@ specs <- list(
                        formula = "bounce_time ~ age_scaled + location + (1 | county)"),
   bounce_interaction = list(data = "bounce_time.csv", df = bounce,
                             formula = "bounce_time ~ age_scaled * location + (1 | county)"),
+  bounce_transform = list(data = "bounce_time.csv", df = bounce,
+                          formula = "bounce_time ~ log(age) * location + I(age_scaled^2) + (1 | county)"),
   cake = list(data = "cake.csv", df = cake, formula = "angle ~ recipe * temperature + (1 | recipe:replicate)"),
   crossed = list(data = "anova_crossed.csv", df = crossed, formula = "y ~ A * B + x + (1 | subj) + (1 | item)"),
+  crossed_slope = list(data = "anova_crossed.csv", df = crossed,
+                       formula = "y ~ x * B + A + (1 + x | subj) + (1 | item)"),
+  no_intercept = list(data = "anova_crossed.csv", df = crossed, formula = "y ~ 0 + A + B + x + (1 | subj)"),
   singular = list(data = "anova_singular.csv", df = sing, formula = "y ~ x * f + (1 | g)")
 )
 
