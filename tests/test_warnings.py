@@ -11,6 +11,7 @@ import inspect
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import jaxlme
@@ -142,3 +143,17 @@ def test_the_check_can_fail():
         _assert_here([inside], "x", line)
     with pytest.raises(AssertionError):
         _assert_here([warnings.WarningMessage("x", UserWarning, __file__, line + 1)], "x", line)
+
+
+def test_kenward_roger_fallback():
+    """A rank-deficient contrast for Kenward-Roger: lmerTest's fallback warning, at the caller."""
+    from jaxlme import inference
+
+    res = jaxlme.lmm("strength ~ cask + (1 | batch)", jaxlme.datasets.load("Pastes"))
+    b, c = list(res.fixef.index[1:])
+    L = pd.DataFrame({b: [1.0, 2.0], c: [-1.0, -2.0]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = _next_line()
+        inference.f_test(res, L, ddf="kenward-roger")
+    _assert_here(caught, "using Satterthwaite instead", line)
