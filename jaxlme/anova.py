@@ -11,12 +11,12 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from . import _warnings
 from ._config import x64
 from .inference import satterthwaite
 
@@ -88,7 +88,7 @@ def _contests(res: LMMResult, Ls: list[np.ndarray], ddf: str, kr=None) -> list[d
                 rows[i] = _row(out["F_unscaled"], out["NumDF"], out["DenDF"], res.sigma, out["scaling"])
                 continue
             # pbkrtest cannot invert L Φ L' of a rank-deficient L: lmerTest falls back likewise
-            warnings.warn("Unable to compute Kenward-Roger F-test: using Satterthwaite instead", stacklevel=3)
+            _warnings.warn("Unable to compute Kenward-Roger F-test: using Satterthwaite instead")
         satt.append(i)
     if not satt:
         return rows

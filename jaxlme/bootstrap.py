@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -45,6 +44,7 @@ try:  # the function jax.extend.random re-exports; that package also imports Pal
 except ImportError:  # pragma: no cover - another JAX layout
     from jax.extend.random import threefry_2x32
 
+from . import _warnings
 from ._config import enable_compilation_cache
 from .boundary import boundary_escape, zero_columns
 from .compiled import LRUCache, compile_program, compile_program_async
@@ -643,10 +643,7 @@ def bootstrap(
         _leave_edges(result, edges, int(maxiter), out_status, out_beta, out_sigma, out_theta, out_obj, out_iter)
     completed = np.flatnonzero(out_status > 0)
     if interrupted:
-        warnings.warn(
-            f"bootstrap interrupted: returning the {completed.size} of {n} replicates completed so far",
-            stacklevel=2,
-        )
+        _warnings.warn(f"bootstrap interrupted: returning the {completed.size} of {n} replicates completed so far")
     elapsed = time.perf_counter() - t_start
     boot = BootstrapResult._build(
         result,
@@ -665,9 +662,7 @@ def bootstrap(
         n_devices=ndev,
     )
     if boot.n_failed:
-        warnings.warn(
-            f"{boot.n_failed} of {boot.n} bootstrap replicates failed: {boot.failure_reasons()}", stacklevel=2
-        )
+        _warnings.warn(f"{boot.n_failed} of {boot.n} bootstrap replicates failed: {boot.failure_reasons()}")
     return boot
 
 

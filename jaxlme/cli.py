@@ -23,7 +23,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["main", "read_data", "result_json", "demo"]
+__all__ = [
+    "main",
+    "read_data",
+    "result_json",
+    "variance_components",
+    "fit_statistics",
+    "bootstrap_json",
+    "anova_json",
+    "demo",
+]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
@@ -34,7 +43,15 @@ class CLIError(Exception):
 
 
 def read_data(path: str) -> pd.DataFrame:
-    """Read a CSV or Parquet file; a bare bundled-dataset name (e.g. ``sleepstudy``) also works."""
+    """Read a CSV or Parquet file; a bare bundled-dataset name (e.g. ``sleepstudy``) also works.
+
+    Args:
+        path: File path (``.csv``, ``.tsv``, ``.txt``, ``.gz``, ``.parquet``, ``.pq``) or a
+            bundled dataset's name.
+
+    Returns:
+        The data.
+    """
     from . import datasets
 
     p = Path(path)
@@ -80,38 +97,168 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _frame_json(df: Any) -> Any:
-    if isinstance(df, pd.DataFrame):
-        return _clean(df.reset_index().to_dict(orient="records") if df.index.name else df.to_dict(orient="index"))
-    if isinstance(df, pd.Series):
-        return _clean(df.to_dict())
-    return _clean(df)
+def _records(df: pd.DataFrame, index_name: str) -> list[dict[str, Any]]:
+    """A table as a list of JSON-ready rows, its index as the ``index_name`` field."""
+    return _clean(df.rename_axis(index_name).reset_index().to_dict(orient="records"))
 
 
-def result_json(res: Any) -> dict[str, Any]:
-    """The fit as a JSON-ready dict (lme4's names)."""
-    return _clean(
+def _vc_parameter(group: str, var1: Any, var2: Any) -> str:
+    """The name :func:`jaxlme.inference.confint` and the bootstrap use for a varcorr row."""
+    if group == "Residual":
+        return "sigma"
+    if var2 is None or (not isinstance(var2, str) and pd.isna(var2)):
+        return f"sd_{var1}|{group}"
+    return f"cor_{var2}.{var1}|{group}"
+
+
+def variance_components(res: Any, intervals: pd.DataFrame | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The random-effects table of ``summary()`` as data.
+
+    Args:
+        res: A fitted ``LMMResult``.
+        intervals: Optional ``confint`` table (rows ``sd_x|g``, ``cor_x.y|g``, ``sigma``;
+            columns ``lower``, ``upper``) whose intervals are attached to the matching rows.
+
+    Returns:
+        ``{"sd": [...], "correlations": [...]}``: one row per standard deviation (group,
+        name, variance, sd, parameter; the residual is group ``Residual``) and one per
+        correlation (group, name1, name2, corr, parameter), with ``lower``/``upper`` when
+        ``intervals`` is given.
+    """
+    sds, cors = [], []
+    for row in res.varcorr.itertuples(index=False):
+        par = _vc_parameter(row.group, row.var1, row.var2)
+        if par.startswith("cor_"):
+            out = {"group": row.group, "name1": row.var1, "name2": row.var2, "corr": row.sdcor, "parameter": par}
+            cors.append(out)
+        else:
+            name = None if row.group == "Residual" else row.var1
+            out = {"group": row.group, "name": name, "variance": row.vcov, "sd": row.sdcor, "parameter": par}
+            sds.append(out)
+        if intervals is not None:
+            out["lower"] = intervals["lower"].get(par)
+            out["upper"] = intervals["upper"].get(par)
+    return _clean({"sd": sds, "correlations": cors})
+
+
+def fit_statistics(res: Any) -> dict[str, Any]:
+    """The fit's criteria, sizes, scaled-residual quantiles and optimizer outcome (as ``summary()``)."""
+    q = np.quantile(res.pearson_residuals / res.sigma, [0, 0.25, 0.5, 0.75, 1.0])
+    out = {
+        "method": res.method,
+        "reml_criterion": res.objective if res.reml else None,
+        "deviance": None if res.reml else res.objective,
+        "loglike": res.loglike,
+        "aic": res.aic,
+        "bic": res.bic,
+        "npar": res.npar,
+        "df_resid": res.df_resid,
+        "nobs": res.nobs,
+        "ngroups": res.ngroups,
+        "scaled_residuals": dict(zip(["min", "q1", "median", "q3", "max"], q)),
+        "converged": res.converged,
+        "singular": res.singular,
+        "optimizer_status": res.opt.status,
+        "iterations": res.opt.iterations,
+        "gradient_norm": res.opt.gradient_norm,
+    }
+    return _clean(out)
+
+
+def bootstrap_json(boot: Any, level: float = 0.95) -> dict[str, Any]:
+    """Bootstrap results as data: counts, then per parameter the estimate, the replicates'
+    mean, bias and SE, and the percentile interval at ``level`` (the numbers of
+    ``boot.summary(level)``).
+
+    Args:
+        boot: A ``jaxlme.bootstrap.BootstrapResult``.
+        level: Interval level.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    samples = boot.parameters(True)
+    ci = boot.ci(level)
+    tab = pd.DataFrame(
         {
-            "formula": res.model.design.formula.text,
-            "method": res.method,
-            "nobs": res.nobs,
-            "weights": res.model.design.weights_name,
-            "ngroups": res.ngroups,
-            "objective": res.objective,
-            "loglike": res.loglike,
-            "aic": res.aic,
-            "bic": res.bic,
-            "fixef": res.fixef.to_dict(),
-            "stderr": res.stderr.to_dict(),
-            "sigma": res.sigma,
-            "varcorr": res.varcorr.to_dict(orient="records"),
-            "theta": res.theta,
-            "converged": res.converged,
-            "singular": res.singular,
-            "iterations": res.opt.iterations,
-            "fit_seconds": res.opt.fit_seconds,
+            "estimate": ci["estimate"],
+            "boot_mean": samples.mean(),
+            "bias": samples.mean() - ci["estimate"],
+            "se": samples.std(ddof=1),
+            "lower": ci["lower"],
+            "upper": ci["upper"],
         }
     )
+    return _clean(
+        {
+            "n_requested": boot.n_requested,
+            "n": boot.n,
+            "n_usable": int(boot.usable.sum()),
+            "n_failed": boot.n_failed,
+            "seed": boot.seed,
+            "interrupted": boot.interrupted,
+            "level": level,
+            "method": "percentile",
+            "parameters": _records(tab, "parameter"),
+        }
+    )
+
+
+def _coefs(res: Any, level: float) -> tuple[pd.DataFrame, str | None]:
+    """The Satterthwaite t table of ``summary()``; when that fails, the plain t values with
+    null df, p and intervals, and a note saying why."""
+    try:
+        return res.coefs(ddf="satterthwaite", level=level), None
+    except Exception as exc:  # noqa: BLE001 - summary() shows plain t values in this case too
+        tab = pd.DataFrame({"estimate": res.fixef, "se": res.stderr})
+        tab["df"], tab["t"], tab["p"] = np.nan, res.fixef / res.stderr, np.nan
+        tab["lower"], tab["upper"] = np.nan, np.nan
+        return tab, f"Satterthwaite df unavailable ({' '.join(str(exc).split())}): df, p and intervals are null"
+
+
+def result_json(res: Any, level: float = 0.95, intervals: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The fit as a JSON-ready dict: everything ``summary()`` shows, as data.
+
+    Args:
+        res: A fitted ``LMMResult``.
+        level: Level of the fixed effects' t intervals (Satterthwaite df, lmerTest's).
+        intervals: Optional ``res.confint(...)`` table attached to the variance components.
+
+    Returns:
+        A dict with lme4's names: ``fixed_effects`` (term, estimate, se, df, t, p, lower,
+        upper), ``variance_components`` (SDs and correlations), ``fit_statistics``, and the
+        flat ``objective``, ``fixef``, ``stderr``, ``varcorr``, ... of earlier versions.
+    """
+    tab, note = _coefs(res, level)
+    out = {
+        "formula": res.model.design.formula.text,
+        "method": res.method,
+        "nobs": res.nobs,
+        "weights": res.model.design.weights_name,
+        "ngroups": res.ngroups,
+        "objective": res.objective,
+        "loglike": res.loglike,
+        "aic": res.aic,
+        "bic": res.bic,
+        "fixef": res.fixef.to_dict(),
+        "stderr": res.stderr.to_dict(),
+        "sigma": res.sigma,
+        "varcorr": res.varcorr.to_dict(orient="records"),
+        "theta": res.theta,
+        "converged": res.converged,
+        "singular": res.singular,
+        "iterations": res.opt.iterations,
+        "fit_seconds": res.opt.fit_seconds,
+        "fixed_effects": _records(tab[["estimate", "se", "df", "t", "p", "lower", "upper"]], "term"),
+        "ddf": "satterthwaite" if note is None else None,
+        "level": level,
+        "aliased": list(res.model.design.aliased),
+        "variance_components": variance_components(res, intervals),
+        "variance_intervals": None if intervals is None else "profile",
+        "fit_statistics": fit_statistics(res),
+        "notes": [] if note is None else [note],
+    }
+    return _clean(out)
 
 
 def _bootstrap(res: Any, n: int, seed: int | None) -> Any:
@@ -125,6 +272,33 @@ def _bootstrap(res: Any, n: int, seed: int | None) -> Any:
     return res.bootstrap(n, seed=seed)
 
 
+_ANOVA_JSON = {"Sum Sq": "sum_sq", "Mean Sq": "mean_sq", "NumDF": "num_df", "DenDF": "den_df", "F value": "F"}
+
+
+def _anova(res: Any) -> pd.DataFrame:
+    """Type III F tests with Satterthwaite df (lmerTest's ``anova(fit)``)."""
+    return res.anova(type=3, ddf="satterthwaite")
+
+
+def anova_json(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """An F table (``res.anova()``) as rows: term, sum_sq, mean_sq, num_df, den_df, F, p.
+
+    Args:
+        table: The DataFrame ``res.anova()`` returns (lmerTest's column names).
+
+    Returns:
+        One JSON-ready dict per term.
+    """
+    names = {**_ANOVA_JSON, "Pr(>F)": "p"}
+    return _records(table.rename(columns=names), "term")
+
+
+def _profile(res: Any, level: float) -> pd.DataFrame:
+    from .inference import varpar_names
+
+    return res.confint(method="profile", level=level, parm=varpar_names(res))
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from . import LMM
 
@@ -136,40 +310,42 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = LMM(args.formula, data, weights=args.weights).fit(reml=not args.ml)
-    notes = [str(w.message) for w in caught]
-    boot = _bootstrap(res, args.bootstrap, args.seed) if args.bootstrap else None
+        intervals = _profile(res, args.level) if args.profile else None
+        anova = _anova(res) if args.anova else None
+        boot = _bootstrap(res, args.bootstrap, args.seed) if args.bootstrap else None
+    notes = list(dict.fromkeys(str(w.message) for w in caught))
     if args.json:
-        out = result_json(res)
+        out = result_json(res, args.level, intervals)
         out["warnings"] = notes
+        if anova is not None:
+            out["anova"] = {"type": 3, "ddf": "satterthwaite", "table": anova_json(anova)}
         if boot is not None:
-            out["bootstrap"] = {
-                "n": args.bootstrap,
-                "seed": boot.seed,
-                "interrupted": boot.interrupted,
-                "summary": _frame_json(boot.summary()),
-            }
-            out["bootstrap"]["ci"] = _frame_json(boot.ci(args.level))
+            out["bootstrap"] = bootstrap_json(boot, args.level)
         print(json.dumps(out, indent=2))
     else:
         print(res.summary())
         for msg in notes:
             print(f"warning: {msg}")
+        if intervals is not None:
+            print()
+            print(f"Profile {args.level:.0%} intervals for the variance components (lme4's confint):")
+            print(intervals.to_string(float_format=lambda v: f"{v:.4f}"))
+        if anova is not None:
+            print()
+            print("Type III Analysis of Variance Table with Satterthwaite's method:")
+            print(anova.rename_axis(None).to_string(float_format=lambda v: f"{v:.5g}"))
         if boot is not None:
             print()
-            print(f"Parametric bootstrap ({args.bootstrap} replicates, seed {boot.seed}):")
-            print(boot.summary())
-            print()
-            print(f"{args.level:.0%} bootstrap intervals:")
-            print(boot.ci(args.level))
+            print(boot.summary(level=args.level))
     if args.plot:
-        _plot(res, boot, args.plot)
+        _plot(res, boot, args.plot, args.level)
     if boot is not None and boot.interrupted:  # partial results are printed, but the run failed
         print(f"jaxlme: interrupted after {boot.n} of {args.bootstrap} bootstrap replicates", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 
 
-def _plot(res: Any, boot: Any, path: str) -> None:
+def _plot(res: Any, boot: Any, path: str, level: float) -> None:
     try:
         import matplotlib
 
@@ -177,12 +353,12 @@ def _plot(res: Any, boot: Any, path: str) -> None:
         from . import plots
     except ImportError:
         raise CLIError("--plot needs matplotlib: pip install 'jaxlme[plot]'") from None
-    plots.diagnostics(res, path)
+    plots.diagnostics(res, path, level=level)
     print(f"wrote {path}", file=sys.stderr)
     if boot is not None:
         p = Path(path)
         bpath = p.with_name(f"{p.stem}_bootstrap{p.suffix}")
-        plots.save(plots.bootstrap_histograms(boot), str(bpath))
+        plots.save(plots.bootstrap_histograms(boot, level=level), str(bpath))
         print(f"wrote {bpath}", file=sys.stderr)
 
 
@@ -211,6 +387,7 @@ def _ols(y: np.ndarray, X: np.ndarray, names: list[str]) -> dict[str, Any]:
         "r2": float(1 - resid @ resid / np.sum((y - y.mean()) ** 2)),
         "n": n,
         "p": p,
+        "df": float(n - p),
     }
 
 
@@ -227,20 +404,55 @@ def _ols_text(title: str, fit: dict[str, Any], show: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _wald(res: Any, name: str) -> tuple[float, float]:
-    confint = getattr(res, "confint", None)
-    if confint is not None:
-        try:
-            ci = confint(method="wald")
-            return float(ci.loc[name].iloc[0]), float(ci.loc[name].iloc[1])
-        except Exception:  # fall back to the plain Wald interval below
-            pass
-    b, se = float(res.fixef[name]), float(res.stderr[name])
-    return b - 1.96 * se, b + 1.96 * se
+def _t_row(est: float, se: float, df: float, level: float = 0.95) -> dict[str, float]:
+    """t test and t interval of one coefficient with ``df`` degrees of freedom."""
+    from scipy import special
+
+    q = float(special.stdtrit(df, 0.5 + level / 2))
+    return {"df": df, "p": float(2 * special.stdtr(df, -abs(est / se))), "lower": est - q * se, "upper": est + q * se}
+
+
+def _age_text(row: dict[str, Any]) -> str:
+    return f"{row['age']:.2f} [{row['lower']:.2f}, {row['upper']:.2f}] (p = {row['p']:.2g})"
+
+
+def _story(rows: list[dict[str, Any]], n_counties: int) -> str:
+    """The demo's conclusion, worded from its own numbers (so text and tables agree)."""
+
+    def verdict(row: dict[str, Any]) -> str:
+        zero = row["lower"] <= 0 <= row["upper"]
+        return f"[{row['lower']:.2f}, {row['upper']:.2f}], df {row['df']:.1f}, p = {row['p']:.2g}: " + (
+            "it includes 0" if zero else "it excludes 0"
+        )
+
+    ols, fixed, slope, nested = rows[0], rows[1], rows[3], rows[4]
+    return (
+        "Ordinary regression ignores that visitors from one county resemble each other: its\n"
+        f"age effect ({ols['age']:.2f}, with a falsely narrow interval) mixes the between-county confound\n"
+        f"with the within-county effect.  The county fixed effect removes the confound (age {fixed['age']:.2f})\n"
+        "but spends a parameter per county and says nothing about new counties.  The mixed\n"
+        "models share information across counties.  Letting the age slope vary by county\n"
+        f"(model 4) widens the interval for the average slope, since only {n_counties} counties inform it:\n"
+        f"{verdict(slope)}.  Locations within counties\n"
+        f"(model 5, the smallest RMSE, {nested['rmse']:.2f}) leave the average slope uncertain too:\n"
+        f"{verdict(nested)}."
+    )
 
 
 def demo(out=None) -> list[dict[str, Any]]:
-    """Fit the tutorial's five models to the bundled bounce-time data, printing each and a comparison."""
+    """Fit the tutorial's five models to the bundled bounce-time data, printing each and a comparison.
+
+    Each model's age coefficient is reported with the t test and t interval its own summary
+    uses (residual df for least squares, Satterthwaite df for the mixed models), so the
+    tables, the "what changed" lines and the closing text tell one story.
+
+    Args:
+        out: Text stream to print to (default ``sys.stdout``).
+
+    Returns:
+        One dict per model: ``model``, ``rmse``, ``age`` (estimate), ``df``, ``p``,
+        ``lower``, ``upper`` (95% t interval).
+    """
     import formulaic
 
     from . import LMM, datasets
@@ -279,8 +491,9 @@ def demo(out=None) -> list[dict[str, Any]]:
             say(res.summary())
             for w in caught:
                 say(f"warning: {w.message}")
-            b = float(res.fixef["age_scaled"])
-            lo, hi = _wald(res, "age_scaled")
+            ct = res.coefs(ddf="satterthwaite").loc["age_scaled"]  # the df and p its summary shows
+            b = float(ct["estimate"])
+            test = {k: float(ct[k]) for k in ("df", "p", "lower", "upper")}
             rmse = float(np.sqrt(np.mean(res.residuals**2)))
         else:
             mm = formulaic.model_matrix(formula, data)
@@ -288,32 +501,25 @@ def demo(out=None) -> list[dict[str, Any]]:
             fit = _ols(y, np.asarray(mm.rhs, float), names)
             say(_ols_text("Least squares fit", fit, [c for c in names if "county" not in c]))
             b, se = float(fit["coef"]["age_scaled"]), float(fit["se"]["age_scaled"])
-            lo, hi, rmse = b - 1.96 * se, b + 1.96 * se, fit["rmse"]
-        rows.append({"model": title, "rmse": rmse, "age": b, "lower": lo, "upper": hi})
+            test, rmse = _t_row(b, se, fit["df"]), fit["rmse"]
+        rows.append({"model": title, "rmse": rmse, "age": b, **test})
         say()
         if len(rows) > 1:
             prev, cur = rows[-2], rows[-1]
             say(
                 f"What changed: RMSE {prev['rmse']:.2f} -> {cur['rmse']:.2f};  age coefficient "
-                f"{prev['age']:.2f} [{prev['lower']:.2f}, {prev['upper']:.2f}] -> "
-                f"{cur['age']:.2f} [{cur['lower']:.2f}, {cur['upper']:.2f}]"
+                f"{_age_text(prev)} -> {_age_text(cur)}"
             )
             say()
     say("=" * 78)
-    say("Summary (age coefficient with 95% Wald interval; RMSE of the residuals)")
+    say("Summary: age coefficient with its t test and 95% t interval (residual df for least")
+    say("squares, Satterthwaite df for the mixed models, as in their summaries); RMSE of the residuals")
     say("=" * 78)
-    tab = pd.DataFrame(rows).set_index("model")
+    tab = pd.DataFrame(rows).set_index("model")[["rmse", "age", "df", "p", "lower", "upper"]]
     tab["CI width"] = tab["upper"] - tab["lower"]
-    say(tab.to_string(float_format=lambda v: f"{v:.3f}"))
+    say(tab.to_string(formatters={"p": lambda v: f"{v:.2g}"}, float_format=lambda v: f"{v:.3f}"))
     say()
-    say(
-        "Ordinary regression ignores that visitors from one county resemble each other: its\n"
-        "age effect mixes the between-county confound with the within-county effect.  The\n"
-        "county fixed effect removes the confound but spends a parameter per county and says\n"
-        "nothing about new counties.  The mixed models share information across counties,\n"
-        "let the age slope vary by county (model 4: a wider, honest interval for the average\n"
-        "slope) and account for locations within counties (model 5: the smallest residual SD)."
-    )
+    say(_story(rows, int(data["county"].nunique())))
     say(f"\n(demo ran in {time.perf_counter() - t_start:.1f} s)")
     return rows
 
@@ -327,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxlme", description="Linear mixed-effects models in JAX (lme4's formulas and answers)."
     )
+    parser.add_argument("--version", action="version", version=f"jaxlme {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="{fit,demo,datasets}")
     sub.required = True
     f = sub.add_parser("fit", help="fit a model to a CSV or Parquet file")
@@ -337,7 +544,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     f.add_argument("--bootstrap", type=int, metavar="N", help="parametric bootstrap with N replicates")
     f.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
-    f.add_argument("--level", type=float, default=0.95, help="bootstrap interval level (default 0.95)")
+    f.add_argument(
+        "--level", type=float, default=0.95, help="level of every interval: t, profile, bootstrap (default 0.95)"
+    )
+    f.add_argument(
+        "--profile", action="store_true", help="profile-likelihood intervals for the variance components (slower)"
+    )
+    f.add_argument("--anova", action="store_true", help="type III F tests with Satterthwaite df (lmerTest's anova)")
     f.add_argument("--plot", metavar="FILE", help="write diagnostic plots to FILE (PNG, PDF, SVG)")
     f.set_defaults(func=_cmd_fit)
     d = sub.add_parser("demo", help="the tutorial in one command: from regression to nested mixed models")
@@ -347,20 +560,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _error_text(exc: Exception) -> str:
+    """The message after ``jaxlme: error:``: one line, except a formula syntax error, which
+    keeps its formula and caret lines (``^`` under the offending character)."""
+    from .formula import FormulaError
+
+    lines = str(exc).splitlines() or [""]
+    if isinstance(exc, FormulaError) and len(lines) == 3 and lines[2].strip() == "^":
+        return "\n".join([lines[0].rstrip(":"), *lines[1:]])
+    return " ".join(str(exc).split())
+
+
+def _quiet_stdout() -> None:
+    """After the reader closed the pipe (``| head``): point stdout at /dev/null, so the
+    interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - stdout without a descriptor
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``jaxlme`` command; returns the exit status."""
+    """Entry point of the ``jaxlme`` command.
+
+    Args:
+        argv: The arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0, 2 for a user error (one ``jaxlme: error:`` line on stderr; a
+        formula syntax error adds the formula and a caret line), 130 when interrupted.  A
+        reader that closes the pipe early (``jaxlme ... | head``) ends the command quietly
+        with status 0: it asked for no more output.
+    """
     from .design import DataError
     from .formula import FormulaError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, FormulaError, DataError) as exc:
-        msg = " ".join(str(exc).split()) if not isinstance(exc, FormulaError) else str(exc).splitlines()[0]
-        print(f"jaxlme: error: {msg}", file=sys.stderr)
-        return EXIT_ERROR
-    except (ValueError, OSError, OverflowError) as exc:
-        print(f"jaxlme: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+    except (CLIError, FormulaError, DataError, ValueError, OSError, OverflowError) as exc:
+        print(f"jaxlme: error: {_error_text(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except MemoryError:
         print("jaxlme: error: out of memory (try fewer bootstrap replicates or a smaller model)", file=sys.stderr)
@@ -383,7 +633,10 @@ def run() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (``| head``): nothing more to deliver
+        except BrokenPipeError:  # a closed pipe (``| head``): nothing more to deliver
+            if stream is sys.stdout:
+                _quiet_stdout()
+        except (OSError, ValueError):
             pass
     atexit._run_exitfuncs()
     os._exit(status)

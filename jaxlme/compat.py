@@ -24,12 +24,12 @@ from __future__ import annotations
 import functools
 import math
 import re
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import _warnings
 from ._config import x64
 from .design import DataError, r_name
 from .formula import FormulaError
@@ -268,11 +268,9 @@ class MixedLM:
             raise TypeError(f"fit() got unexpected keyword argument(s): {', '.join(unknown)}")
         meaningful = {k: v for k, v in kwargs.items() if v is not None and v is not False}
         if meaningful:
-            warnings.warn(
+            _warnings.warn(
                 f"jaxlme ignores statsmodels fit option(s) {', '.join(sorted(meaningful))}: it always "
-                "uses its own bounded Newton optimizer",
-                UserWarning,
-                stacklevel=2,
+                "uses its own bounded Newton optimizer"
             )
         opts: dict[str, Any] = {}
         if maxiter is not None:

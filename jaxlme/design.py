@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from . import _warnings
 from .formula import FormulaError, ParsedFormula, RandomTerm, parse_formula
 from .transforms import RModelSpec, r_context, required_variables, to_python
 
@@ -543,10 +544,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
     if n_dropped:
         frame = frame.loc[~na_rows]
         if warn:
-            warnings.warn(
-                f"{n_dropped} row(s) with missing values in the model's columns were dropped",
-                stacklevel=4,
-            )
+            _warnings.warn(f"{n_dropped} row(s) with missing values in the model's columns were dropped")
     if len(frame) == 0:
         raise DataError("no complete rows remain after dropping missing values")
     if w is not None:
@@ -588,9 +586,8 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
     xnames = [r_name(c) for c in rhs.columns]
     X, xnames, aliased = _drop_aliased(X, xnames)
     if aliased and warn:
-        warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {len(aliased)} column(s): {', '.join(aliased)}",
-            stacklevel=4,
+        _warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(aliased)} column(s): {', '.join(aliased)}"
         )
     n = len(y)
     offset, offset_specs = None, []

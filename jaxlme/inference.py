@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from . import _warnings
 from ._config import x64
 from .compiled import compile_program, prefetch
 from .objective import (
@@ -345,7 +345,7 @@ def lrt(*results: LMMResult, names: Sequence[str] | None = None, refit: bool = T
     note = None
     if refit and any(r.reml for r in fits):
         note = "refitting model(s) with ML (instead of REML)"
-        warnings.warn(note, stacklevel=2)
+        _warnings.warn(note)
         fits = [r.model.fit(reml=False, theta0=r.theta, warn=False) if r.reml else r for r in fits]
     elif not refit and len({r.reml for r in fits}) > 1:
         raise ValueError("cannot compare a REML fit with an ML fit without refitting (use refit=True)")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from . import _warnings
 from ._config import enable_compilation_cache, x64
 from .boundary import boundary_escape, zero_columns
 from .centering import center_design
@@ -359,15 +359,14 @@ class LMM:
         res = LMMResult(self, reml=bool(reml), opt=opt, effects=effects, y=y_fit)
         if warn:
             if reason is not None:
-                warnings.warn(f"Degenerate fit: {reason}", stacklevel=4)
+                _warnings.warn(f"Degenerate fit: {reason}")
             elif not opt.converged:
-                warnings.warn(
+                _warnings.warn(
                     f"Model failed to converge: {opt.status} after {opt.iterations} iterations, "
-                    f"max|projected gradient| = {opt.gradient_norm:.3g}",
-                    stacklevel=4,
+                    f"max|projected gradient| = {opt.gradient_norm:.3g}"
                 )
             if res.singular:
-                warnings.warn("boundary (singular) fit: a variance component is (close to) zero", stacklevel=4)
+                _warnings.warn("boundary (singular) fit: a variance component is (close to) zero")
         return res
 
 

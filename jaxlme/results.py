@@ -408,12 +408,12 @@ class LMMResult:
         out.append("")
         if self.reml:
             out.append(f"REML criterion at convergence: {self.objective:.4f}")
-        else:
+            out.append(f"logLik: {self.loglike:.4f}   AIC: {self.aic:.4f}   BIC: {self.bic:.4f}   (npar = {self.npar})")
+        else:  # lme4's one table (AIC, BIC, logLik, deviance, df.resid), shown once
             out.append(f"{'AIC':>10} {'BIC':>10} {'logLik':>10} {'deviance':>10} {'df.resid':>9}")
             out.append(
                 f"{self.aic:10.1f} {self.bic:10.1f} {self.loglike:10.1f} {self.objective:10.1f} {self.df_resid:9d}"
             )
-        out.append(f"logLik: {self.loglike:.4f}   AIC: {self.aic:.4f}   BIC: {self.bic:.4f}   (npar = {self.npar})")
         out.append("")
         if d.weights is not None:
             out.append(f"Weights: {d.weights_name}")
