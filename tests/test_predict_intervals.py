@@ -161,6 +161,8 @@ def test_re_form_double_bar_and_errors():
     with pytest.raises(ValueError, match="random_effects=True contradicts re_form"):
         slope.predict(nd, re_form="~0", random_effects=True)
     np.testing.assert_array_equal(slope.predict(nd, re_form=None, random_effects=True), slope.predict(nd))
+    np.testing.assert_array_equal(slope.predict(nd, True), slope.predict(nd))  # the former positional flag
+    np.testing.assert_array_equal(slope.predict(nd, False), slope.predict(nd, re_form="~0"))
     with pytest.raises(ValueError, match="interval must be"):
         slope.predict(nd, interval="tolerance")
     with pytest.raises(TypeError, match="re_form must be"):
