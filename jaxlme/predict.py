@@ -3,7 +3,10 @@
 ``predict`` rebuilds the fixed-effects and random-effects model matrices for new data from
 the specs kept on the design (formulaic's ModelSpecs, or ``design.ColumnsSpec`` for plain
 column lists), so factor levels, contrasts and stateful
-transforms (``center(x)``, ``scale(x)``, ...) are applied exactly as in fitting.
+transforms (``center(x)``, ``scale(x)``, ...) are applied exactly as in fitting.  It
+conditions on all, some (lme4's ``re.form``) or none of the random-effects terms and gives
+standard errors and confidence or prediction intervals; ``predict_interval`` gives
+parametric-bootstrap intervals of population-level predictions (lme4's ``bootMer``).
 ``ranef_condvar`` gives lme4's ``ranef(fit, condVar = TRUE)`` "postVar" arrays.
 """
 
