@@ -3,7 +3,10 @@
 ``predict`` rebuilds the fixed-effects and random-effects model matrices for new data from
 the specs kept on the design (formulaic's ModelSpecs, or ``design.ColumnsSpec`` for plain
 column lists), so factor levels, contrasts and stateful
-transforms (``center(x)``, ``scale(x)``, ...) are applied exactly as in fitting.
+transforms (``center(x)``, ``scale(x)``, ...) are applied exactly as in fitting.  It
+conditions on all, some (lme4's ``re.form``) or none of the random-effects terms and gives
+standard errors and confidence or prediction intervals; ``predict_interval`` gives
+parametric-bootstrap intervals of population-level predictions (lme4's ``bootMer``).
 ``ranef_condvar`` gives lme4's ``ranef(fit, condVar = TRUE)`` "postVar" arrays.
 """
 
@@ -90,7 +93,7 @@ def _level_codes(newdata: pd.DataFrame, term) -> tuple[np.ndarray, np.ndarray]:
     return codes, labels
 
 
-_POPULATION = {"~0", "0", "NA", "~NA", "~-1", "-1"}  # lme4's re.form = NA / ~0: no random effects
+_POPULATION = {"~0", "0", "NA", "~NA"}  # lme4's re.form = NA / ~0: no random effects
 INTERVALS = ("confidence", "prediction")
 
 
@@ -106,8 +109,8 @@ def _terms_used(res: LMMResult, re_form, random_effects) -> list[bool]:
     """Which of the model's random-effects terms a prediction conditions on (lme4's re.form)."""
     d = res.model.design
     every, none = [True] * len(d.terms), [False] * len(d.terms)
-    if re_form is None:
-        use = None
+    if re_form is None or re_form is True:  # True/False: the former random_effects in this position
+        use = None if re_form is None else every
     elif re_form is False or (isinstance(re_form, float) and np.isnan(re_form)) or re_form is pd.NA:
         use = none
     elif isinstance(re_form, str):
@@ -205,7 +208,7 @@ def predict(
     (default) all of them, Xβ̂ + Zb̂; ``"~0"``, ``"0"`` or ``"NA"`` (or ``False``) none,
     the population-level Xβ̂; or a formula of some of the model's terms, e.g.
     ``"~(1|county:location)"``, which adds only those terms' Zb̂.  ``random_effects=True``
-    / ``False`` (the older spelling) mean all / none.
+    / ``False`` (the older spelling, also accepted as ``re_form``) mean all / none.
 
     Standard errors (``se_fit=True`` or any ``interval``):
 

@@ -46,8 +46,9 @@ def test_population_se_and_satterthwaite_df_match_r(case):
     assert list(out.columns) == ["fit", "se", "df", "lower", "upper"]
     assert list(out.index) == list(nd.index)
     np.testing.assert_allclose(out["se"], ref["se_population"], rtol=1e-4)
-    np.testing.assert_allclose(out["df"], ref["df"], rtol=5e-4)
-    half = stats.t.ppf(0.95, np.asarray(ref["df"])) * np.asarray(ref["se_population"])
+    df = np.array(ref["df"], dtype=float)  # NA (None) where x = 0: no_intercept at Days = 0
+    np.testing.assert_allclose(out["df"], df, rtol=5e-4)
+    half = stats.t.ppf(0.95, df) * np.asarray(ref["se_population"])
     np.testing.assert_allclose(out["upper"] - out["fit"], half, rtol=1e-3)
     np.testing.assert_allclose(out["fit"] - out["lower"], half, rtol=1e-3)
     se_only = res.predict(nd, re_form="~0", se_fit=True)
@@ -161,6 +162,8 @@ def test_re_form_double_bar_and_errors():
     with pytest.raises(ValueError, match="random_effects=True contradicts re_form"):
         slope.predict(nd, re_form="~0", random_effects=True)
     np.testing.assert_array_equal(slope.predict(nd, re_form=None, random_effects=True), slope.predict(nd))
+    np.testing.assert_array_equal(slope.predict(nd, True), slope.predict(nd))  # the former positional flag
+    np.testing.assert_array_equal(slope.predict(nd, False), slope.predict(nd, re_form="~0"))
     with pytest.raises(ValueError, match="interval must be"):
         slope.predict(nd, interval="tolerance")
     with pytest.raises(TypeError, match="re_form must be"):
@@ -212,3 +215,13 @@ def test_bootstrap_interval_arguments_are_checked_before_refitting():
         res.predict_interval(nd, which="conditional")
     with pytest.raises(ValueError, match="level must be between 0 and 1"):
         res.predict_interval(nd, level=95)
+
+
+def test_conditional_se_beyond_the_dense_limit_is_refused(monkeypatch):
+    import jaxlme.predict as jp
+
+    res = fit("sleepstudy")
+    monkeypatch.setattr(jp, "MAX_DENSE_Q", 10)
+    with pytest.raises(ValueError, match="q = 36 random effects, more than MAX_DENSE_Q = 10"):
+        res.predict(newdata("sleepstudy"), se_fit=True)
+    assert res.predict(newdata("sleepstudy"), re_form="~0", se_fit=True)["se"].notna().all()

@@ -74,6 +74,9 @@ models <- list(
        rows = c(1, 2, 150, 399, 400), subsets = list("~(1|g2)"), newlevel = NULL),
   list(name = "weighted", data = "sleepstudy_weighted", frame = sleep_w, formula = "Reaction ~ Days + (Days|Subject)",
        weights = "w", rows = c(1, 15, 33, 100, 180), subsets = list(), newlevel = NULL),
+  ## no fixed intercept: insight supplies the intercept column for the random intercept's variance
+  list(name = "no_intercept", data = "sleepstudy", frame = sleep, formula = "Reaction ~ 0 + Days + (1|Subject)",
+       rows = c(1, 15, 33, 100, 180), subsets = list(), newlevel = NULL),
   ## a random slope that is not a fixed effect: performance leaves it out of the random variance
   list(name = "slope_not_fixed", data = "sleepstudy", frame = sleep, formula = "Reaction ~ 1 + (Days|Subject)",
        rows = c(1, 15, 33, 100, 180), subsets = list(), newlevel = NULL)
