@@ -573,6 +573,19 @@ def refit_pool(
     ``theta_start``; lanes left unconverged, or converged on a zero diagonal of a
     vector-valued term, are refitted one at a time by the core fit (see :func:`_follow_up`,
     :func:`_leave_edges`).  ``KeyboardInterrupt`` returns what was finished (``interrupted``).
+
+    Args:
+        model: the :class:`~jaxlme.LMM` whose structure every response shares.
+        reml: REML criterion or ML deviance.
+        n: number of responses.
+        source: ``start(...)`` then ``source(idx)`` -> the lanes' cross-products.
+        theta_start: every lane's starting θ.
+        chunk_size, devices, progress, round_iters, gtol, maxiter, memory_bytes: as for
+            :func:`bootstrap`.
+        desc: the progress bar's label.
+
+    Returns:
+        A :class:`PoolOutput`.
     """
     with jax.enable_x64(True):
         lay = model.layout

@@ -105,7 +105,20 @@ def fit_many(
     maxiter: int = 100,
     memory_bytes: float = 1e9,
 ) -> pd.DataFrame:
-    """Fit ``model``'s design to each column of ``Y`` (see :meth:`jaxlme.LMM.fit_many`)."""
+    """Fit ``model``'s design to each column of ``Y``: the implementation of :meth:`jaxlme.LMM.fit_many`.
+
+    Args:
+        model: the model whose design (rows, X, Z, weights, offset) every response shares.
+        Y: the responses, aligned as :func:`response_matrix` describes.
+        reml: REML (default) or maximum likelihood.
+        theta0: starting θ of every response (default: the core fit's start).
+        chunk_size, devices, progress, gtol, maxiter, memory_bytes: as for
+            :func:`jaxlme.bootstrap.bootstrap`.
+
+    Returns:
+        One row per response: fixed effects, SDs/correlations, sigma, objective, converged,
+        status, iterations (``attrs``: method, formula, seconds, chunk_size, n_devices).
+    """
     from .model import EXACT_FIT_TOL
 
     enable_compilation_cache()
