@@ -272,7 +272,9 @@ def lrt(
     each replicate, p_boot = (1 + #{LRT* > Chisq}) / (1 + #{LRT* > 0}) over the replicates
     whose refits both converged: pbkrtest's definition, which leaves out the replicates
     whose statistic is 0 (both refits at the same boundary optimum).  Statistics within
-    ``PB_ZERO`` of 0 count as 0, since such refits differ only by rounding.  Every model
+    ``PB_ZERO`` of 0 count as 0, since such refits differ only by rounding; pbkrtest
+    compares lme4's values with 0 exactly, so on boundary tests it also counts the
+    replicates whose rounding came out positive, which lowers its p.  Every model
     has at least one random-effects term (a null model without one would be a linear
     model, which jaxlme does not fit).
 
