@@ -869,7 +869,8 @@ def _escapes(model, reml, edges, theta, max_passes: int = 8) -> dict:
                 return value
 
             try:
-                escape = boundary_escape(theta[r], lay, criterion, scale)
+                with np.errstate(invalid="ignore"):  # inf - inf in a form of placeholders
+                    escape = boundary_escape(theta[r], lay, criterion, scale)
             except np.linalg.LinAlgError:  # a form built from placeholder values
                 escape = None
             if missing:
