@@ -51,8 +51,13 @@ for (r in seq_len(reps)) {
   for (j in seq_len(ncol(Y))) crit[j] <- REMLcrit(suppressMessages(refit(fit, newresp = Y[, j])))
   times[r] <- proc.time()[["elapsed"]] - t0
 }
-cat(toJSON(list(status = "ok", seconds = times, criterion = crit, lme4 = as.character(packageVersion("lme4"))),
-           digits = NA, auto_unbox = TRUE), "\n")
+## untimed: fresh lmer fits of the first responses (refit(newresp) of a REML fit reports
+## another criterion than lmer on the same response in lme4 1.1-31; ML refits agree)
+fresh <- sapply(seq_len(min(20, ncol(Y))), function(j) {
+  d$y <- Y[, j]; REMLcrit(lmer(y ~ Days + (Days | Subject), d))
+})
+cat(toJSON(list(status = "ok", seconds = times, criterion = crit, fresh = fresh,
+                lme4 = as.character(packageVersion("lme4"))), digits = NA, auto_unbox = TRUE), "\n")
 """
 
 
@@ -128,9 +133,13 @@ def main(argv=None) -> int:
     }
     lme4 = None if args.skip_lme4 else run_lme4(sub, args.reps)
     if lme4 is not None:
-        out["lme4"] = {k: v for k, v in lme4.items() if k != "criterion"}
+        out["lme4"] = {k: v for k, v in lme4.items() if k not in ("criterion", "fresh")}
         if lme4.get("status") == "ok":
-            out["max_abs_criterion_diff_vs_lme4"] = float(
+            fresh = np.asarray(lme4["fresh"])
+            out["max_abs_criterion_diff_vs_lme4_lmer"] = float(
+                np.max(np.abs(tab["objective"].to_numpy()[: fresh.size] - fresh))
+            )
+            out["max_abs_criterion_diff_vs_lme4_refit"] = float(
                 np.max(np.abs(tab["objective"].to_numpy()[: args.k] - np.asarray(lme4["criterion"])))
             )
     print(json.dumps(out), flush=True)
@@ -155,7 +164,7 @@ def main(argv=None) -> int:
         f"[{fmt(lp[1] * scale)}-{fmt(lp[2] * scale)}] | {lp[0] / args.k * 1e6:.0f} µs |",
     ]
     if lme4 is not None and lme4.get("status") == "ok":
-        lr = med_spread(lme4["seconds"])
+        lr = med_spread(np.atleast_1d(lme4["seconds"]).tolist())
         lines.append(
             f"| lme4 {lme4['lme4']} `refit` loop, {args.k} timed, **extrapolated** ×{scale:g} | {fmt(lr[0] * scale)} "
             f"[{fmt(lr[1] * scale)}-{fmt(lr[2] * scale)}] | {lr[0] / args.k * 1e6:.0f} µs |"
@@ -164,15 +173,19 @@ def main(argv=None) -> int:
         "",
         f"fit_many warm is {lp[0] * scale / fm[0]:.1f}× the jaxlme refit loop"
         + (
-            f" and {med_spread(lme4['seconds'])[0] * scale / fm[0]:.1f}× lme4's"
+            f" and {med_spread(np.atleast_1d(lme4['seconds']).tolist())[0] * scale / fm[0]:.1f}× lme4's"
             if lme4 is not None and lme4.get("status") == "ok"
             else ""
         )
         + f"; compile ≈ first − warm = {fmt(first - fm[0])}.  {out['converged']:,} of {args.m:,} converged.",
         f"Criteria on the {args.k} timed responses: max |fit_many − refit| = {diff:.1e}"
         + (
-            f", max |fit_many − lme4| = {out['max_abs_criterion_diff_vs_lme4']:.1e}"
-            if "max_abs_criterion_diff_vs_lme4" in out
+            f"; max |fit_many − lme4 `lmer`| = {out['max_abs_criterion_diff_vs_lme4_lmer']:.1e} on the first "
+            f"{len(lme4['fresh'])} (fresh `lmer` fits, untimed).  lme4 1.1-31's `refit(newresp)` of this REML fit "
+            f"reports other criteria (max |Δ| = {out['max_abs_criterion_diff_vs_lme4_refit']:.2f}) with θ off "
+            "by ~1%, where `lmer` on the same response agrees with jaxlme; its ML refits agree (see "
+            "tests/data/pbmodcomp_replicates.json)"
+            if "max_abs_criterion_diff_vs_lme4_lmer" in out
             else ""
         )
         + ".",

@@ -28,6 +28,7 @@ os.environ.setdefault("JAXLME_CACHE_DIR", tempfile.mkdtemp(prefix="jaxlme-pblrt-
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from run import machine  # noqa: E402
 
@@ -133,10 +134,10 @@ def main(argv=None) -> int:
         f"{min(pvals[1:]):.4f}-{max(pvals[1:]):.4f} |",
     ]
     if r is not None and r.get("status") == "ok":
-        rr = med_spread(r["seconds"])
+        rr = med_spread(np.atleast_1d(r["seconds"]).tolist())
         lines.append(
-            f"| pbkrtest {r['pbkrtest']} `PBmodcomp(cl = NULL)`, {len(r['seconds'])} repeats | {fmt(rr[0])} "
-            f"[{fmt(rr[1])}-{fmt(rr[2])}] | {min(r['p_pb']):.4f}-{max(r['p_pb']):.4f} |"
+            f"| pbkrtest {r['pbkrtest']} `PBmodcomp(cl = NULL)`, {np.size(r['seconds'])} repeats | {fmt(rr[0])} "
+            f"[{fmt(rr[1])}-{fmt(rr[2])}] | {np.min(r['p_pb']):.4f}-{np.max(r['p_pb']):.4f} |"
         )
         lines += [
             "",
