@@ -171,9 +171,9 @@ def main(argv=None) -> int:
         )
     lines += [
         "",
-        f"fit_many warm is {lp[0] * scale / fm[0]:.1f}× the jaxlme refit loop"
+        f"fit_many warm is {lp[0] * scale / fm[0]:.1f}× faster than the jaxlme refit loop"
         + (
-            f" and {med_spread(np.atleast_1d(lme4['seconds']).tolist())[0] * scale / fm[0]:.1f}× lme4's"
+            f" and {med_spread(np.atleast_1d(lme4['seconds']).tolist())[0] * scale / fm[0]:.1f}× faster than lme4's"
             if lme4 is not None and lme4.get("status") == "ok"
             else ""
         )
