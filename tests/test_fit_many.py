@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import load_csv
+from helpers import crossed_large, load_csv
 
 import jaxlme
 from jaxlme.results import varpar_name
@@ -136,6 +136,14 @@ def test_boundary_responses_equal_refit_loop(sleep_model):
         np.testing.assert_allclose(tab[["(Intercept)", "Days"]].iloc[j], res.fixef, rtol=1e-6)
         assert tab["sigma"].iloc[j] == pytest.approx(res.sigma, rel=1e-6)
     assert singular >= 3  # the case is really a boundary case
+
+
+@pytest.mark.slow
+def test_large_dense_block_equals_refit_loop():
+    """A model with a dense rest block of 422 rows: BFGS lanes started at the moment start."""
+    model = _model("y ~ x + (1 | g1) + (1 | g2)", crossed_large(1, n=3000, k1=300, k2=420))
+    Y = np.asarray(model.fit().simulate(4, seed=1)).T
+    _assert_equal_to_refit_loop(model, Y, True, model.fit_many(Y))
 
 
 def test_weighted_model_equals_refit_loop():
