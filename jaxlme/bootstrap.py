@@ -401,33 +401,6 @@ def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, o
     return lanes, beta, sigma
 
 
-def _programs(model, reml: bool, opt: BootOptions, devices: tuple, sim_args: tuple, pool_args: tuple):
-    """The compiled simulation and pool-round programs for this layout, options, chunk and
-    devices (cached in memory; single-device programs also on disk, see ``jaxlme.compiled``).
-
-    Two programs: XLA compiles the simulation on one background thread while this thread
-    traces the pool round on the other core (sleepstudy's first call: -0.07 s)."""
-    lay = model.layout
-    sizes = _sizes(lay)
-    ndev = len(devices)
-    sim_fn = functools.partial(_sim_round, sizes=sizes)
-    pool_fn = functools.partial(_pool_round, reml=reml, opt=opt)
-    if ndev > 1:
-        mesh = Mesh(np.asarray(devices), ("b",))
-        rep, bat = PartitionSpec(), PartitionSpec("b")
-        sim_fn = jax.shard_map(
-            sim_fn, mesh=mesh, in_specs=(rep, rep, rep, rep, bat, bat), out_specs=(bat, bat), check_vma=False
-        )
-        pool_fn = jax.shard_map(
-            pool_fn, mesh=mesh, in_specs=(rep, rep, bat, bat, bat, rep, rep), out_specs=(bat, bat, bat), check_vma=False
-        )
-    where = tuple((d.platform, d.id) for d in devices)
-    flags = dict(program_flags(lay), disk=ndev == 1)
-    sim = compile_program_async("bootstrap_sim", sim_fn, sim_args, key=(sizes, where), threads=1, **flags)
-    pool, _ = compile_program("bootstrap", pool_fn, pool_args, key=(bool(reml), opt, where), **flags)
-    return sim(), pool
-
-
 class _NoBar:
     def update(self, k: int) -> None:
         pass
@@ -436,13 +409,13 @@ class _NoBar:
         pass
 
 
-def _progress_bar(n: int, progress: bool):
+def _progress_bar(n: int, progress: bool, desc: str = "bootstrap"):
     """tqdm's bar, shown once a run passes 2 s; with ``progress=False`` not even imported."""
     if not progress:
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=n, desc="bootstrap", unit="rep", delay=2.0, leave=False)
+    return tqdm(total=n, desc=desc, unit="rep", delay=2.0, leave=False)
 
 
 def _shapes_of_crossprods(lay, chunk: int, sharding) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
@@ -473,6 +446,273 @@ def default_chunk_size(layout, n: int, ndev: int = 1, memory_bytes: float = 1e9,
     want = max(16, 2 ** math.ceil(math.log2(max(1, n / 16))))
     c = max(1, min(by_mem, max_chunk, want))
     return int(math.ceil(c / ndev) * ndev)
+
+
+# ----------------------------------------------------------------------------------------
+# where the responses come from: simulated on the device, or given
+# ----------------------------------------------------------------------------------------
+_REP, _BAT = PartitionSpec(), PartitionSpec("b")
+
+
+def _sharded(fn, devices: tuple, in_specs: tuple, out_specs: tuple):
+    """``fn`` as a program over ``devices``: batch arguments split along their first axis."""
+    if len(devices) == 1:
+        return fn
+    mesh = Mesh(np.asarray(devices), ("b",))
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+
+def _where(devices: tuple) -> tuple:
+    return tuple((d.platform, d.id) for d in devices)
+
+
+class _Simulated:
+    """The bootstrap's responses: replicate i's draws from the fitted model under the
+    seed's key, simulated on the device (no response crosses the host boundary)."""
+
+    def __init__(self, result: LMMResult, seed: int, poison=()):
+        self.sp = _sim_params(result)
+        self.key = seed_key(seed)
+        self.poison = frozenset(int(i) for i in poison)  # test hook: these replicates go NaN
+
+    def start(self, model, devices: tuple, struct, obs, put_rep, put_bat, chunk: int) -> None:
+        """Place the constants and start compiling the program (on a background thread)."""
+        sizes = _sizes(model.layout)
+        self.sp, self.key = put_rep((self.sp, self.key))
+        self.struct, self.obs, self.put = struct, obs, put_bat
+        fn = _sharded(functools.partial(_sim_round, sizes=sizes), devices, (_REP,) * 4 + (_BAT, _BAT), (_BAT, _BAT))
+        args = (struct, obs, self.sp, self.key, put_bat(np.zeros(chunk, np.int32)), put_bat(np.zeros(chunk, bool)))
+        flags = dict(program_flags(model.layout), disk=len(devices) == 1)
+        self._compiled = compile_program_async(
+            "bootstrap_sim", fn, args, key=(sizes, _where(devices)), threads=1, **flags
+        )
+
+    def __call__(self, idx: np.ndarray):
+        """Cross-products (Z1'y, [Zr X y]'y) of the responses of replicates ``idx`` (one per lane)."""
+        poison = np.array([int(i) in self.poison for i in idx], dtype=bool)
+        program = self._compiled()
+        return program(self.struct, self.obs, self.sp, self.key, self.put(idx), self.put(poison))
+
+
+def _given_round(struct, obs, ys):
+    """Cross-products of the given responses ``ys`` (lanes × n)."""
+    return jax.vmap(lambda y: response_crossprods(struct.layout, obs, y))(ys)
+
+
+class _Given:
+    """Given responses (m × n, already net of offset and centring, √w-scaled): each refill
+    transfers the lanes' rows and forms their cross-products on the device."""
+
+    def __init__(self, ys: np.ndarray):
+        self.ys = np.ascontiguousarray(ys, dtype=np.float64)
+
+    def start(self, model, devices: tuple, struct, obs, put_rep, put_bat, chunk: int) -> None:
+        self.struct, self.obs, self.put = struct, obs, put_bat
+        fn = _sharded(_given_round, devices, (_REP, _REP, _BAT), (_BAT, _BAT))
+        args = (struct, obs, put_bat(np.zeros((chunk, self.ys.shape[1]))))
+        flags = dict(program_flags(model.layout), disk=len(devices) == 1)
+        self._compiled = compile_program_async("fit_many_crossprods", fn, args, key=_where(devices), threads=1, **flags)
+
+    def __call__(self, idx: np.ndarray):
+        return self._compiled()(self.struct, self.obs, self.put(self.ys[idx]))
+
+
+# ----------------------------------------------------------------------------------------
+# the pool: refit one model to many responses
+# ----------------------------------------------------------------------------------------
+def _pool_program(model, reml: bool, opt: BootOptions, devices: tuple, pool_args: tuple):
+    """The compiled pool-round program for this layout, options, chunk and devices (cached
+    in memory; single-device programs also on disk, see ``jaxlme.compiled``)."""
+    pool_fn = _sharded(
+        functools.partial(_pool_round, reml=reml, opt=opt),
+        devices,
+        (_REP, _REP, _BAT, _BAT, _BAT, _REP, _REP),
+        (_BAT, _BAT, _BAT),
+    )
+    flags = dict(program_flags(model.layout), disk=len(devices) == 1)
+    return compile_program("bootstrap", pool_fn, pool_args, key=(bool(reml), opt, _where(devices)), **flags)[0]
+
+
+class PoolOutput(NamedTuple):
+    """Per-response answers of :func:`refit_pool` (row i: response i; NaN/-1 where not done)."""
+
+    beta: np.ndarray  # (n, p) the model's β (not the centred β̃)
+    sigma: np.ndarray  # (n,)
+    theta: np.ndarray  # (n, ntheta)
+    objective: np.ndarray  # (n,) REML criterion or ML deviance
+    status: np.ndarray  # (n,) optimizer.STATUS codes; -1 not completed
+    iterations: np.ndarray  # (n,)
+    interrupted: bool
+    chunk_size: int
+    n_devices: int
+
+
+def refit_pool(
+    model,
+    reml: bool,
+    n: int,
+    source,
+    theta_start: np.ndarray,
+    *,
+    chunk_size: int | None = None,
+    devices=None,
+    progress: bool = True,
+    round_iters: int = 8,
+    gtol: float = 1e-6,
+    maxiter: int = 100,
+    memory_bytes: float = 1e9,
+    desc: str = "refits",
+    _on_round=None,
+    _lane_iters=None,
+) -> PoolOutput:
+    """Refit ``model``'s design to ``n`` responses: the batched lanes, then the follow-ups.
+
+    The one implementation behind :func:`bootstrap` (responses simulated on the device)
+    and ``LMM.fit_many`` (given responses): ``source`` maps the lanes' response indices to
+    their cross-products (:class:`_Simulated`, :class:`_Given`).  Every lane starts at
+    ``theta_start``; lanes left unconverged, or converged on a zero diagonal of a
+    vector-valued term, are refitted one at a time by the core fit (see :func:`_follow_up`,
+    :func:`_leave_edges`).  ``KeyboardInterrupt`` returns what was finished (``interrupted``).
+
+    Args:
+        model: the :class:`~jaxlme.LMM` whose structure every response shares.
+        reml: REML criterion or ML deviance.
+        n: number of responses.
+        source: ``start(...)`` then ``source(idx)`` -> the lanes' cross-products.
+        theta_start: every lane's starting θ.
+        chunk_size, devices, progress, round_iters, gtol, maxiter, memory_bytes: as for
+            :func:`bootstrap`.
+        desc: the progress bar's label.
+
+    Returns:
+        A :class:`PoolOutput`.
+    """
+    with jax.enable_x64(True):
+        lay = model.layout
+        devs = tuple(jax.devices() if devices is None else devices)
+        ndev = len(devs)
+        chunk = default_chunk_size(lay, n, ndev, memory_bytes) if chunk_size is None else int(chunk_size)
+        chunk = int(math.ceil(max(chunk, 1) / ndev) * ndev)
+        from .model import BFGS_MIN_SIZE
+
+        bfgs = lay.size_rest >= BFGS_MIN_SIZE
+        lane_iters = min(int(maxiter), BootOptions().maxiter if _lane_iters is None else int(_lane_iters))
+        opt = BootOptions(gtol=float(gtol), maxiter=lane_iters, hessian="bfgs" if bfgs else "fd")
+        k = lay.ntheta
+        theta_start = np.maximum(np.asarray(theta_start, dtype=np.float64).reshape(k), lay.theta_lower)
+        lb = np.asarray(lay.theta_lower, dtype=np.float64)
+        H_start = _hessian_at(model.structure, theta_start, reml, opt.fd_step) if bfgs else np.eye(k)
+
+        if ndev > 1:
+            from jax.sharding import NamedSharding
+
+            mesh = Mesh(np.asarray(devs), ("b",))
+            rep_sh, bat_sh = NamedSharding(mesh, _REP), NamedSharding(mesh, _BAT)
+            lane_sharding = bat_sh
+
+            def put_rep(tree):
+                return jax.device_put(tree, rep_sh)
+
+            def put(tree):
+                return jax.device_put(tree, bat_sh)
+        else:
+            lane_sharding = jax.sharding.SingleDeviceSharding(devs[0])
+
+            def put(tree):
+                return jax.device_put(tree, devs[0])
+
+            put_rep = put
+        struct, obs, lb = put_rep((model.structure, model.obs, lb))
+
+        # host-side pool
+        idx = np.zeros(chunk, np.int32)
+        lanes = _Lanes(
+            x=np.tile(theta_start, (chunk, 1)),
+            f=np.full(chunk, np.inf),
+            g=np.zeros((chunk, k)),
+            H=np.tile(H_start, (chunk, 1, 1)),
+            d=np.zeros((chunk, k)),  # g = 0 before the first evaluation: no step
+            gnorm=np.zeros(chunk),
+            nhalf=np.zeros(chunk, np.int32),
+            it=np.zeros(chunk, np.int32),
+            status=np.full(chunk, _INACTIVE, np.int32),
+            corner=np.full((chunk, lay.p + 1, lay.p + 1), np.nan),
+        )
+        out_beta = np.full((n, lay.p), np.nan)
+        out_sigma = np.full(n, np.nan)
+        out_theta = np.full((n, k), np.nan)
+        out_obj = np.full(n, np.nan)
+        out_status = np.full(n, _INACTIVE, np.int32)
+        out_iter = np.zeros(n, np.int32)
+        next_rep, done = 0, 0
+        stubborn: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # response -> (zy1, ry)
+        edges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # converged on a zero diagonal
+        pool = zy1 = ry = None
+        interrupted = False
+        bar = _progress_bar(n, progress, desc)
+        try:
+            while done < n:
+                empty = np.flatnonzero(lanes.status == _INACTIVE)
+                take = empty[: max(0, n - next_rep)]
+                if take.size:
+                    new = np.arange(next_rep, next_rep + take.size, dtype=np.int32)
+                    next_rep += take.size
+                    idx[take] = new
+                    lanes.x[take] = theta_start
+                    lanes.f[take] = np.inf
+                    lanes.g[take] = 0.0
+                    lanes.H[take] = H_start
+                    lanes.d[take] = 0.0
+                    lanes.gnorm[take] = 0.0
+                    lanes.corner[take] = np.nan
+                    lanes.nhalf[take] = 0
+                    lanes.it[take] = 0
+                    lanes.status[take] = 0
+                running = int(np.sum(lanes.status == 0))
+                # refill when half the pool is idle, unless nothing is left to refill with
+                min_active = (chunk // 2) // ndev if next_rep < n else 0
+                if pool is None:  # the source compiles on a background thread meanwhile
+                    source.start(model, devs, struct, obs, put_rep, put, chunk)
+                    shapes = _shapes_of_crossprods(lay, chunk, lane_sharding)
+                    pool_args = (struct, lb, *shapes, put(lanes), np.int32(0), np.int32(0))
+                    pool = _pool_program(model, reml, opt, devs, pool_args)
+                if take.size:  # the lanes' cross-products (every lane's: no scatter)
+                    zy1, ry = source(idx)
+                budget = np.int32(round_iters if running else 0)
+                out = pool(struct, lb, zy1, ry, put(lanes), budget, np.int32(min_active))
+                new_lanes, beta, sigma = jax.device_get(out)
+                lanes = _Lanes(*(np.array(a) for a in new_lanes))
+                fin = np.flatnonzero(lanes.status > 0)
+                left = fin[(lanes.status[fin] == 3) | (lanes.status[fin] == 4)]
+                # lanes that stopped on a zero diagonal of a vector-valued term's Λ: checked
+                # afterwards for a spurious boundary optimum (boundary.py)
+                edge = [i for i in fin if lanes.status[i] in (1, 2) and zero_columns(lanes.x[i], lay)]
+                if left.size or edge:  # the follow-ups refit these from their cross-products
+                    zy1_h, ry_h = jax.device_get((zy1, ry))
+                    stubborn.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in left)
+                    edges.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in edge)
+                if fin.size:
+                    r = idx[fin]
+                    out_beta[r] = model.centering.beta(beta[fin])  # lanes fit the centred β̃
+                    out_sigma[r] = sigma[fin]
+                    out_theta[r] = lanes.x[fin]
+                    out_obj[r] = lanes.f[fin]
+                    out_status[r] = lanes.status[fin]
+                    out_iter[r] = lanes.it[fin]
+                    lanes.status[fin] = _INACTIVE
+                    done += fin.size
+                    bar.update(fin.size)
+                if _on_round is not None:  # test hook (e.g. to simulate Ctrl-C)
+                    _on_round(done)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+    out = (out_status, out_beta, out_sigma, out_theta, out_obj, out_iter)
+    if not interrupted:
+        _follow_up(model, reml, theta_start, stubborn, int(maxiter), *out)
+        _leave_edges(model, reml, edges, int(maxiter), *out)
+    return PoolOutput(out_beta, out_sigma, out_theta, out_obj, out_status, out_iter, interrupted, chunk, ndev)
 
 
 # ----------------------------------------------------------------------------------------
@@ -511,155 +751,42 @@ def bootstrap(
     seed = resolve_seed(seed)
     enable_compilation_cache()
     t_start = time.perf_counter()
-    with jax.enable_x64(True):
-        model = result.model
-        lay = model.layout
-        devs = tuple(jax.devices() if devices is None else devices)
-        ndev = len(devs)
-        chunk = default_chunk_size(lay, n, ndev, memory_bytes) if chunk_size is None else int(chunk_size)
-        chunk = int(math.ceil(max(chunk, 1) / ndev) * ndev)
-        from .model import BFGS_MIN_SIZE
-
-        bfgs = lay.size_rest >= BFGS_MIN_SIZE
-        lane_iters = min(int(maxiter), BootOptions().maxiter if _lane_iters is None else int(_lane_iters))
-        opt = BootOptions(gtol=float(gtol), maxiter=lane_iters, hessian="bfgs" if bfgs else "fd")
-        k = lay.ntheta
-        poison_set = {int(i) for i in _poison}
-
-        sp = _sim_params(result)
-        key = seed_key(seed)
-        theta_hat = np.asarray(result.theta, dtype=float)
-        lb = np.asarray(lay.theta_lower, dtype=np.float64)
-        H_start = _hessian_at(model.structure, theta_hat, result.reml, opt.fd_step) if bfgs else np.eye(k)
-
-        if ndev > 1:
-            from jax.sharding import NamedSharding
-
-            mesh = Mesh(np.asarray(devs), ("b",))
-            rep_sh, bat_sh = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("b"))
-            struct, obs, sp, lb, key = jax.device_put((model.structure, model.obs, sp, lb, key), rep_sh)
-
-            lane_sharding = bat_sh
-
-            def put(tree):
-                return jax.device_put(tree, bat_sh)
-        else:
-            struct, obs = jax.device_put((model.structure, model.obs), devs[0])
-            sp, lb, key = jax.device_put((sp, lb, key), devs[0])
-
-            lane_sharding = jax.sharding.SingleDeviceSharding(devs[0])
-
-            def put(tree):
-                return jax.device_put(tree, devs[0])
-
-        # host-side pool
-        idx = np.zeros(chunk, np.int32)
-        poison = np.zeros(chunk, bool)
-        lanes = _Lanes(
-            x=np.tile(theta_hat, (chunk, 1)),
-            f=np.full(chunk, np.inf),
-            g=np.zeros((chunk, k)),
-            H=np.tile(H_start, (chunk, 1, 1)),
-            d=np.zeros((chunk, k)),  # g = 0 before the first evaluation: no step
-            gnorm=np.zeros(chunk),
-            nhalf=np.zeros(chunk, np.int32),
-            it=np.zeros(chunk, np.int32),
-            status=np.full(chunk, _INACTIVE, np.int32),
-            corner=np.full((chunk, lay.p + 1, lay.p + 1), np.nan),
-        )
-        out_beta = np.full((n, lay.p), np.nan)
-        out_sigma = np.full(n, np.nan)
-        out_theta = np.full((n, k), np.nan)
-        out_obj = np.full(n, np.nan)
-        out_status = np.full(n, _INACTIVE, np.int32)
-        out_iter = np.zeros(n, np.int32)
-        next_rep, done = 0, 0
-        stubborn: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # replicate -> (zy1, ry)
-        edges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # converged on a zero diagonal
-        sim = pool = zy1 = ry = None
-        interrupted = False
-        bar = _progress_bar(n, progress)
-        try:
-            while done < n:
-                empty = np.flatnonzero(lanes.status == _INACTIVE)
-                take = empty[: max(0, n - next_rep)]
-                if take.size:
-                    new = np.arange(next_rep, next_rep + take.size, dtype=np.int32)
-                    next_rep += take.size
-                    idx[take] = new
-                    poison[take] = [int(i) in poison_set for i in new]
-                    lanes.x[take] = theta_hat
-                    lanes.f[take] = np.inf
-                    lanes.g[take] = 0.0
-                    lanes.H[take] = H_start
-                    lanes.d[take] = 0.0
-                    lanes.gnorm[take] = 0.0
-                    lanes.corner[take] = np.nan
-                    lanes.nhalf[take] = 0
-                    lanes.it[take] = 0
-                    lanes.status[take] = 0
-                running = int(np.sum(lanes.status == 0))
-                # refill when half the pool is idle, unless nothing is left to refill with
-                min_active = (chunk // 2) // ndev if next_rep < n else 0
-                sim_args = (struct, obs, sp, key, put(idx), put(poison))
-                if sim is None:
-                    shapes = _shapes_of_crossprods(lay, chunk, lane_sharding)
-                    pool_args = (struct, lb, *shapes, put(lanes), np.int32(0), np.int32(0))
-                    sim, pool = _programs(model, result.reml, opt, devs, sim_args, pool_args)
-                if take.size:  # the replicates' cross-products (every lane's: no scatter)
-                    zy1, ry = sim(*sim_args)
-                budget = np.int32(round_iters if running else 0)
-                out = pool(struct, lb, zy1, ry, put(lanes), budget, np.int32(min_active))
-                new_lanes, beta, sigma = jax.device_get(out)
-                lanes = _Lanes(*(np.array(a) for a in new_lanes))
-                fin = np.flatnonzero(lanes.status > 0)
-                left = fin[(lanes.status[fin] == 3) | (lanes.status[fin] == 4)]
-                # lanes that stopped on a zero diagonal of a vector-valued term's Λ: checked
-                # afterwards for a spurious boundary optimum (boundary.py)
-                edge = [i for i in fin if lanes.status[i] in (1, 2) and zero_columns(lanes.x[i], lay)]
-                if left.size or edge:  # the follow-ups refit these from their cross-products
-                    zy1_h, ry_h = jax.device_get((zy1, ry))
-                    stubborn.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in left)
-                    edges.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in edge)
-                if fin.size:
-                    r = idx[fin]
-                    out_beta[r] = model.centering.beta(beta[fin])  # lanes fit the centred β̃
-                    out_sigma[r] = sigma[fin]
-                    out_theta[r] = lanes.x[fin]
-                    out_obj[r] = lanes.f[fin]
-                    out_status[r] = lanes.status[fin]
-                    out_iter[r] = lanes.it[fin]
-                    lanes.status[fin] = _INACTIVE
-                    done += fin.size
-                    bar.update(fin.size)
-                if _on_round is not None:  # test hook (e.g. to simulate Ctrl-C)
-                    _on_round(done)
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            bar.close()
-    if not interrupted:
-        _follow_up(result, stubborn, int(maxiter), out_status, out_beta, out_sigma, out_theta, out_obj, out_iter)
-        _leave_edges(result, edges, int(maxiter), out_status, out_beta, out_sigma, out_theta, out_obj, out_iter)
-    completed = np.flatnonzero(out_status > 0)
-    if interrupted:
+    pool = refit_pool(
+        result.model,
+        result.reml,
+        n,
+        _Simulated(result, seed, _poison),
+        np.asarray(result.theta, dtype=float),
+        chunk_size=chunk_size,
+        devices=devices,
+        progress=progress,
+        round_iters=round_iters,
+        gtol=gtol,
+        maxiter=maxiter,
+        memory_bytes=memory_bytes,
+        desc="bootstrap",
+        _on_round=_on_round,
+        _lane_iters=_lane_iters,
+    )
+    completed = np.flatnonzero(pool.status > 0)
+    if pool.interrupted:
         _warnings.warn(f"bootstrap interrupted: returning the {completed.size} of {n} replicates completed so far")
     elapsed = time.perf_counter() - t_start
     boot = BootstrapResult._build(
         result,
         replicate=completed,
-        fixef=out_beta[completed],
-        sigma=out_sigma[completed],
-        theta=out_theta[completed],
-        objective=out_obj[completed],
-        status=out_status[completed],
-        iterations=out_iter[completed],
+        fixef=pool.beta[completed],
+        sigma=pool.sigma[completed],
+        theta=pool.theta[completed],
+        objective=pool.objective[completed],
+        status=pool.status[completed],
+        iterations=pool.iterations[completed],
         n_requested=n,
         seed=int(seed),
-        interrupted=interrupted,
+        interrupted=pool.interrupted,
         elapsed=elapsed,
-        chunk_size=chunk,
-        n_devices=ndev,
+        chunk_size=pool.chunk_size,
+        n_devices=pool.n_devices,
     )
     if boot.n_failed:
         _warnings.warn(f"{boot.n_failed} of {boot.n} bootstrap replicates failed: {boot.failure_reasons()}")
@@ -683,23 +810,101 @@ def _hessian_at(struct: Structure, theta: np.ndarray, reml: bool, step: float) -
     return (V * w) @ V.T
 
 
-def _leave_edges(result, edges, maxiter, status, beta, sigma, theta, obj, iters) -> None:
+def _leave_edges(model, reml, edges, maxiter, status, beta, sigma, theta, obj, iters) -> None:
     """Replicates whose lane converged on a zero diagonal of a vector-valued term's Λ
     (``edges``: replicate -> its cross-products): where :func:`boundary.boundary_escape`
     finds a lower point the replicate is refitted from there with the core fit, which
-    keeps checking; a genuine boundary optimum costs a few criterion evaluations."""
+    keeps checking; a genuine boundary optimum costs a few criterion evaluations, batched
+    over the replicates (:func:`_escapes`)."""
     if not edges:
         return
-    model = result.model
     with jax.enable_x64(True):
-        for r, (zy1, ry) in sorted(edges.items()):
-            struct = model.structure.with_response(jax.device_put(zy1), jax.device_put(ry))
-            escape = boundary_escape(theta[r], model.layout, model._criterion(struct, result.reml), model.theta_scale)
+        for r, escape in sorted(_escapes(model, reml, edges, theta).items()):
             if escape is None:
                 continue
-            fit = model._refit_structure(struct, result.reml, escape[0], maxiter)
+            zy1, ry = edges[r]
+            struct = model.structure.with_response(jax.device_put(zy1), jax.device_put(ry))
+            fit = model._refit_structure(struct, reml, escape[0], maxiter)
             if fit.converged and fit.objective < obj[r]:
                 _store(fit, r, status, beta, sigma, theta, obj, iters)
+
+
+_EDGE_BATCH = 128  # criterion evaluations per device call of the boundary checks
+
+
+def _escapes(model, reml, edges, theta, max_passes: int = 8) -> dict:
+    """:func:`boundary.boundary_escape` of every replicate in ``edges`` at its θ, with the
+    criterion evaluations of all replicates batched into vmapped device calls.
+
+    Each pass runs every unfinished replicate's check against the values known so far; an
+    unknown point is recorded and answers +inf, which ends or skips that branch (the check
+    treats non-finite values as failures).  Its points then follow from earlier values at
+    most three deep (θ; the candidates or the column's quadratic form; the form's
+    candidates), so a few passes replay each check exactly as with a direct criterion, and
+    sleepstudy-sized replicates cost a fraction of a millisecond each instead of one
+    device round trip per point.  A check unfinished after ``max_passes`` runs directly."""
+    lay, scale = model.layout, model.theta_scale
+    known: dict[int, dict[bytes, float]] = {r: {} for r in edges}
+    out: dict = {}
+    pending = sorted(edges)
+    for _ in range(max_passes):
+        if not pending:
+            break
+        requests: list[tuple[int, np.ndarray]] = []
+        unfinished = []
+        for r in pending:
+            missing: list[np.ndarray] = []
+
+            def criterion(point, values=known[r], missing=missing) -> float:
+                point = np.asarray(point, dtype=np.float64)
+                value = values.get(point.tobytes())
+                if value is None:
+                    missing.append(point.copy())
+                    return np.inf
+                return value
+
+            try:
+                with np.errstate(invalid="ignore"):  # inf - inf in a form of placeholders
+                    escape = boundary_escape(theta[r], lay, criterion, scale)
+            except np.linalg.LinAlgError:  # a form built from placeholder values
+                escape = None
+            if missing:
+                requests += [(r, p) for p in missing]
+                unfinished.append(r)
+            else:
+                out[r] = escape
+        for (r, point), value in zip(requests, _criteria(model, reml, edges, requests)):
+            known[r][point.tobytes()] = value
+        pending = unfinished
+    for r in pending:  # pragma: no cover - deeper than boundary_escape goes
+        zy1, ry = edges[r]
+        struct = model.structure.with_response(jax.device_put(zy1), jax.device_put(ry))
+        out[r] = boundary_escape(theta[r], lay, model._criterion(struct, reml), scale)
+    return out
+
+
+def _edge_criteria_program(points, zy1, ry, struct, *, reml):
+    return jax.vmap(lambda t, z, y: objective(t, struct.with_response(z, y), reml))(points, zy1, ry)
+
+
+def _criteria(model, reml, edges, requests) -> list[float]:
+    """The criterion at each (replicate, θ) of ``requests``, ``_EDGE_BATCH`` per device call."""
+    if not requests:
+        return []
+    values: list[float] = []
+    for s in range(0, len(requests), _EDGE_BATCH):
+        part = requests[s : s + _EDGE_BATCH]
+        part = part + [part[0]] * (_EDGE_BATCH - len(part))  # one compiled shape
+        points = np.stack([p for _, p in part])
+        zy1 = np.stack([edges[r][0] for r, _ in part])
+        ry = np.stack([edges[r][1] for r, _ in part])
+        args = (points, zy1, ry, model.structure)
+        program, _ = compile_program(
+            "bootstrap_edges", _edge_criteria_program, args, {"reml": bool(reml)}, **program_flags(model.layout)
+        )
+        got = np.asarray(program(*jax.device_put(args[:3]), model.structure))
+        values += [float(v) for v in got[: len(requests) - s]]
+    return values
 
 
 def _store(fit, r, status, beta, sigma, theta, obj, iters) -> None:
@@ -712,19 +917,19 @@ def _store(fit, r, status, beta, sigma, theta, obj, iters) -> None:
     iters[r] += fit.opt.iterations
 
 
-def _follow_up(result, stubborn, maxiter, status, beta, sigma, theta, obj, iters) -> None:
+def _follow_up(model, reml, theta_start, stubborn, maxiter, status, beta, sigma, theta, obj, iters) -> None:
     """Second pass for the replicates the batched loop left unconverged (status 3/4, e.g.
     lanes slowed down near a saddle of the Cholesky parametrization): refit each on its own
     with the core fit (exact-Hessian Newton for small models), started where the batched
-    loop stopped and from the fitted θ, keeping the best converged answer.  The pool's
+    loop stopped and from the lanes' start (the fitted θ for the bootstrap), keeping the best
+    converged answer.  The pool's
     iteration cap thus bounds how long one stubborn lane can hold up the batch, and the
     refits reuse the fit's compiled program (``stubborn``: replicate -> its cross-products).
     """
-    model = result.model
     for r, (zy1, ry) in sorted(stubborn.items()):
         with jax.enable_x64(True):  # float64 cross-products, as the fit's program expects
             struct = model.structure.with_response(jax.device_put(zy1), jax.device_put(ry))
-        fits = [model._refit_structure(struct, result.reml, t0, maxiter) for t0 in (theta[r], result.theta)]
+        fits = [model._refit_structure(struct, reml, t0, maxiter) for t0 in (theta[r], theta_start)]
         fits = [f for f in fits if f.converged]
         if not fits:
             continue
@@ -736,11 +941,12 @@ def _follow_up(result, stubborn, maxiter, status, beta, sigma, theta, obj, iters
 # ----------------------------------------------------------------------------------------
 # results
 # ----------------------------------------------------------------------------------------
-def _vc_columns(result: LMMResult, theta: np.ndarray, sigma: np.ndarray) -> pd.DataFrame:
-    """SDs and correlations of every random-effects term, and sigma, per replicate."""
-    lay = result.model.layout
+def _vc_columns(model, labels, theta: np.ndarray, sigma: np.ndarray) -> pd.DataFrame:
+    """SDs and correlations of every random-effects term (``labels``: the terms' group
+    labels, :func:`results.group_labels`), and sigma, per replicate."""
+    lay = model.layout
     cols: dict[str, np.ndarray] = {}
-    for t, term, label, lam in zip(lay.terms, result.model.design.terms, result.group_labels, lay.lambdas(theta)):
+    for t, term, label, lam in zip(lay.terms, model.design.terms, labels, lay.lambdas(theta)):
         r = t.ncols
         cov = sigma[:, None, None] ** 2 * lam @ np.swapaxes(lam, 1, 2)
         sd = np.sqrt(np.maximum(np.einsum("nii->ni", cov), 0.0))
@@ -792,7 +998,7 @@ class BootstrapResult:
         for t, term, label in zip(lay.terms, result.model.design.terms, labels):
             c = list(term.columns)
             theta_names += [f"{label}.{c[i]}" if i == j else f"{label}.{c[i]}.{c[j]}" for i, j in t.theta_index]
-        vc = _vc_columns(result, theta, sigma)
+        vc = _vc_columns(result.model, labels, theta, sigma)
         vc.index = index
         return cls(
             result=result,
@@ -851,7 +1057,7 @@ class BootstrapResult:
     def estimates(self) -> pd.Series:
         """The original fit's values of the bootstrapped parameters (same order as ``ci``)."""
         r = self.result
-        one = _vc_columns(r, r.theta[None, :], np.array([r.sigma]))
+        one = _vc_columns(r.model, r.group_labels, r.theta[None, :], np.array([r.sigma]))
         return pd.concat([r.fixef, one.iloc[0]]).rename("estimate")
 
     def parameters(self, usable_only: bool = True) -> pd.DataFrame:

@@ -298,8 +298,16 @@ def _response_name(res: LMMResult) -> str:
     return res.model.design.formula.response
 
 
-def lrt(*results: LMMResult, names: Sequence[str] | None = None, refit: bool = True) -> pd.DataFrame:
-    """Likelihood-ratio tests of nested models (lme4's ``anova(m1, m2, ...)``).
+def lrt(
+    *results: LMMResult,
+    names: Sequence[str] | None = None,
+    refit: bool = True,
+    bootstrap: int | None = None,
+    seed: int | None = 0,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Likelihood-ratio tests of nested models (lme4's ``anova(m1, m2, ...)``), optionally
+    with parametric-bootstrap p-values (pbkrtest's ``PBmodcomp``).
 
     Models are sorted by their number of parameters; each row is tested against the one
     before it: Chisq = 2 Δ logLik (clamped at 0), Df = Δ npar, p = P(χ²_Df > Chisq).
@@ -307,7 +315,33 @@ def lrt(*results: LMMResult, names: Sequence[str] | None = None, refit: bool = T
     REML criteria of models with different fixed effects are not comparable; pass
     ``refit=False`` to compare REML fits of models with the same fixed effects.
     All models must be fitted to the same observations, or a ValueError is raised.
-    Columns: npar, AIC, BIC, logLik, deviance, Chisq, Df, p.
+
+    The χ² reference distribution is conservative for variance components tested at the
+    boundary (σ² = 0); ``bootstrap=N`` simulates it instead, for each row against the row
+    before: N responses are simulated from the smaller model's ML fit, both models are
+    refitted by ML to each (vmapped, see ``LMM.fit_many``), and with LRT* = 2 Δ logLik of
+    each replicate, p_boot = (1 + #{LRT* > Chisq}) / (1 + #{LRT* > 0}) over the replicates
+    whose refits both converged: pbkrtest's definition, which leaves out the replicates
+    whose statistic is 0 (both refits at the same boundary optimum).  Statistics within
+    ``PB_ZERO`` of 0 count as 0, since such refits differ only by rounding; pbkrtest
+    compares lme4's values with 0 exactly, so on boundary tests it also counts the
+    replicates whose rounding came out positive, which lowers its p.  Every model
+    has at least one random-effects term (a null model without one would be a linear
+    model, which jaxlme does not fit).
+
+    Args:
+        *results: Two or more fitted models (or one list of them).
+        names: Row names; default: each model's formula text.
+        refit: Refit REML fits by ML (lme4's default).
+        bootstrap: Number of parametric-bootstrap replicates per comparison (None: none).
+        seed: Seed of the simulated responses (None: fresh entropy, recorded).
+        progress: Show progress bars for long bootstrap refits.
+
+    Returns:
+        A DataFrame indexed by model with columns npar, AIC, BIC, logLik, deviance, Chisq,
+        Df, p (and p_boot with ``bootstrap``); ``attrs``: ``note``, ``formulas``,
+        ``method`` and, with ``bootstrap``, ``bootstrap``: the seed, the replicates
+        requested, and per tested row the usable replicates, those with LRT* > 0, and LRT*.
     """
     from .results import LMMResult
 
@@ -319,10 +353,11 @@ def lrt(*results: LMMResult, names: Sequence[str] | None = None, refit: bool = T
         if not isinstance(r, LMMResult):
             raise TypeError(f"lrt compares LMMResult objects, got {type(r).__name__}")
     if names is None:
-        names = [f"m{i + 1}" for i in range(len(results))]
+        names = _formula_names(results)
     names = [str(n) for n in names]
     if len(names) != len(results) or len(set(names)) != len(names):
         raise ValueError("names must be unique, one per model")
+    nboot = _check_nboot(bootstrap)
     ref = results[0]
     for nm, r in zip(names[1:], results[1:]):
         if r.nobs != ref.nobs:
@@ -349,6 +384,8 @@ def lrt(*results: LMMResult, names: Sequence[str] | None = None, refit: bool = T
         fits = [r.model.fit(reml=False, theta0=r.theta, warn=False) if r.reml else r for r in fits]
     elif not refit and len({r.reml for r in fits}) > 1:
         raise ValueError("cannot compare a REML fit with an ML fit without refitting (use refit=True)")
+    if nboot is not None and any(r.reml for r in fits):
+        raise ValueError("bootstrap p-values compare ML fits (as pbkrtest's PBmodcomp): use refit=True")
     order = sorted(range(len(fits)), key=lambda i: (fits[i].npar, i))
     rows = []
     prev = None
@@ -382,7 +419,58 @@ def lrt(*results: LMMResult, names: Sequence[str] | None = None, refit: bool = T
     out.attrs["note"] = note
     out.attrs["formulas"] = {names[i]: fits[i].model.design.formula.text for i in order}
     out.attrs["method"] = "ML" if refit or not fits[0].reml else "REML"
+    if nboot is not None:
+        from .bootstrap import resolve_seed
+
+        seed = resolve_seed(seed)
+        info = {"seed": seed, "nsim": nboot, "usable": {}, "positive": {}, "lrt": {}}
+        p_boot = [np.nan]
+        for row, (a, b) in enumerate(zip(order[:-1], order[1:]), start=1):
+            stats = _pb_statistics(fits[a], fits[b], nboot, seed, progress)
+            usable = stats[np.isfinite(stats)]
+            positive = usable[usable > PB_ZERO]
+            p_boot.append((1.0 + np.sum(positive > out["Chisq"].iloc[row])) / (1.0 + positive.size))
+            nm = names[b]
+            info["usable"][nm] = int(usable.size)
+            info["positive"][nm] = int(positive.size)
+            info["lrt"][nm] = tuple(float(v) for v in stats)
+        out["p_boot"] = p_boot
+        out.attrs["bootstrap"] = info
     return out
+
+
+# LRT* within this of 0 counts as 0 in the bootstrap p-value: refits of both models that end
+# at the same boundary optimum differ by rounding only (lme4's: ±1e-13 to ±1e-7)
+PB_ZERO = 1e-6
+
+
+def _formula_names(results) -> list[str]:
+    """Each model's formula text; a repeated formula gets " [i]" (its position) appended."""
+    texts = [r.model.design.formula.text for r in results]
+    return [t if texts.count(t) == 1 else f"{t} [{i + 1}]" for i, t in enumerate(texts)]
+
+
+def _check_nboot(bootstrap) -> int | None:
+    if bootstrap is None:
+        return None
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 1:
+        raise ValueError(f"bootstrap must be a positive number of replicates or None, got {bootstrap!r}")
+    return int(bootstrap)
+
+
+def _pb_statistics(small: LMMResult, large: LMMResult, nsim: int, seed: int, progress: bool) -> np.ndarray:
+    """LRT* = 2 (logLik(large*) - logLik(small*)) of ``nsim`` responses simulated from the ML
+    fit ``small``, with both models refitted by ML from their fitted θ (NaN where a refit
+    did not converge)."""
+    from .bootstrap import simulate
+
+    ys = np.asarray(simulate(small, nsim, seed)).T
+    kw = {"reml": False, "progress": progress}
+    null = small.model.fit_many(ys, theta0=small.theta, **kw)
+    alt = large.model.fit_many(ys, theta0=large.theta, **kw)
+    stats = null["objective"].to_numpy() - alt["objective"].to_numpy()
+    ok = null["converged"].to_numpy(bool) & alt["converged"].to_numpy(bool)
+    return np.where(ok, stats, np.nan)
 
 
 # ---------------------------------------------------------------------------------------

@@ -101,6 +101,8 @@ class LMM:
         t0 = time.perf_counter()
         self.formula = formula
         self.design = build_design(formula, data, warn=warn, weights=weights)
+        n_data = self.design.n + self.design.n_dropped  # dict data: positions are the row labels
+        self._data_index = data.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(n_data)
         # cross-products of the centred [X y] (see jaxlme.centering): exact, better conditioned
         centred, self.centering = center_design(self.design)
         self.structure, self.obs = build_structure(centred)
@@ -194,6 +196,61 @@ class LMM:
         zy1, ry = response_crossprods(self.layout, self.obs, jnp.asarray(yw))
         struct = self.structure.with_response(zy1, ry)
         return self._fit(struct, reml, theta0, self._refit_options(), warn, y=y)  # warns at the caller
+
+    def fit_many(
+        self,
+        Y,
+        reml: bool = True,
+        *,
+        theta0=None,
+        chunk_size: int | None = None,
+        devices=None,
+        progress: bool = False,
+        gtol: float = 1e-6,
+        maxiter: int = 100,
+    ) -> pd.DataFrame:
+        """Fit this model's design to many responses at once (genes, voxels, items).
+
+        Each column of ``Y`` is fitted as :meth:`refit` would fit it (same criterion,
+        same optimum to the optimizer's tolerance), but the fits run as batches of vmapped
+        optimizer lanes on the device (the bootstrap's machinery), which is much faster
+        than a loop.  Responses whose lane does not converge are refitted one by one.
+
+        Rows: ``Y`` has the model's ``nobs`` rows (in the model's row order), or, when the
+        data had rows dropped for missing values, one row per row of the original data, of
+        which the model's rows are used.  A pandas ``Y`` must carry the data's index (or
+        the model's row labels) so that misaligned rows raise instead of fitting silently.
+
+        Args:
+            Y: (n × m) array or DataFrame of responses (a 1-D array is one response); the
+                formula's offset, if any, is subtracted as in :meth:`refit`.
+            reml: REML (default) or maximum likelihood.
+            theta0: Starting θ for every response (default: the core fit's start).
+            chunk_size: Lanes refitted at a time (default from the model's size).
+            devices: JAX devices that share each chunk (default: all).
+            progress: Show a progress bar on runs longer than ~2 s.
+            gtol: Projected-gradient tolerance for convergence.
+            maxiter: Iteration cap per response.
+
+        Returns:
+            A DataFrame with one row per response (index: ``Y``'s column names or 0..m-1):
+            the fixed effects, the random-effect SDs and correlations (named as
+            :func:`jaxlme.inference.varpar_names`), ``sigma``, ``objective`` (REML criterion
+            or ML deviance), ``converged``, ``status`` and ``iterations``.
+        """
+        from .multi import fit_many
+
+        return fit_many(
+            self,
+            Y,
+            reml,
+            theta0=theta0,
+            chunk_size=chunk_size,
+            devices=devices,
+            progress=progress,
+            gtol=gtol,
+            maxiter=maxiter,
+        )
 
     def _refit_options(self, maxiter: int = 100) -> NewtonOptions:
         return NewtonOptions(hessian=self._hessian_method("auto"), maxiter=int(maxiter))
