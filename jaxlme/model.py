@@ -101,6 +101,7 @@ class LMM:
         t0 = time.perf_counter()
         self.formula = formula
         self.design = build_design(formula, data, warn=warn, weights=weights)
+        self.data = data  # as given (not copied): emmeans' reference grid reads its covariates
         # cross-products of the centred [X y] (see jaxlme.centering): exact, better conditioned
         centred, self.centering = center_design(self.design)
         self.structure, self.obs = build_structure(centred)
