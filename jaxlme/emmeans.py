@@ -219,6 +219,31 @@ def _parse_specs(specs, by) -> tuple[list[str], list[str]]:
     return spec_names, by_names
 
 
+def _refuse_nesting(d, variables: list[_Var]) -> None:
+    """emmeans takes a grid variable with several values that enters the formula only through interactions
+    (``a + a:b``) as nested (``emmeans:::.find_nests``) and builds a nested grid and nested
+    contrasts, which this module does not: refuse it.  (Factors nested in the data with both
+    main effects alias each other, and rank-deficient fits are refused before this.)"""
+    spec = getattr(d.fixed_spec, "spec", None)
+    terms = getattr(spec, "formula", None)
+    if terms is None:  # a plain column list: main effects only
+        return
+    factor_names = {v.name for v in variables if len(v.values) > 1}  # emmeans looks at these only
+    main, inter = set(), set()
+    for term in terms:
+        names = {n for n in factor_names if any(_mentions(str(f), n) for f in term.factors)}
+        (main if len(term.factors) == 1 else inter).update(names)
+    for name in sorted(inter - main):
+        raise ValueError(
+            f"'{name}' enters the fixed effects only through interactions, so emmeans takes it as "
+            "nested: nested reference grids are not supported (add its main effect)"
+        )
+
+
+def _mentions(expr: str, name: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9_.]){re.escape(name)}(?![A-Za-z0-9_.])", expr) is not None
+
+
 @dataclass
 class _EMM:
     """Marginal means: their linear functions of β̂ and their grid labels."""
@@ -247,6 +272,7 @@ def _build(res: LMMResult, specs, by, at, data) -> _EMM:
     bad = [n for n in spec_names + by_names if n not in known]
     if bad:
         raise ValueError(f"{bad} not variable(s) of the fixed effects (they are {list(known)})")
+    _refuse_nesting(d, variables)
     frame, codes = _grid_frame(variables, used)
     X = _matrix(d.fixed_spec, frame, list(d.xnames), "the reference grid's model matrix")
     if not np.all(np.isfinite(X)):

@@ -243,3 +243,18 @@ def test_rank_deficient_and_offset_models_are_refused():
         deficient.emmeans("f")
     with pytest.raises(ValueError, match="offset"):
         offset.emmeans("f")
+
+
+def test_nested_factors_are_refused():
+    d = _data(CASES["cake"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        only_interaction = jaxlme.lmm("angle ~ recipe + recipe:temperature + (1 | replicate)", d)
+    with pytest.raises(ValueError, match="'temperature' enters the fixed effects only through interactions"):
+        only_interaction.emmeans("recipe")
+    # a covariate at one value (its mean) may enter through interactions only: separate slopes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slopes = jaxlme.lmm("angle ~ recipe + recipe:temp + (1 | replicate)", d)
+    grid = pd.DataFrame({"recipe": ["A", "B", "C"], "temp": d["temp"].mean()})
+    np.testing.assert_allclose(slopes.emmeans("recipe")["emmean"], slopes.predict(grid, random_effects=False))
