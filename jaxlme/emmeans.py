@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from ._config import x64
-from .design import DataError, _as_frame
+from .design import DataError, _as_frame, _drop_unused_categories
 from .inference import _check_level, satterthwaite
-from .predict import _matrix, _required
+from .predict import _check_columns, _matrix, _required
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
@@ -105,6 +105,9 @@ def _fitting_rows(res: LMMResult, data) -> pd.DataFrame:
         used = data
     else:
         raise DataError("data has a non-unique index: cannot find the rows the model was fitted to")
+    needed = _required(d.fixed_spec)
+    _check_columns(used, needed, "the fixed effects")
+    used = _drop_unused_categories(used[sorted(needed, key=str)])  # as build_design does
     X = _matrix(d.fixed_spec, used, list(d.xnames), "the fixed-effects model matrix")
     scale = np.maximum(np.abs(d.X).max(axis=0), 1.0) if d.p else 1.0
     if X.shape != d.X.shape or not np.allclose(X / scale, d.X / scale, rtol=0.0, atol=1e-9):

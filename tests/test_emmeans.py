@@ -60,7 +60,12 @@ def _compare(ours: pd.DataFrame, theirs: dict, rtol: float = 1e-4) -> None:
         elif np.asarray(_list(values)).dtype.kind in "iuf":  # a covariate's grid values
             np.testing.assert_allclose(ours[col].to_numpy(float), _num(values), rtol=1e-12, err_msg=col)
         else:
-            assert [str(v) for v in ours[col]] == [str(v) for v in _list(values)], col
+            assert [str(v) for v in ours[col]] == [_r_text(v) for v in _list(values)], col
+
+
+def _r_text(v) -> str:
+    """A level as R prints it (a logical's TRUE/FALSE)."""
+    return ("TRUE" if v else "FALSE") if isinstance(v, (bool, np.bool_)) else str(v)
 
 
 def _calls():
@@ -68,7 +73,11 @@ def _calls():
     for case in REF["cases"]:
         for i, call in enumerate(case["emmeans"]):
             by = f"|{','.join(_list(call['by']))}" if call["by"] else ""
-            out.append(pytest.param(case["name"], i, id=f"{case['name']}-{'*'.join(_list(call['specs']))}{by}-{i}"))
+            ddf = "" if call["ddf"] == "satterthwaite" else f"-{call['ddf']}"
+            label = f"{case['name']}-{'*'.join(_list(call['specs']))}{by}{ddf}-{i}"
+            kr_missing = call["ddf"] == "kenward-roger" and "kenward-roger" not in emm_module.EMM_DDF
+            marks = pytest.mark.skip(reason="kenward-roger not in this build yet") if kr_missing else ()
+            out.append(pytest.param(case["name"], i, id=label, marks=marks))
     return out
 
 
@@ -222,6 +231,8 @@ def test_wrong_or_missing_data_is_refused():
     shuffled = d.assign(angle=d["angle"], recipe=d["recipe"].to_numpy()[::-1])
     with pytest.raises(jaxlme.DataError, match="not the data the model was fitted to"):
         res.emmeans("recipe", data=shuffled)
+    with pytest.raises(jaxlme.DataError, match="missing column\\(s\\) 'recipe'"):
+        res.emmeans("temperature", data=d.drop(columns="recipe"))
     with pytest.raises(jaxlme.DataError, match="lacks 10 of the rows"):
         res.emmeans("recipe", data=d.iloc[10:])
     res.model.data, kept = None, res.model.data
@@ -258,3 +269,22 @@ def test_nested_factors_are_refused():
         slopes = jaxlme.lmm("angle ~ recipe + recipe:temp + (1 | replicate)", d)
     grid = pd.DataFrame({"recipe": ["A", "B", "C"], "temp": d["temp"].mean()})
     np.testing.assert_allclose(slopes.emmeans("recipe")["emmean"], slopes.predict(grid, random_effects=False))
+
+
+def test_rows_dropped_for_missing_values_and_unused_categories():
+    """The grid uses the fitted rows only: covariate means without the dropped rows, and a
+    categorical's unused categories are not levels."""
+    case = CASES["crossed_unbalanced"]
+    d = _data(case)
+    holes = d.copy()
+    holes.loc[holes.index[::7], "x"] = np.nan
+    holes["trt"] = pd.Categorical(holes["trt"], categories=["zzz", *sorted(d["trt"].unique())])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with_holes = jaxlme.lmm(case["formula"], holes, reml=False)
+        without = jaxlme.lmm(case["formula"], d.drop(index=d.index[::7]), reml=False)
+    a = with_holes.emmeans("trt", by="sex", ddf="asymptotic")
+    b = without.emmeans("trt", by="sex", ddf="asymptotic")
+    assert list(a["trt"]) == list(b["trt"]) and "zzz" not in set(a["trt"])
+    np.testing.assert_allclose(a["emmean"], b["emmean"], rtol=1e-7)
+    np.testing.assert_allclose(a["SE"], b["SE"], rtol=1e-5)

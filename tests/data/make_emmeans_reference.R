@@ -40,6 +40,7 @@ ns <- 90
 sing <- data.frame(f = rep(c("a", "b", "c"), 30), g = rep(paste0("g", 1:10), each = 9), x = rnorm(ns))
 sing$y <- 1 + c(a = 0, b = 0.6, c = -0.3)[sing$f] + 0.5 * sing$x + rnorm(ns)
 sing$y <- unname(sing$y)
+sing$b <- sing$x > 0.3  # a logical column: emmeans takes it as a factor (FALSE, TRUE)
 write.csv(sing, path("emmeans_singular.csv"), row.names = FALSE)
 
 read <- function(f, str_cols = character(0)) {
@@ -63,12 +64,14 @@ cases <- list(
            con("pairwise"), con("trt.vs.ctrl"), con("revpairwise", "holm"),
            con(list("loc_0 - avg" = c(1, -0.5, -0.5), "loc_1 - loc_2" = c(0, 1, -1)), "none"),
            con(list("loc_0 - avg" = c(1, -0.5, -0.5), "loc_1 - loc_2" = c(0, 1, -1))))),
-         emm("location", ddf = "asymptotic", level = 0.9, contrasts = list(con("pairwise"), con("pairwise", "bonferroni"))))),
+         emm("location", ddf = "asymptotic", level = 0.9, contrasts = list(con("pairwise"), con("pairwise", "bonferroni"))),
+         emm("location", ddf = "kenward-roger", contrasts = list(con("pairwise"), con("trt.vs.ctrl"))))),
   list(name = "bounce_poly", csv = "emmeans_bounce_time.csv", str_cols = character(0), reml = TRUE,
        formula = "bounce_time ~ location * poly(age, 2) + (1 | county)",
        emmeans = list(
          emm("location", contrasts = list(con("pairwise"))),
-         emm("location", by = "age", at = list(age = c(30, 40)), contrasts = list(con("pairwise", "holm"))))),
+         emm("location", by = "age", at = list(age = c(30, 40)), contrasts = list(con("pairwise", "holm"))),
+         emm("location", ddf = "kenward-roger", contrasts = list(con("revpairwise"))))),
   list(name = "bounce_scale", csv = "emmeans_bounce_time.csv", str_cols = character(0), reml = FALSE,
        formula = "bounce_time ~ location * scale(age) + I(age^2) + (1 | county)",
        emmeans = list(
@@ -82,7 +85,10 @@ cases <- list(
          emm("temperature", by = "recipe", contrasts = list(con("pairwise"), con("revpairwise", "bonferroni"))),
          emm("recipe", by = "temperature", contrasts = list(
            con(list("A - B" = c(1, -1, 0), "C - avg(A,B)" = c(-0.5, -0.5, 1))),
-           con(list("A - B" = c(1, -1, 0), "C - avg(A,B)" = c(-0.5, -0.5, 1)), "holm"))))),
+           con(list("A - B" = c(1, -1, 0), "C - avg(A,B)" = c(-0.5, -0.5, 1)), "holm"))),
+         emm("temperature", at = list(temperature = c("175", "205", "225")), contrasts = list(con("pairwise"))),
+         emm("recipe", ddf = "kenward-roger", contrasts = list(con("pairwise"))),
+         emm("temperature", by = "recipe", ddf = "kenward-roger", contrasts = list(con("pairwise", "holm"))))),
   list(name = "cake_factor_call", csv = "emmeans_cake.csv", str_cols = character(0), reml = TRUE,
        formula = "angle ~ recipe + factor(temp) + (1 | replicate)",
        emmeans = list(emm("temp", level = 0.99, contrasts = list(con("trt.vs.ctrl"), con("pairwise", "sidak"))))),
@@ -96,7 +102,13 @@ cases <- list(
   list(name = "singular", csv = "emmeans_singular.csv", str_cols = character(0), reml = TRUE,
        formula = "y ~ f + x + (1 | g)",
        emmeans = list(
-         emm("f", contrasts = list(con("pairwise"), con("trt.vs.ctrl", ref = 2), con("pairwise", "none")))))
+         emm("f", contrasts = list(con("pairwise"), con("trt.vs.ctrl", ref = 2), con("pairwise", "none"))),
+         emm("f", ddf = "kenward-roger", contrasts = list(con("pairwise"))))),
+  list(name = "logical_factor", csv = "emmeans_singular.csv", str_cols = character(0), reml = TRUE,
+       formula = "y ~ f * b + x + (1 | g)",
+       emmeans = list(
+         emm("b", contrasts = list(con("pairwise"))),
+         emm("f", by = "b", contrasts = list(con("trt.vs.ctrl")))))
 )
 
 table_of <- function(df) {
