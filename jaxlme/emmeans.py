@@ -223,10 +223,11 @@ def _parse_specs(specs, by) -> tuple[list[str], list[str]]:
 
 
 def _refuse_nesting(d, variables: list[_Var]) -> None:
-    """emmeans takes a grid variable with several values that enters the formula only through interactions
-    (``a + a:b``) as nested (``emmeans:::.find_nests``) and builds a nested grid and nested
-    contrasts, which this module does not: refuse it.  (Factors nested in the data with both
-    main effects alias each other, and rank-deficient fits are refused before this.)"""
+    """emmeans takes a grid variable with several values that enters the formula only
+    through interactions (``a + a:b``) as nested (``emmeans:::.find_nests``) and builds a
+    nested grid and nested contrasts, which this module does not: refuse it.  (Factors
+    nested in the data with both main effects alias each other, and rank-deficient fits are
+    refused before this.)"""
     spec = getattr(d.fixed_spec, "spec", None)
     terms = getattr(spec, "formula", None)
     if terms is None:  # a plain column list: main effects only
@@ -459,12 +460,13 @@ def _level_labels(emm: _EMM) -> tuple[list[str], list[str]]:
 
 def _zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
     """R's ``zapsmall`` (emmeans rounds the df so before ``ptukey``)."""
-    finite = x[np.isfinite(x)]
-    mx = np.max(np.abs(x)) if len(x) else 0.0
-    if len(finite) == 0 or mx == 0:
+    ok = ~np.isnan(x)
+    if not ok.any():
         return x
-    dg = max(0, digits - math.ceil(math.log10(mx))) if np.isfinite(mx) else 0
-    return np.round(x, dg)
+    mx = float(np.max(np.abs(x[ok])))
+    if mx == 0:
+        return np.round(x, digits)
+    return np.round(x, max(0, digits - math.ceil(math.log10(mx))) if np.isfinite(mx) else 0)
 
 
 def _ptukey_upper(q: np.ndarray, nmeans: float, df: np.ndarray) -> np.ndarray:
@@ -617,10 +619,12 @@ def _per_df(quantile, df: np.ndarray) -> np.ndarray:
     return out
 
 
-def _adjusted(t, df, adjust, n_contr, fam_size, pairs, level, want_ci):
-    """emmeans' adjusted p values and CI critical values for one family (a by group)."""
+def _adjusted(t, df, df_zapped, adjust, n_contr, fam_size, pairs, level, want_ci):
+    """emmeans' adjusted p values and CI critical values for one family (a by group);
+    ``df_zapped``: the df as emmeans rounds them for Tukey's p (zapsmall over the whole table)."""
     from scipy import special
 
+    df = np.where(np.isnan(df), np.inf, df)  # emmeans: an unavailable df counts as infinite
     if n_contr == 1:
         adjust = "none"
     if adjust == "tukey" and not pairs:
@@ -635,7 +639,7 @@ def _adjusted(t, df, adjust, n_contr, fam_size, pairs, level, want_ci):
     elif adjust == "sidak":
         p = 1.0 - (1.0 - p_unadj) ** n_contr
     elif adjust == "tukey":
-        p = _ptukey_upper(math.sqrt(2) * np.abs(t), fam_size, _zapsmall(df))
+        p = _ptukey_upper(math.sqrt(2) * np.abs(t), fam_size, df_zapped)
     else:  # dunnettx
         p = 1.0 - _pdunnx(np.abs(t), n_contr, df)
     cv = None
@@ -731,9 +735,10 @@ def contrast(
     p = np.empty(len(est))
     cv = np.empty(len(est))
     used = adjust
+    zapped = _zapsmall(df)
     for g in range(groups):
         s = slice(g * nc, (g + 1) * nc)
-        pg, cg, used = _adjusted(t[s], df[s], adjust, nc, k, pairs, level, ci)
+        pg, cg, used = _adjusted(t[s], df[s], zapped[s], adjust, nc, k, pairs, level, ci)
         p[s] = pg
         if ci:
             cv[s] = cg
