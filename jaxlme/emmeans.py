@@ -9,7 +9,8 @@
   named in ``specs`` or ``by`` (emmeans' default ``weights = "equal"``).
 * :func:`contrast`: "pairwise", "revpairwise", "trt.vs.ctrl" or custom coefficient vectors
   among those means, within each ``by`` group, with emmeans' labels, multiplicity
-  adjustments ("tukey", "dunnettx", "sidak", "bonferroni", "holm", "none") and defaults.
+  adjustments ("tukey", "dunnettx", "sidak", "bonferroni", "holm", "hochberg", "BH", "BY",
+  "none") and defaults.
 
 Standard errors and denominator df come from :func:`jaxlme.inference.satterthwaite`
 (emmeans' ``lmer.df = "satterthwaite"``) or are asymptotic (``lmer.df = "asymptotic"``: z).
@@ -37,7 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["emmeans", "contrast", "EMM_DDF", "ADJUST_METHODS", "CONTRAST_METHODS"]
 
 EMM_DDF = ("satterthwaite", "asymptotic")
-ADJUST_METHODS = ("tukey", "dunnettx", "sidak", "bonferroni", "holm", "none")
+ADJUST_METHODS = ("tukey", "dunnettx", "sidak", "bonferroni", "holm", "hochberg", "BH", "fdr", "BY", "none")
+_P_ADJUST = ("holm", "hochberg", "BH", "fdr", "BY")  # R's p.adjust step-wise methods
 CONTRAST_METHODS = ("pairwise", "revpairwise", "trt.vs.ctrl", "trt.vs.ctrlk")
 _DEFAULT_ADJUST = {"pairwise": "tukey", "revpairwise": "tukey", "trt.vs.ctrl": "dunnettx", "trt.vs.ctrlk": "dunnettx"}
 _PARENS = re.compile(r"-|\+|/|\*")  # emmeans' "parens" option: such labels are wrapped in (...)
@@ -596,11 +598,18 @@ def _zeroin(ax: float, bx: float, fa: float, fb: float, f, tol: float, maxit: in
     return b
 
 
-def _holm(p: np.ndarray) -> np.ndarray:
-    """R's ``p.adjust(p, "holm")``."""
+def _p_adjust(p: np.ndarray, method: str) -> np.ndarray:
+    """R's ``p.adjust(p, method)`` for "holm", "hochberg", "BH"/"fdr" and "BY"."""
     n = len(p)
-    order = np.argsort(p, kind="stable")
-    adj = np.maximum.accumulate((n - np.arange(n)) * p[order])
+    rank = np.arange(1, n + 1)
+    if method == "holm":  # step down: cummax over increasing p of (n + 1 - i) p_(i)
+        order = np.argsort(p, kind="stable")
+        adj = np.maximum.accumulate((n + 1 - rank) * p[order])
+    else:  # step up: cummin over decreasing p
+        order = np.argsort(-p, kind="stable")
+        i = n + 1 - rank  # the rank of each p among the increasing ones
+        factor = {"hochberg": n + 1 - i, "BH": n / i, "fdr": n / i, "BY": np.sum(1.0 / rank) * n / i}[method]
+        adj = np.minimum.accumulate(factor * p[order])
     out = np.empty(n)
     out[order] = np.minimum(adj, 1.0)
     return out
@@ -634,8 +643,8 @@ def _adjusted(t, df, df_zapped, adjust, n_contr, fam_size, pairs, level, want_ci
         p = p_unadj
     elif adjust == "bonferroni":
         p = np.minimum(1.0, n_contr * p_unadj)
-    elif adjust == "holm":
-        p = _holm(p_unadj)
+    elif adjust in _P_ADJUST:
+        p = _p_adjust(p_unadj, adjust)
     elif adjust == "sidak":
         p = 1.0 - (1.0 - p_unadj) ** n_contr
     elif adjust == "tukey":
@@ -644,7 +653,7 @@ def _adjusted(t, df, df_zapped, adjust, n_contr, fam_size, pairs, level, want_ci
         p = 1.0 - _pdunnx(np.abs(t), n_contr, df)
     cv = None
     if want_ci:
-        ci_adjust = "bonferroni" if adjust == "holm" else adjust
+        ci_adjust = "bonferroni" if adjust in _P_ADJUST else adjust  # emmeans: no intervals of their own
         if ci_adjust == "none":
             cv = special.stdtrit(df, 1 - (1 - level) / 2)
         elif ci_adjust == "sidak":
@@ -691,8 +700,9 @@ def contrast(
         adjust: P-value (and interval) adjustment within each by group: "tukey" (the
             studentized range; emmeans' default for pairwise), "dunnettx" (emmeans'
             approximation to Dunnett's; its default for trt.vs.ctrl), "sidak",
-            "bonferroni", "holm" (intervals: bonferroni, as emmeans) or "none" (the default
-            for custom contrasts).  As in emmeans, Tukey for contrasts that are not one set
+            "bonferroni", "holm", "hochberg", "BH" (= "fdr"), "BY" (these four: R's
+            ``p.adjust``; their intervals are Bonferroni's, as in emmeans) or "none" (the
+            default for custom contrasts).  As in emmeans, Tukey for contrasts that are not one set
             of pairwise comparisons becomes Šidák, and a family of one contrast is not adjusted.
         ddf: ``"satterthwaite"`` or ``"asymptotic"``.
         level: Confidence level of the intervals.
@@ -716,9 +726,10 @@ def contrast(
     if ci is None:
         raise ValueError("infer must be a pair of booleans: (intervals, tests)")
     if adjust is not None:
-        adjust = str(adjust).lower()
-        if adjust not in ADJUST_METHODS:
+        canonical = {a.lower(): a for a in ADJUST_METHODS}
+        if str(adjust).lower() not in canonical:
             raise ValueError(f"unknown adjust {adjust!r}: use one of {', '.join(map(repr, ADJUST_METHODS))}")
+        adjust = canonical[str(adjust).lower()]
     if ref is not None and (isinstance(method, Mapping) or method != "trt.vs.ctrl"):
         raise ValueError("ref= applies only to method='trt.vs.ctrl'")
     emm = _build(res, specs, by, at, data)

@@ -95,8 +95,10 @@ cases <- list(
   list(name = "crossed_unbalanced", csv = "emmeans_crossed.csv", str_cols = character(0), reml = FALSE,
        formula = "y ~ trt * sex + x + z + (1 | g1) + (1 | g2)",
        emmeans = list(
-         emm("trt", contrasts = list(con("pairwise"), con("trt.vs.ctrl"), con("pairwise", "sidak"))),
-         emm("trt", by = "sex", contrasts = list(con("pairwise"), con("trt.vs.ctrl", "holm"))),
+         emm("trt", contrasts = list(con("pairwise"), con("trt.vs.ctrl"), con("pairwise", "sidak"),
+                                     con("pairwise", "hochberg"), con("trt.vs.ctrl", "BH"), con("pairwise", "BY"),
+                                     con("revpairwise", "fdr"))),
+         emm("trt", by = "sex", contrasts = list(con("pairwise"), con("trt.vs.ctrl", "holm"), con("pairwise", "BH"))),
          emm("sex", at = list(x = 2.5), contrasts = list(con("revpairwise"))),
          emm(c("trt", "sex"), ddf = "asymptotic", contrasts = list(con("pairwise"))))),
   list(name = "singular", csv = "emmeans_singular.csv", str_cols = character(0), reml = TRUE,
