@@ -376,7 +376,7 @@ def emmeans(
     est, se, df = _estimates(res, emm.L, ddf)
     from scipy import special
 
-    q = special.stdtrit(df, 0.5 + level / 2.0)
+    q = special.stdtrit(np.where(np.isnan(df), np.inf, df), 0.5 + level / 2.0)  # emmeans: NA df as infinite
     lo, hi = _ci_names(ddf)
     out = emm.table.copy()
     out["emmean"], out["SE"], out["df"] = est, se, df
@@ -711,7 +711,7 @@ def contrast(
             the contrast labels, ``"temperature195"``) or its 0-based position (default: the
             first level).
         infer: ``(intervals, tests)``, emmeans' ``infer``: which of the confidence limits
-            and the t (z) ratio with its p value to report.
+            and the t (z) ratio with its p value to report (one bool: both or neither).
         data: As in :func:`emmeans`.
 
     Returns:
@@ -722,9 +722,11 @@ def contrast(
     """
     ddf = _ddf_key(ddf)
     _check_level(level)
-    ci, test = (bool(b) for b in infer) if len(infer) == 2 else (None, None)
-    if ci is None:
-        raise ValueError("infer must be a pair of booleans: (intervals, tests)")
+    if isinstance(infer, (bool, np.bool_)):
+        infer = (infer, infer)
+    if not isinstance(infer, Sequence) or len(infer) != 2:
+        raise ValueError("infer must be a pair of booleans (intervals, tests) or one for both")
+    ci, test = (bool(b) for b in infer)
     if adjust is not None:
         canonical = {a.lower(): a for a in ADJUST_METHODS}
         if str(adjust).lower() not in canonical:

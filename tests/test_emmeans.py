@@ -189,6 +189,7 @@ def test_infer_selects_columns():
     assert list(cis.columns) == ["contrast", "estimate", "SE", "df", "lower.CL", "upper.CL"]
     pd.testing.assert_frame_equal(tests, full[tests.columns])
     pd.testing.assert_frame_equal(cis, full[cis.columns])
+    pd.testing.assert_frame_equal(res.contrast("f", infer=True, data=d), full)
 
 
 # -- refusals: one line naming what is wrong -----------------------------------------------
@@ -220,6 +221,7 @@ def test_emmeans_refusals(kwargs, match):
         ({"method": "pairwise", "ref": 1}, "ref= applies only"),
         ({"method": {"a": [1, -1]}}, "has 2 coefficients; there are 3"),
         ({"infer": (True,)}, "infer must be a pair"),
+        ({"infer": "yes"}, "infer must be a pair"),
     ],
 )
 def test_contrast_refusals(kwargs, match):
