@@ -42,9 +42,19 @@ from .structure import is_small
 if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
 
-__all__ = ["coefs", "satterthwaite", "lrt", "confint", "varpar_names", "DDF_METHODS", "CI_METHODS"]
+__all__ = [
+    "coefs",
+    "satterthwaite",
+    "kenward_roger",
+    "f_test",
+    "lrt",
+    "confint",
+    "varpar_names",
+    "DDF_METHODS",
+    "CI_METHODS",
+]
 
-DDF_METHODS = ("satterthwaite", "residual", "normal")
+DDF_METHODS = ("satterthwaite", "kenward-roger", "residual", "normal")
 CI_METHODS = ("wald", "profile", "boot")
 _LOG2PI = float(np.log(2 * np.pi))
 
@@ -200,15 +210,53 @@ def satterthwaite(res: LMMResult, L=None) -> pd.DataFrame:
     return pd.DataFrame({"estimate": est, "se": np.sqrt(var), "df": df}, index=pd.Index(names))
 
 
+def kenward_roger(res: LMMResult, L=None, max_re: int | None = None) -> pd.DataFrame:
+    """Kenward–Roger estimate, adjusted se and df per contrast (row) of ``L``, with the
+    columns and index conventions of :func:`satterthwaite`; see
+    ``jaxlme.kenward_roger.kenward_roger`` (pbkrtest's ``vcovAdj`` and ``Lb_ddf``).
+
+    Args:
+        res: a REML fit.
+        L: contrasts of the fixed effects (None: each coefficient).
+        max_re: largest number of random effects allowed (None: the module's default).
+
+    Returns:
+        DataFrame with ``estimate, se, df``.
+    """
+    from .kenward_roger import MAX_RE
+    from .kenward_roger import kenward_roger as _kr
+
+    return _kr(res, L, MAX_RE if max_re is None else max_re)
+
+
+def f_test(res: LMMResult, L, ddf: str = "satterthwaite") -> pd.Series:
+    """F test of H0: Lβ = 0 for a (k, p) contrast matrix (lmerTest's ``contestMD``).
+
+    Args:
+        res: a fit.
+        L: contrasts of the fixed effects (array with one column per fixed effect, or a
+            DataFrame with fixed-effect names as columns).
+        ddf: "satterthwaite" or "kenward-roger" (REML fits only).
+
+    Returns:
+        Series with ``F``, ``NumDF``, ``DenDF``, ``p``; see ``jaxlme.anova.f_test``.
+    """
+    from .anova import f_test as _f_test
+
+    return _f_test(res, L, ddf)
+
+
 @x64
 def coefs(res: LMMResult, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
     """Fixed-effect table with columns ``estimate, se, df, t, p, lower, upper``.
 
-    ``ddf``: "satterthwaite" (lmerTest's default, exact autodiff derivatives), "residual"
-    (n - p, the OLS df) or "normal" (df = inf: z tests).  ``lower``/``upper`` are t-based
-    ``level`` intervals with the same df.
+    ``ddf``: "satterthwaite" (lmerTest's default, exact autodiff derivatives),
+    "kenward-roger" (pbkrtest's adjusted covariance for se and its df, as lmerTest's
+    ``summary(ddf = "Kenward-Roger")``; REML fits only), "residual" (n - p, the OLS df) or
+    "normal" (df = inf: z tests).  ``lower``/``upper`` are t-based ``level`` intervals with
+    the same df and se.
     """
-    ddf_key = str(ddf).lower()
+    ddf_key = str(ddf).lower().replace("_", "-")
     if ddf_key not in DDF_METHODS:
         raise ValueError(f"unknown ddf {ddf!r}: use one of {', '.join(map(repr, DDF_METHODS))}")
     _check_level(level)
@@ -217,6 +265,9 @@ def coefs(res: LMMResult, ddf: str = "satterthwaite", level: float = 0.95) -> pd
     se = res.stderr.to_numpy()
     if ddf_key == "satterthwaite":
         df = satterthwaite(res)["df"].to_numpy()
+    elif ddf_key == "kenward-roger":
+        kr = kenward_roger(res)
+        se, df = kr["se"].to_numpy(), kr["df"].to_numpy()
     elif ddf_key == "residual":
         df = np.full(d.p, float(d.n - d.p))
     else:

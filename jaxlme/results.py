@@ -346,16 +346,36 @@ class LMMResult:
 
     # -- inference and prediction (jaxlme.inference, jaxlme.predict) ---------------------
     def coefs(self, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
-        """Fixed-effect t tests: estimate, se, df, t, p, lower, upper; see ``jaxlme.inference.coefs``."""
+        """Fixed-effect t tests: estimate, se, df, t, p, lower, upper; ``ddf`` "satterthwaite",
+        "kenward-roger", "residual" or "normal"; see ``jaxlme.inference.coefs``."""
         from .inference import coefs
 
         return coefs(self, ddf=ddf, level=level)
 
-    def anova(self, *others: LMMResult, **kwargs) -> pd.DataFrame:
-        """Likelihood-ratio test against other fits (lme4's anova); see ``jaxlme.inference.lrt``."""
-        from .inference import lrt
+    def anova(self, *others: LMMResult, type=None, ddf: str | None = None, **kwargs) -> pd.DataFrame:  # noqa: A002
+        """lmerTest's ``anova()``: alone, the F table of the fixed-effect terms; with other
+        fits, lme4's likelihood-ratio tests.
 
-        return lrt(self, *others, **kwargs)
+        Args:
+            *others: other fits to compare by likelihood-ratio tests (``jaxlme.inference.lrt``,
+                which takes ``names`` and ``refit`` as keyword arguments).
+            type: without other fits, 1, 2 or 3 ("I", "II", "III"; default 3).
+            ddf: without other fits, "satterthwaite" (default) or "kenward-roger".
+
+        Returns:
+            The F table (``jaxlme.anova.anova_table``) or the likelihood-ratio table.
+        """
+        if others:
+            if type is not None or ddf is not None:
+                raise ValueError("type and ddf apply to one model's F table; anova with other models is an LRT")
+            from .inference import lrt
+
+            return lrt(self, *others, **kwargs)
+        if kwargs:
+            raise TypeError(f"anova() of one model takes type and ddf, not {', '.join(kwargs)}")
+        from .anova import anova_table
+
+        return anova_table(self, 3 if type is None else type, "satterthwaite" if ddf is None else ddf)
 
     def confint(self, method: str = "profile", level: float = 0.95, **kwargs) -> pd.DataFrame:
         """Confidence intervals (wald/profile/boot); see ``jaxlme.inference.confint``."""

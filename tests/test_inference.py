@@ -152,8 +152,8 @@ def test_summary_shows_df_and_p():
 
 def test_coefs_bad_input():
     res = fit("Reaction ~ Days + (Days|Subject)", "sleepstudy")
-    with pytest.raises(ValueError, match="unknown ddf 'kenward-roger'"):
-        res.coefs(ddf="kenward-roger")
+    with pytest.raises(ValueError, match="unknown ddf 'lme4'"):
+        res.coefs(ddf="lme4")
     with pytest.raises(ValueError, match="level"):
         res.coefs(level=95)
     with pytest.raises(ValueError, match="2 columns"):
