@@ -13,7 +13,9 @@
   "none") and defaults.
 
 Standard errors and denominator df come from :func:`jaxlme.inference.satterthwaite`
-(emmeans' ``lmer.df = "satterthwaite"``) or are asymptotic (``lmer.df = "asymptotic"``: z).
+(emmeans' ``lmer.df = "satterthwaite"``), from :func:`jaxlme.inference.kenward_roger`
+(``lmer.df = "kenward-roger"``: the adjusted covariance's SEs, REML fits only) or are
+asymptotic (``lmer.df = "asymptotic"``: z).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pandas as pd
 
 from ._config import x64
 from .design import DataError, _as_frame, _drop_unused_categories
-from .inference import _check_level, satterthwaite
+from .inference import _check_level, kenward_roger, satterthwaite
 from .predict import _check_columns, _matrix, _required
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["emmeans", "contrast", "EMM_DDF", "ADJUST_METHODS", "CONTRAST_METHODS"]
 
-EMM_DDF = ("satterthwaite", "asymptotic")
+EMM_DDF = ("satterthwaite", "kenward-roger", "asymptotic")
 ADJUST_METHODS = ("tukey", "dunnettx", "sidak", "bonferroni", "holm", "hochberg", "BH", "fdr", "BY", "none")
 _P_ADJUST = ("holm", "hochberg", "BH", "fdr", "BY")  # R's p.adjust step-wise methods
 CONTRAST_METHODS = ("pairwise", "revpairwise", "trt.vs.ctrl", "trt.vs.ctrlk")
@@ -319,8 +321,8 @@ def _ddf_key(ddf: str) -> str:
 
 def _estimates(res: LMMResult, L: np.ndarray, ddf: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Estimates, standard errors and df of the rows of L."""
-    if ddf == "satterthwaite":
-        tab = satterthwaite(res, L)
+    if ddf in ("satterthwaite", "kenward-roger"):  # KR: se from pbkrtest's adjusted covariance, as emmeans
+        tab = satterthwaite(res, L) if ddf == "satterthwaite" else kenward_roger(res, L)
         return tab["estimate"].to_numpy(), tab["se"].to_numpy(), tab["df"].to_numpy()
     V = res.vcov.to_numpy()
     est = L @ res.fixef.to_numpy()
@@ -358,7 +360,8 @@ def emmeans(
         specs: The variable(s) whose means are wanted: a name, a list of names, or a
             formula such as ``"a * b"`` or ``"~ a | b"`` (``| b`` sets ``by``).
         by: Variable(s) to group the means by (contrasts are taken within each group).
-        ddf: ``"satterthwaite"`` (t with Satterthwaite's df) or ``"asymptotic"`` (z).
+        ddf: ``"satterthwaite"`` (t with Satterthwaite's df), ``"kenward-roger"`` (t with
+            Kenward-Roger's df and adjusted SEs; REML fits only) or ``"asymptotic"`` (z).
         level: Confidence level of the intervals.
         at: ``{variable: values}`` overriding the grid: levels of a factor to keep, or
             values of a covariate instead of its mean.
@@ -704,7 +707,7 @@ def contrast(
             ``p.adjust``; their intervals are Bonferroni's, as in emmeans) or "none" (the
             default for custom contrasts).  As in emmeans, Tukey for contrasts that are not one set
             of pairwise comparisons becomes Šidák, and a family of one contrast is not adjusted.
-        ddf: ``"satterthwaite"`` or ``"asymptotic"``.
+        ddf: ``"satterthwaite"``, ``"kenward-roger"`` or ``"asymptotic"``.
         level: Confidence level of the intervals.
         at: As in :func:`emmeans`.
         ref: The control of ``"trt.vs.ctrl"``: a level (as printed, ``"195"``, or as in

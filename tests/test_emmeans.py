@@ -1,4 +1,4 @@
-"""Estimated marginal means and contrasts against R's emmeans 1.8 (lme4 1.1-31, lmerTest).
+"""Estimated marginal means and contrasts against R's emmeans 1.8 (lme4 1.1-31, lmerTest, pbkrtest).
 
 Reference numbers: tests/data/emmeans_reference.json, made by make_emmeans_reference.R from
 the emmeans_*.csv data sets next to it (bounce_time, lme4's cake, a simulated unbalanced
@@ -75,9 +75,7 @@ def _calls():
             by = f"|{','.join(_list(call['by']))}" if call["by"] else ""
             ddf = "" if call["ddf"] == "satterthwaite" else f"-{call['ddf']}"
             label = f"{case['name']}-{'*'.join(_list(call['specs']))}{by}{ddf}-{i}"
-            kr_missing = call["ddf"] == "kenward-roger" and "kenward-roger" not in emm_module.EMM_DDF
-            marks = pytest.mark.skip(reason="kenward-roger not in this build yet") if kr_missing else ()
-            out.append(pytest.param(case["name"], i, id=label, marks=marks))
+            out.append(pytest.param(case["name"], i, id=label))
     return out
 
 
@@ -199,6 +197,7 @@ def test_infer_selects_columns():
         ({"specs": "nope"}, r"\['nope'\] not variable"),
         ({"specs": "recipe", "by": "recipe"}, "both specs and by"),
         ({"specs": "recipe", "ddf": "kr"}, "unknown ddf 'kr'"),
+        ({"specs": "recipe", "ddf": "residual"}, "unknown ddf 'residual'"),
         ({"specs": "recipe", "level": 1.5}, "level must be"),
         ({"specs": "recipe", "at": {"temperature": ["999"]}}, "not a level of 'temperature'"),
         ({"specs": "recipe", "at": {"angle2": [1]}}, "at names"),
@@ -246,6 +245,13 @@ def test_wrong_or_missing_data_is_refused():
             res.emmeans("recipe")
     finally:
         res.model.data = kept
+
+
+def test_kenward_roger_needs_a_reml_fit():
+    res = fit("crossed_unbalanced")  # ML
+    assert not res.reml
+    with pytest.raises(ValueError, match="REML"):
+        res.emmeans("trt", ddf="kenward-roger", data=_data(CASES["crossed_unbalanced"]))
 
 
 def test_rank_deficient_and_offset_models_are_refused():
