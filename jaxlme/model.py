@@ -103,6 +103,7 @@ class LMM:
         self.design = build_design(formula, data, warn=warn, weights=weights)
         n_data = self.design.n + self.design.n_dropped  # dict data: positions are the row labels
         self._data_index = data.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(n_data)
+        self.data = data  # as given (not copied): emmeans' reference grid reads its covariates
         # cross-products of the centred [X y] (see jaxlme.centering): exact, better conditioned
         centred, self.centering = center_design(self.design)
         self.structure, self.obs = build_structure(centred)

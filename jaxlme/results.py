@@ -522,6 +522,18 @@ class LMMResult:
 
         return confint(self, method=method, level=level, **kwargs)
 
+    def emmeans(self, specs, by=None, ddf: str = "satterthwaite", level: float = 0.95, at=None, **kwargs):
+        """Estimated marginal means (R's emmeans); see ``jaxlme.emmeans.emmeans``."""
+        from .emmeans import emmeans
+
+        return emmeans(self, specs, by=by, ddf=ddf, level=level, at=at, **kwargs)
+
+    def contrast(self, specs, method="pairwise", by=None, adjust: str | None = None, **kwargs):
+        """Contrasts among estimated marginal means (R's emmeans::contrast); see ``jaxlme.emmeans.contrast``."""
+        from .emmeans import contrast
+
+        return contrast(self, specs, method=method, by=by, adjust=adjust, **kwargs)
+
     def predict(
         self,
         newdata=None,
