@@ -342,8 +342,33 @@ def _logdiag_and_corner_jvp(weights, k, primals, tangents):
 _INVERSE_BLOCK = 128  # below this size one triangular solve against I is as fast as recursing
 
 
-@custom_vmap
+@jax.custom_jvp
 def weighted_inverse(L: jax.Array, c: jax.Array) -> jax.Array:
+    """G = L⁻ᵀ diag(c) L⁻¹ for lower-triangular L (see :func:`_weighted_inverse_fast`).
+
+    Its derivative is that of the direct formula, plain JAX: the fast path is a
+    ``custom_vmap``, which JAX cannot linearize, and without this rule every derivative
+    of the objective's derivative (reverse over reverse, ``lax.custom_root``) failed.
+    """
+    return _weighted_inverse_fast(L, c)
+
+
+@weighted_inverse.defjvp
+def _weighted_inverse_jvp(primals, tangents):
+    L, c = primals
+    dL, dc = tangents
+    # G = Y' diag(c) Y with Y = L⁻¹: dY = -Y dL Y, so dG = dY' C Y + Y' C dY + Y' dC Y
+    G = weighted_inverse(L, c)
+    eye = jnp.eye(L.shape[-1], dtype=L.dtype)
+    Y = jax.lax.linalg.triangular_solve(L, eye, left_side=True, lower=True)
+    dY = -(Y @ jnp.tril(dL) @ Y)
+    cY = c[:, None] * Y
+    half = dY.T @ cY
+    return G, half + half.T + Y.T @ (dc[:, None] * Y)
+
+
+@custom_vmap
+def _weighted_inverse_fast(L: jax.Array, c: jax.Array) -> jax.Array:
     """G = L⁻ᵀ diag(c) L⁻¹ for lower-triangular L, by recursive 2×2 blocking.
 
     With L = [[A, 0], [B, D]]:  G22 = G(D, c2),  T = B A⁻¹,  G21 = -G22 T,
@@ -356,7 +381,7 @@ def weighted_inverse(L: jax.Array, c: jax.Array) -> jax.Array:
     return _weighted_inverse_recursive(L, c)
 
 
-@weighted_inverse.def_vmap
+@_weighted_inverse_fast.def_vmap
 def _weighted_inverse_vmap(axis_size, in_batched, L, c):
     L_batched, c_batched = in_batched
     if not (L_batched or c_batched):
