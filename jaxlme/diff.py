@@ -266,8 +266,10 @@ def _theta_scale(cp: Structure) -> jax.Array:
     return jax.lax.stop_gradient(jnp.stack(scales))
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3))
 def _solve(cp: Structure, theta0, reml: bool, options: NewtonOptions):
-    """The optimizer's θ̂ (no derivative: the caller attaches the implicit one)."""
+    """The optimizer's θ̂ (no derivative: the caller attaches the implicit one); one
+    compiled program per layout, also when called outside ``jit``."""
     cp = jax.lax.stop_gradient(cp)
     lay = cp.layout
     scale = _theta_scale(cp)

@@ -353,18 +353,25 @@ def weighted_inverse(L: jax.Array, c: jax.Array) -> jax.Array:
     return _weighted_inverse_fast(L, c)
 
 
-@weighted_inverse.defjvp
 def _weighted_inverse_jvp(primals, tangents):
     L, c = primals
     dL, dc = tangents
-    # G = Y' diag(c) Y with Y = L⁻¹: dY = -Y dL Y, so dG = dY' C Y + Y' C dY + Y' dC Y
+    # G = Y' C Y with Y = L⁻¹: dY = -Y dL Y, so Y' C dY = -G dL Y and dG = that plus its
+    # transpose, plus Y' dC Y when c moves
     G = weighted_inverse(L, c)
-    eye = jnp.eye(L.shape[-1], dtype=L.dtype)
-    Y = jax.lax.linalg.triangular_solve(L, eye, left_side=True, lower=True)
-    dY = -(Y @ jnp.tril(dL) @ Y)
-    cY = c[:, None] * Y
-    half = dY.T @ cY
-    return G, half + half.T + Y.T @ (dc[:, None] * Y)
+    out = jnp.zeros_like(G)
+    need_y = not (isinstance(dL, SymbolicZero) and isinstance(dc, SymbolicZero))
+    if need_y:
+        Y = jax.lax.linalg.triangular_solve(L, jnp.eye(L.shape[-1], dtype=L.dtype), left_side=True, lower=True)
+    if not isinstance(dL, SymbolicZero):
+        half = -(G @ jnp.tril(dL) @ Y)
+        out = out + half + half.T
+    if not isinstance(dc, SymbolicZero):
+        out = out + Y.T @ (dc[:, None] * Y)
+    return G, out
+
+
+weighted_inverse.defjvp(_weighted_inverse_jvp, symbolic_zeros=True)
 
 
 @custom_vmap

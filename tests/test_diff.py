@@ -144,6 +144,11 @@ def test_crossprods_adjoint(model):
         out, jv = jax.jvp(f, primal, v)
         u = [jnp.asarray(rng.normal(size=o.shape)) for o in out]
         (jtu,) = [jax.vjp(f, *primal)[1](u)]
+        # jacfwd = jacrev in y
+        Jf = jax.jacfwd(lambda y: f(y, *primal[1:]))(primal[0])
+        Jr = jax.jacrev(lambda y: f(y, *primal[1:]))(primal[0])
+        for a, b in zip(Jf, Jr):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
         lhs = sum(float(jnp.vdot(a, b)) for a, b in zip(jv, u))
         rhs = sum(float(jnp.vdot(a, b)) for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(jtu)))
     assert lhs == pytest.approx(rhs, rel=1e-12)
@@ -367,6 +372,9 @@ def test_profiled_envelope(model):
         Hv = jax.jit(lambda yy, vv: jax.jvp(jax.grad(lambda z: prof(z, False)), (yy,), (vv,))[1])(y, v)
         fd = central(lambda yy: np.asarray(gfun(jnp.asarray(yy))), np.asarray(y), v, 1e-3)
         np.testing.assert_allclose(Hv, fd, rtol=1e-5, atol=1e-6 * np.max(np.abs(Hv)))
+        # jax.hessian (forward over reverse) of the profiled criterion along v
+        h = jax.jit(jax.hessian(lambda a: prof(y + a[0] * v, False)))(jnp.zeros(1))
+        assert float(h[0, 0]) == pytest.approx(float(jnp.vdot(v, Hv)), rel=1e-8)
 
 
 # --- boundary fit ---------------------------------------------------------------------------
