@@ -1,11 +1,11 @@
 """Differentiable mixed models: pure JAX functions from data to criterion, estimates and draws.
 
-``jaxlme.LMM`` builds its cross-products with NumPy and fits on the host's terms; this
+``jaxlme.LMM`` builds its cross-products with NumPy and steers its fits from the host; this
 module exposes the same computation as pure functions over pytrees, so that the response,
 the fixed-effects matrix, the random-effects model matrices and the prior weights can be
 traced, differentiated, vmapped and sharded:
 
->>> pat, arrays = diff.pattern("Reaction ~ Days + (Days | Subject)", data)   # host, once
+>>> pat, arrays = diff.pattern("Reaction ~ Days + (Days | Subject)", data)   # doctest: +SKIP
 >>> with jax.enable_x64(True):                                                # doctest: +SKIP
 ...     cp = diff.crossprods(pat, y=arrays.y)          # O(n), traceable
 ...     res = diff.fit(cp)                             # θ̂, β̂, σ̂, b̂, differentiable in cp
