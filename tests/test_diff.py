@@ -475,7 +475,7 @@ SHARD_SCRIPT = textwrap.dedent(
         sharded = jax.jit(jax.shard_map(jax.vmap(one), mesh=mesh, in_specs=P("b"), out_specs=P("b"), check_vma=False))
         a = np.asarray(sharded(jnp.asarray(ys)))
         b = np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(ys)))
-    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10)  # batches of 2 vs 8 iterate differently
     print("OK", a.shape)
     """
 )
