@@ -346,9 +346,9 @@ _INVERSE_BLOCK = 128  # below this size one triangular solve against I is as fas
 def weighted_inverse(L: jax.Array, c: jax.Array) -> jax.Array:
     """G = L⁻ᵀ diag(c) L⁻¹ for lower-triangular L (see :func:`_weighted_inverse_fast`).
 
-    Its derivative is that of the direct formula, plain JAX: the fast path is a
-    ``custom_vmap``, which JAX cannot linearize, and without this rule every derivative
-    of the objective's derivative (reverse over reverse, ``lax.custom_root``) failed.
+    Its derivative is that of the direct formula, in plain JAX: the fast path is a
+    ``custom_vmap``, which JAX cannot linearize, so this rule is what lets derivatives of
+    the objective's derivative (reverse over reverse, ``lax.custom_root``) be taken.
     """
     return _weighted_inverse_fast(L, c)
 
@@ -360,8 +360,7 @@ def _weighted_inverse_jvp(primals, tangents):
     # transpose, plus Y' dC Y when c moves
     G = weighted_inverse(L, c)
     out = jnp.zeros_like(G)
-    need_y = not (isinstance(dL, SymbolicZero) and isinstance(dc, SymbolicZero))
-    if need_y:
+    if not (isinstance(dL, SymbolicZero) and isinstance(dc, SymbolicZero)):
         Y = jax.lax.linalg.triangular_solve(L, jnp.eye(L.shape[-1], dtype=L.dtype), left_side=True, lower=True)
     if not isinstance(dL, SymbolicZero):
         half = -(G @ jnp.tril(dL) @ Y)
