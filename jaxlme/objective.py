@@ -342,8 +342,39 @@ def _logdiag_and_corner_jvp(weights, k, primals, tangents):
 _INVERSE_BLOCK = 128  # below this size one triangular solve against I is as fast as recursing
 
 
-@custom_vmap
+@jax.custom_jvp
 def weighted_inverse(L: jax.Array, c: jax.Array) -> jax.Array:
+    """G = L⁻ᵀ diag(c) L⁻¹ for lower-triangular L (see :func:`_weighted_inverse_fast`).
+
+    Its derivative is that of the direct formula, in plain JAX: the fast path is a
+    ``custom_vmap``, which JAX cannot linearize, so this rule is what lets derivatives of
+    the objective's derivative (reverse over reverse, ``lax.custom_root``) be taken.
+    """
+    return _weighted_inverse_fast(L, c)
+
+
+def _weighted_inverse_jvp(primals, tangents):
+    L, c = primals
+    dL, dc = tangents
+    # G = Y' C Y with Y = L⁻¹: dY = -Y dL Y, so Y' C dY = -G dL Y and dG = that plus its
+    # transpose, plus Y' dC Y when c moves
+    G = weighted_inverse(L, c)
+    out = jnp.zeros_like(G)
+    if not (isinstance(dL, SymbolicZero) and isinstance(dc, SymbolicZero)):
+        Y = jax.lax.linalg.triangular_solve(L, jnp.eye(L.shape[-1], dtype=L.dtype), left_side=True, lower=True)
+    if not isinstance(dL, SymbolicZero):
+        half = -(G @ jnp.tril(dL) @ Y)
+        out = out + half + half.T
+    if not isinstance(dc, SymbolicZero):
+        out = out + Y.T @ (dc[:, None] * Y)
+    return G, out
+
+
+weighted_inverse.defjvp(_weighted_inverse_jvp, symbolic_zeros=True)
+
+
+@custom_vmap
+def _weighted_inverse_fast(L: jax.Array, c: jax.Array) -> jax.Array:
     """G = L⁻ᵀ diag(c) L⁻¹ for lower-triangular L, by recursive 2×2 blocking.
 
     With L = [[A, 0], [B, D]]:  G22 = G(D, c2),  T = B A⁻¹,  G21 = -G22 T,
@@ -356,7 +387,7 @@ def weighted_inverse(L: jax.Array, c: jax.Array) -> jax.Array:
     return _weighted_inverse_recursive(L, c)
 
 
-@weighted_inverse.def_vmap
+@_weighted_inverse_fast.def_vmap
 def _weighted_inverse_vmap(axis_size, in_batched, L, c):
     L_batched, c_batched = in_batched
     if not (L_batched or c_batched):

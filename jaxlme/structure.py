@@ -35,6 +35,12 @@ __all__ = [
     "build_structure",
     "response_crossprods",
     "weighted_rows",
+    "StructurePattern",
+    "structure_pattern",
+    "design_pattern",
+    "structure_values",
+    "response_values",
+    "assemble_structure",
 ]
 
 # Above this many entries in the Schur-complement pair list, use the dense update.
@@ -194,32 +200,6 @@ def response_crossprods(layout: Layout, obs: ObsData, y: jax.Array) -> tuple[jax
     return zy1, jnp.concatenate(parts)
 
 
-def _response_crossprods_np(design: Design, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Host (numpy) twin of :func:`response_crossprods` for the one-off build: no compiles."""
-    y = design.y
-
-    def zty(t) -> np.ndarray:  # (nlevels, ncols) Z_t'y
-        return np.stack([np.bincount(t.index, t.Z[:, c] * y, minlength=t.nlevels) for c in range(t.ncols)], axis=1)
-
-    parts = [zty(t).ravel() for t in design.terms[1:]] + [design.X.T @ y, np.atleast_1d(y @ y)]
-    return zty(design.terms[0]), np.concatenate(parts)
-
-
-def _rest_entries(design: Design, layout: Layout) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Rest-row index and value of each observation's nonzeros in [Zr X] (one array per column)."""
-    rows, vals = [], []
-    for tl, term in zip(layout.rest_terms, design.terms[1:]):
-        for c in range(tl.ncols):
-            rows.append(tl.offset + term.index * tl.ncols + c)
-            vals.append(term.Z[:, c])
-    q = layout.q_rest
-    n = design.n
-    for j in range(layout.p):
-        rows.append(np.full(n, q + j, dtype=np.int64))
-        vals.append(design.X[:, j])
-    return rows, vals
-
-
 def _schur_pairs(rows: np.ndarray, levs: np.ndarray, size: int):
     """All pairs of sparse entries sharing a level, lower triangle, as flat target indices
     (sorted by target, for a sorted segment sum).  32-bit pair arrays where they fit: half
@@ -278,105 +258,202 @@ def weighted_rows(design: Design) -> Design:
     return replace(design, y=design.y * sw, X=design.X * sw[:, None], terms=terms)
 
 
-def build_structure(design: Design, schur: str = "auto") -> tuple[Structure, ObsData]:
-    """Compute the blocked cross-products of [Z X y] from a validated design.
+@dataclass(frozen=True, eq=False)
+class StructurePattern:
+    """Everything in the cross-products that depends only on the level codes and shapes
+    (host numpy): the layout, the sparse entries' (row, level) keys and the Schur pairs.
+    :func:`structure_values` puts the data's values on it, with NumPy or traceably with JAX."""
 
-    ``schur`` picks the Schur-complement update of the rest block: "sparse" (segment sum over
-    entry pairs sharing a term-1 level), "dense" (one matrix product), or "auto" (cheaper one).
-    With prior weights the cross-products are those of the √w-scaled rows.
+    layout: Layout
+    index: tuple[np.ndarray, ...]  # per term (n,) level codes
+    entry: np.ndarray  # (n_rest_cols·n,) sparse entry of each rest-column value (column-major)
+    rows: np.ndarray  # (nnz,) rest row of each sparse entry, y's k1 entries last
+    levs: np.ndarray  # (nnz,) term-1 level of each entry
+    rest_rows: tuple[np.ndarray, ...]  # per random rest column: (n,) rest row of each observation
+    pair_a: np.ndarray
+    pair_b: np.ndarray
+    pair_target: np.ndarray
+
+
+def structure_pattern(index, ncols, nlevels, names, correlated, p: int, schur: str = "auto") -> StructurePattern:
+    """The value-independent part of the cross-products from the terms' level codes.
+
+    Args:
+        index: per term (n,) integer level codes, terms ordered as lme4 orders them (most
+            levels first).
+        ncols, nlevels, names, correlated: per term, its columns, levels, name and whether
+            its Λ is a full lower triangle.
+        p: number of fixed-effect columns.
+        schur: "sparse", "dense" or "auto" Schur-complement update (see :func:`build_structure`).
+
+    Returns:
+        The :class:`StructurePattern`.
     """
     if schur not in ("auto", "sparse", "dense"):
         raise ValueError(f"schur must be 'auto', 'sparse' or 'dense', got {schur!r}")
-    log_det_w = 0.0 if design.weights is None else float(np.sum(np.log(design.weights)))
-    design = weighted_rows(design)
-    terms = design.terms
+    index = tuple(np.asarray(i, dtype=np.int64) for i in index)
+    n = len(index[0])
     tls, offset = [], 0
-    for i, t in enumerate(terms):
-        tls.append(TermLayout(t.name, t.nlevels, t.ncols, t.term.correlated, 0 if i == 0 else offset))
+    for i in range(len(index)):
+        tls.append(TermLayout(names[i], int(nlevels[i]), int(ncols[i]), bool(correlated[i]), 0 if i == 0 else offset))
         if i > 0:
-            offset += t.nlevels * t.ncols
-    p, n = design.p, design.n
+            offset += int(nlevels[i]) * int(ncols[i])
     q_rest = offset
     size = q_rest + p + 1
-    t1 = terms[0]
-    k1, r1 = t1.nlevels, t1.ncols
-
-    # term-1 diagonal blocks
-    a11 = np.empty((k1, r1, r1))
-    for c in range(r1):
-        for d in range(c, r1):
-            a11[:, c, d] = a11[:, d, c] = np.bincount(t1.index, t1.Z[:, c] * t1.Z[:, d], minlength=k1)
-
-    pre_layout = Layout(tuple(tls), p, n, 0, 0, False)
-    rest_rows, rest_vals = _rest_entries(design, pre_layout)
-
+    k1 = tls[0].nlevels
+    rest_rows = []
+    for tl, idx in zip(tls[1:], index[1:]):
+        for c in range(tl.ncols):
+            rest_rows.append(tl.offset + idx * tl.ncols + c)
+    ncol_rest = len(rest_rows) + p
     # sparse [Zr X]'Z1: aggregate (row, level) keys
-    if rest_rows:
-        all_rows = np.concatenate(rest_rows)
-        all_levs = np.tile(t1.index, len(rest_rows))
-        keys = all_rows * k1 + all_levs
+    if ncol_rest:
+        all_rows = np.concatenate(rest_rows + [np.full(n, q_rest + j, dtype=np.int64) for j in range(p)])
+        keys = all_rows * k1 + np.tile(index[0], ncol_rest)
         ukeys, inverse = np.unique(keys, return_inverse=True)
-        vals = np.empty((len(ukeys), r1))
-        for c in range(r1):
-            w = np.concatenate([v * t1.Z[:, c] for v in rest_vals])
-            vals[:, c] = np.bincount(inverse, w, minlength=len(ukeys))
         e_rows, e_levs = ukeys // k1, ukeys % k1
     else:
-        vals = np.empty((0, r1))
+        inverse = np.empty(0, dtype=np.int64)
         e_rows = e_levs = np.empty(0, dtype=np.int64)
     # y entries: one per level, last.  Entries are in (row, level) order (np.unique sorts the
     # keys): with every pair present they are the dense grid (objective._dense_entries)
     rows = np.concatenate([e_rows, np.full(k1, size - 1)]).astype(np.int64)
     levs = np.concatenate([e_levs, np.arange(k1)]).astype(np.int64)
-    nnz = len(rows)
-
-    # dense [Zr X]'[Zr X]
-    arr = np.zeros((size - 1, size - 1))
-    nz = len(rest_rows) - p  # rest random-effect columns
-    if nz:
-        flat = np.zeros((size - 1) * (size - 1))
-        for a in range(nz):
-            for b in range(a, len(rest_rows)):
-                w = rest_vals[a] * rest_vals[b]
-                idx = rest_rows[a] * (size - 1) + rest_rows[b]
-                flat += np.bincount(idx, w, minlength=flat.size)
-        arr = flat.reshape(size - 1, size - 1)
-        arr = arr + arr.T - np.diag(np.diag(arr))  # only a <= b column pairs were summed
-    arr[q_rest:, q_rest:] = design.X.T @ design.X
-
     npairs_est = _count_pairs(levs, k1)
-    dense_cost = size * size * k1 * r1 / 20.0  # ~20 flops per scatter-add, in flop units
-    dense_schur = npairs_est > _MAX_PAIRS or dense_cost < npairs_est * (r1 + 4)
+    dense_cost = size * size * k1 * tls[0].ncols / 20.0  # ~20 flops per scatter-add, in flop units
+    dense_schur = npairs_est > _MAX_PAIRS or dense_cost < npairs_est * (tls[0].ncols + 4)
     if schur != "auto":
         dense_schur = schur == "dense"
     if dense_schur:
         pa = pb = pt = np.zeros(0, dtype=np.int32)
-        npairs = 0
     else:
         pa, pb, pt = _schur_pairs(rows, levs, size)
-        npairs = len(pa)
-    layout = Layout(tuple(tls), p, n, nnz, npairs, bool(dense_schur))
+    layout = Layout(tuple(tls), p, n, len(rows), len(pa), bool(dense_schur))
+    return StructurePattern(layout, index, inverse.reshape(-1), rows, levs, tuple(rest_rows), pa, pb, pt)
 
-    # jax.device_put of host arrays: jnp.asarray would compile a small program per array
-    index_dtype = np.int32 if size * size < 2**31 else np.int64
-    obs = ObsData(
-        index=tuple(_put(t.index, np.int32) for t in terms),
-        Z=tuple(_put(t.Z) for t in terms),
-        X=_put(design.X),
+
+def _segment_sum(xp, w, idx, num: int):
+    if xp is np:
+        return np.bincount(idx, w, minlength=num)
+    return jax.ops.segment_sum(w, idx, num_segments=num)
+
+
+def response_values(xp, pat: StructurePattern, y, X, Z) -> tuple:
+    """Z1'y (k1, r1) and [Zr'y, X'y, y'y] on the pattern, with NumPy (``xp=np``) or JAX (``xp=jnp``)."""
+
+    def zty(t, idx, Zt):  # (nlevels, ncols) Z_t'y
+        return xp.stack([_segment_sum(xp, Zt[:, c] * y, idx, t.nlevels) for c in range(t.ncols)], axis=1)
+
+    lay = pat.layout
+    parts = [zty(t, i, z).reshape(-1) for t, i, z in zip(lay.rest_terms, pat.index[1:], Z[1:])]
+    parts += [X.T @ y, xp.reshape(y @ y, (1,))]
+    return zty(lay.terms[0], pat.index[0], Z[0]), xp.concatenate(parts)
+
+
+def structure_values(xp, pat: StructurePattern, y, X, Z) -> dict:
+    """The value arrays of :class:`Structure` (a11, vals_fixed, zy1, arr_fixed, ry) from
+    rows y (n,), X (n, p) and per-term Z (n, r_t), already multiplied by √w.
+
+    One implementation for the host build (``xp=np``: bincounts, no compiles) and the
+    traceable one (``xp=jnp``: segment sums, differentiable in y, X and Z).
+    """
+    lay = pat.layout
+    t1 = lay.terms[0]
+    k1, r1, p, q = t1.nlevels, t1.ncols, lay.p, lay.q_rest
+    size = lay.size_rest
+    i1, Z1 = pat.index[0], Z[0]
+    cols = [[None] * r1 for _ in range(r1)]
+    for c in range(r1):
+        for d in range(c, r1):
+            cols[c][d] = cols[d][c] = _segment_sum(xp, Z1[:, c] * Z1[:, d], i1, k1)
+    a11 = xp.stack([xp.stack(row, axis=-1) for row in cols], axis=-2)
+    rest_vals = [Zt[:, c] for t, Zt in zip(lay.rest_terms, Z[1:]) for c in range(t.ncols)]
+    rest_vals += [X[:, j] for j in range(p)]
+    if rest_vals:
+        nu = lay.nnz - k1
+        vals = xp.stack(
+            [_segment_sum(xp, xp.concatenate([v * Z1[:, c] for v in rest_vals]), pat.entry, nu) for c in range(r1)],
+            axis=1,
+        )
+    else:
+        vals = xp.zeros((0, r1))
+    # dense [Zr X]'[Zr X]: random rest columns against every rest column, then X'X
+    m = size - 1
+    nz = len(pat.rest_rows)
+    n = lay.n
+    rest_rows = list(pat.rest_rows) + [np.full(n, q + j, dtype=np.int64) for j in range(p)]
+    if nz:
+        flat = 0.0
+        for a in range(nz):
+            for b in range(a, len(rest_rows)):
+                flat = flat + _segment_sum(xp, rest_vals[a] * rest_vals[b], rest_rows[a] * m + rest_rows[b], m * m)
+        arr = flat.reshape(m, m)
+        arr = arr + arr.T - xp.diag(xp.diag(arr))  # only a <= b column pairs were summed
+        top = arr[:q]
+        bottom = xp.concatenate([arr[q:, :q], X.T @ X], axis=1)
+        arr = xp.concatenate([top, bottom], axis=0)
+    else:
+        arr = X.T @ X
+    zy1, ry = response_values(xp, pat, y, X, Z)
+    return {"a11": a11, "vals_fixed": vals, "zy1": zy1, "arr_fixed": arr, "ry": ry}
+
+
+def design_pattern(design: Design, schur: str = "auto") -> StructurePattern:
+    """:func:`structure_pattern` of a validated design."""
+    ts = design.terms
+    return structure_pattern(
+        [t.index for t in ts],
+        [t.ncols for t in ts],
+        [t.nlevels for t in ts],
+        [t.name for t in ts],
+        [t.term.correlated for t in ts],
+        design.p,
+        schur,
     )
-    zy1, ry = _response_crossprods_np(design, layout)
-    struct = Structure(
-        layout=layout,
-        a11=_put(a11),
-        rows=_put(rows, np.int32),
-        levs=_put(levs, np.int32),
-        vals_fixed=_put(vals),
-        zy1=_put(zy1),
-        arr_fixed=_put(arr),
-        ry=_put(ry),
-        pair_a=_put(pa, np.int32),
-        pair_b=_put(pb, np.int32),
-        pair_target=_put(pt, index_dtype),
-        log_det_w=jax.device_put(np.asarray(log_det_w, dtype=np.float64)),  # 0-d: _put makes 1-d
+
+
+def assemble_structure(pat: StructurePattern, values: dict, log_det_w, put=None) -> Structure:
+    """A :class:`Structure` from a pattern and its values (``put``: how host arrays go to the device)."""
+    size = pat.layout.size_rest
+    index_dtype = np.int32 if size * size < 2**31 else np.int64
+    put = put or _put
+    return Structure(
+        layout=pat.layout,
+        a11=values["a11"],
+        rows=put(pat.rows, np.int32),
+        levs=put(pat.levs, np.int32),
+        vals_fixed=values["vals_fixed"],
+        zy1=values["zy1"],
+        arr_fixed=values["arr_fixed"],
+        ry=values["ry"],
+        pair_a=put(pat.pair_a, np.int32),
+        pair_b=put(pat.pair_b, np.int32),
+        pair_target=put(pat.pair_target, index_dtype),
+        log_det_w=log_det_w,
+    )
+
+
+def build_structure(design: Design, schur: str = "auto") -> tuple[Structure, ObsData]:
+    """Compute the blocked cross-products of [Z X y] from a validated design.
+
+    ``schur`` picks the Schur-complement update of the rest block: "sparse" (segment sum over
+    entry pairs sharing a term-1 level), "dense" (one matrix product), or "auto" (cheaper one).
+    With prior weights the cross-products are those of the √w-scaled rows.  The values are
+    :func:`structure_values` with NumPy, the same code ``jaxlme.diff.crossprods`` traces.
+    """
+    pat = design_pattern(design, schur)
+    log_det_w = 0.0 if design.weights is None else float(np.sum(np.log(design.weights)))
+    design = weighted_rows(design)
+    values = structure_values(np, pat, design.y, design.X, [t.Z for t in design.terms])
+    # jax.device_put of host arrays: jnp.asarray would compile a small program per array
+    struct = assemble_structure(
+        pat,
+        {k: _put(v) for k, v in values.items()},
+        jax.device_put(np.asarray(log_det_w, dtype=np.float64)),  # 0-d: _put makes 1-d
+    )
+    obs = ObsData(
+        index=tuple(_put(t.index, np.int32) for t in design.terms),
+        Z=tuple(_put(t.Z) for t in design.terms),
+        X=_put(design.X),
     )
     return struct, obs
