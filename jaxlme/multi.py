@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import enable_compilation_cache
-from .bootstrap import _Given, _vc_columns, refit_pool
+from .bootstrap import Simulated, _Given, _vc_columns, refit_pool
 from .optimizer import STATUS
 from .results import group_labels
 
@@ -38,6 +38,8 @@ def response_matrix(model: LMM, Y) -> tuple[np.ndarray, pd.Index]:
     Args:
         model: the fitted model's :class:`~jaxlme.LMM`.
         Y: (n × m) array, DataFrame or Series of responses; a 1-D array is one response.
+            The output of ``simulate(m)`` ((m × nobs), one response per row) is taken
+            as it is laid out.
 
     Returns:
         ``(Y as an (nobs, m) float64 array, names of the m responses)``.
@@ -61,6 +63,8 @@ def response_matrix(model: LMM, Y) -> tuple[np.ndarray, pd.Index]:
                 "align Y with the data the model was built from"
             )
     else:
+        if isinstance(Y, Simulated):  # simulate(n) is (n responses × nobs): one response per row
+            Y = np.asarray(Y).T
         values = np.asarray(Y, dtype=float)
         if values.ndim == 1:
             values = values[:, None]

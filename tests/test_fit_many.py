@@ -191,6 +191,17 @@ def test_one_response_and_names(sleep_model, sleep_responses):
     assert len(empty) == 0 and "objective" in empty.columns
 
 
+def test_simulate_output_is_one_response_per_row(sleep_model):
+    """simulate(m) lays responses out as rows (m × nobs); fit_many takes it as it is."""
+    sims = sleep_model.fit().simulate(5, seed=3)
+    tab = sleep_model.fit_many(sims)
+    assert len(tab) == 5
+    for j in (0, 4):
+        assert tab["objective"].iloc[j] == pytest.approx(sleep_model.refit(sims[j]).objective, abs=1e-6)
+    with pytest.raises(ValueError, match="Y has 5 rows"):
+        sleep_model.fit_many(np.asarray(sims))  # a plain (m × nobs) array is not transposed
+
+
 def test_bad_input(sleep_model, sleep_responses):
     with pytest.raises(ValueError, match="Y has 179 rows, the model has 180 rows"):
         sleep_model.fit_many(sleep_responses[:-1])
