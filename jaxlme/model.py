@@ -144,11 +144,19 @@ class LMM:
     def objective_function(self, reml: bool = True):
         """A pure jitted function θ -> criterion for use with jax.grad/jax.hessian.
 
-        Call it with float64 enabled (``with jax.enable_x64(True):``).
+        Call it with float64 enabled (``with jax.enable_x64(True):``); a float32 θ (x64 off,
+        or float32 values inside your trace) raises a TypeError instead of computing the
+        criterion in float32. For derivatives with respect to the data, use :mod:`jaxlme.diff`.
         """
         struct = self.structure
 
         def f(theta):
+            theta = jnp.asarray(theta)
+            if theta.dtype != jnp.float64:  # never truncate the statistics to float32 silently
+                raise TypeError(
+                    f"LMM.objective_function computes in float64 but got {theta.dtype} θ: wrap the code in "
+                    '`with jax.enable_x64(True):` or run `jax.config.update("jax_enable_x64", True)`'
+                )
             return _objective_jit(theta, struct, reml)
 
         return f

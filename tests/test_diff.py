@@ -479,6 +479,22 @@ def test_float64_required(model):
             diff.crossprods(pat, y=arrays.y[:-1])
 
 
+def test_objective_function_refuses_float32(model):
+    """LMM.objective_function: float32 θ (x64 off, or float32 inside a trace) is an error, not a
+    criterion silently computed in float32."""
+    data, _, _ = model
+    f = jaxlme.LMM(FORMULA, data).objective_function()
+    with jax.enable_x64(False):
+        with pytest.raises(TypeError, match="float64"):
+            f(np.ones(3))
+        with pytest.raises(TypeError, match="float64"):
+            jax.grad(f)(jnp.ones(3))
+    with jax.enable_x64(True):
+        with pytest.raises(TypeError, match="float32"):
+            jax.jit(f)(jnp.ones(3, jnp.float32))
+        assert np.isfinite(f(np.ones(3))) and jax.grad(f)(np.ones(3)).dtype == jnp.float64
+
+
 SHARD_SCRIPT = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np, pandas as pd
