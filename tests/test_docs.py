@@ -11,8 +11,10 @@ Rules (they apply to any Markdown file added under docs/):
 * A ```text or ```json block right after a code block (only blank lines or an HTML
   comment between) is that block's expected output: what it printed must match line by
   line, numbers within a tolerance (:func:`numbers_match`), a line ``...`` standing for
-  any number of lines and ``~5.1`` for any number (a timing).  A ```text/```json block anywhere else is an error unless marked.
+  any number of lines and ``~5.1`` for any number (a timing).  A ```text/```json block
+  anywhere else is an error unless marked.
 * ``<!-- no-test: reason -->`` right before a block leaves it out (say why).
+* Every jaxlme fit a python block leaves in the namespace must have converged.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from jaxlme import LMMResult
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
@@ -196,6 +200,8 @@ def test_doc_code_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 except Exception as exc:
                     raise AssertionError(f"{path.name}:{block.line}: the python block raised {exc!r}") from exc
             printed = buf.getvalue()
+            unconverged = [k for k, v in namespace.items() if isinstance(v, LMMResult) and not v.converged]
+            assert not unconverged, f"{path.name}:{block.line}: fits the doc shows did not converge: {unconverged}"
         else:
             printed = run_bash(path, block, tmp_path)
         if block.output is not None:
