@@ -3,9 +3,11 @@
 Rules (they apply to any Markdown file added under docs/):
 
 * ```python blocks of one file run in order in one namespace, in a scratch directory.
-* ```bash blocks: each ``jaxlme ...`` command (also after ``&&``) runs through the CLI
-  (``python -m jaxlme``); ``data.csv``/``mydata.csv``/``*.parquet`` files a command names
-  that do not exist are written first (columns y, x, g, w).  Install, test, lint and
+* ```bash blocks: each ``jaxlme ...`` command (also after ``&&``) runs through the CLI's
+  entry point (``jaxlme.cli.main``, in this process: programs compiled for one command
+  serve the next; ``tests/test_cli.py`` runs the executable itself); data files
+  (``.csv``/``.parquet``) a command names that do not exist are written first (columns
+  y, x, g, w).  Install, test, lint and
   benchmark commands (:data:`NOT_RUN`) are not run here: CI runs them itself.  Any
   other command fails the test until it is run here or marked.
 * A ```text or ```json block right after a code block (only blank lines or an HTML
@@ -21,11 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import shlex
-import subprocess
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxlme import LMMResult
+from jaxlme import LMMResult, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
@@ -159,12 +158,12 @@ def run_bash(path: Path, block: Block, cwd: Path) -> str:
             for arg in argv[1:]:
                 if arg.endswith((".csv", ".parquet")) and not (cwd / arg).exists():
                     example_table(cwd / arg)
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            out = subprocess.run(
-                [sys.executable, "-m", *argv], cwd=cwd, capture_output=True, text=True, timeout=600, env=env
-            )
-            assert out.returncode == 0, f"{path.name}:{block.line}: `{text}` failed:\n{out.stderr[-2000:]}"
-            printed.append(out.stdout)
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                status = cli.main(argv[1:])
+            assert status == 0, f"{path.name}:{block.line}: `{text}` failed:\n{err.getvalue()[-2000:]}"
+            printed.append(out.getvalue())
     return "".join(printed)
 
 
