@@ -4,7 +4,7 @@ JAX's persistent compilation cache skips XLA's compile in a new process, but eve
 still traces and lowers each program first (0.2-0.5 s per program here, more than the
 sleepstudy fit itself).  :func:`compile_program` keys a compiled program on everything it
 depends on -- the program's name and static arguments, the argument shapes and dtypes,
-the compiler options, the JAX/jaxlib versions, the backend and devices, and a hash of
+the compiler options, the JAX/jaxlib versions, the backend and the number of devices, and a hash of
 jaxlme's own source -- and keeps the executable in memory and, serialized, on disk
 (``<cache>/executables``), so a process that meets a known shape loads it and runs.
 
@@ -237,6 +237,7 @@ def _key(name: str, args: tuple, static: dict, options: dict, extra: tuple) -> s
         dev.platform,
         getattr(dev.client, "platform_version", ""),
         dev.device_kind,
+        jax.device_count(),  # an executable for one device count aborts the process on another (jax 0.8)
         jax.config.jax_enable_x64,
         _FORMAT,
         _source_hash(),

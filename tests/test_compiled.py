@@ -297,6 +297,8 @@ def test_large_program_options_keep_reductions_out_of_ynnpack():
         x = jnp.ones((300, 300))
         default = jax.jit(f).lower(x, x).compile().as_text()
         large = jax.jit(f).lower(x, x).compile(compiler_options=compiled.fast_compile_options(False, True)).as_text()
+    if "__ynn_fusion" not in default:  # jaxlib < 0.10's CPU backend has no YNNPACK fusions
+        pytest.skip("this XLA does not use YNNPACK: the option has nothing to move")
     assert default.count("__ynn_fusion") == 2  # the product and the reduction
     assert large.count("__ynn_fusion") == 1  # the product only
 
