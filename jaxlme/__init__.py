@@ -29,4 +29,4 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_config.freeze_imported_objects()  # scripts: JAX/pandas objects out of GC scans (see _config)
+_config.freeze_imported_objects()  # only with JAXLME_GC_FREEZE=1: no process-wide change unasked

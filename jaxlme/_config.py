@@ -12,13 +12,12 @@ also kept as ready-to-run executables in its ``executables`` subfolder (see
 ``JAXLME_NO_CACHE=1``; a JAX cache directory you configured yourself is left untouched
 (jaxlme's executables then go to the default location).
 
-In scripts, importing jaxlme moves the objects alive at that point (mostly the modules of
-JAX, NumPy and pandas, ~0.8 M objects that live until exit) out of the cyclic garbage
-collector's scans with ``gc.freeze()``: later collections, and the interpreter's last one
-at exit, skip them (a sleepstudy fit as a whole ``python -c`` process: 0.92 -> 0.80 s).
-Reference counting still frees them; only a reference cycle among them would be kept
-until exit.  Not done in interactive sessions (IPython, Jupyter, ``python -i``), nor with
-``JAXLME_GC_FREEZE=0``.
+``JAXLME_GC_FREEZE=1`` (opt-in) makes ``import jaxlme`` move the objects alive at that
+point (mostly the modules of JAX, NumPy and pandas, ~0.8 M objects that live until exit)
+out of the cyclic garbage collector's scans with ``gc.freeze()``: later collections, and
+the interpreter's last one at exit, skip them (see ``benchmarks/COMPILE_CACHE.md`` for the
+measured effect).  It is a process-wide change, so importing a library does not do it
+unasked; it is never done in interactive sessions (IPython, Jupyter, ``python -i``).
 """
 
 from __future__ import annotations
@@ -105,9 +104,14 @@ def enable_compilation_cache() -> str | None:
 
 
 def freeze_imported_objects() -> bool:
-    """``gc.freeze()`` once jaxlme and its dependencies are imported, in scripts only (see
-    the module docstring); returns whether it froze."""
-    if os.environ.get("JAXLME_GC_FREEZE", "").strip() == "0":
+    """``gc.freeze()`` once jaxlme and its dependencies are imported, when the user opted in
+    with ``JAXLME_GC_FREEZE=1`` and not in an interactive session (see the module
+    docstring).
+
+    Returns:
+        Whether it froze.
+    """
+    if os.environ.get("JAXLME_GC_FREEZE", "").strip() != "1":
         return False
     if hasattr(sys, "ps1") or sys.flags.interactive or "IPython" in sys.modules:
         return False

@@ -4,7 +4,7 @@ JAX's persistent compilation cache skips XLA's compile in a new process, but eve
 still traces and lowers each program first (0.2-0.5 s per program here, more than the
 sleepstudy fit itself).  :func:`compile_program` keys a compiled program on everything it
 depends on -- the program's name and static arguments, the argument shapes and dtypes,
-the compiler options, the JAX/jaxlib versions, the backend and devices, and a hash of
+the compiler options, the JAX/jaxlib versions, the backend and the number of devices, and a hash of
 jaxlme's own source -- and keeps the executable in memory and, serialized, on disk
 (``<cache>/executables``), so a process that meets a known shape loads it and runs.
 
@@ -17,6 +17,14 @@ generation: about half the compile seconds, same run time (measured: sleepstudy 
 1.6 s -> 0.85 s, bootstrap pool 1.6 s -> 0.8 s).
 
 Opt out of the disk cache with ``JAXLME_NO_CACHE=1`` (as for the XLA cache).
+
+The executables are pickles (JAX's serialization format), and unpickling runs code, so a
+file is only read when it starts with this format's header and both it and its folder
+belong to the current user and are writable by nobody else; a folder that fails the check
+(e.g. ``$JAXLME_CACHE_DIR`` pointing at a shared directory) is neither read nor written,
+and JAX's persistent cache is all that remains.  On systems without POSIX ownership the
+executable cache is off.  The measured gain over JAX's cache alone is in
+``benchmarks/COMPILE_CACHE.md``.
 
 Both caches are bounded, least recently used first out: at most ``JAXLME_MEMORY_CACHE``
 programs in memory (default 32) and ``JAXLME_DISK_CACHE_MB`` megabytes of executables on
@@ -97,6 +105,10 @@ _PENDING: dict[str, Any] = {}  # digest -> _Loading started by prefetch()
 STATS = {"compiled": 0, "loaded": 0, "saved": 0, "prefetched": 0}  # this process's disk-cache traffic
 _SOURCE_HASH: str | None = None
 _LAPACK_READY = False
+# The on-disk format: bumped whenever the file layout changes; part of every key and the
+# first bytes of every file, so no file of another format is ever unpickled.
+_FORMAT = 2
+_MAGIC = b"jaxlme-executable-v%d\n" % _FORMAT
 
 # XLA CPU options that halve compile time of jaxlme's small programs without slowing them:
 # the older loop emitters instead of the fusion emitters, and LLVM at -O1.
@@ -225,7 +237,9 @@ def _key(name: str, args: tuple, static: dict, options: dict, extra: tuple) -> s
         dev.platform,
         getattr(dev.client, "platform_version", ""),
         dev.device_kind,
+        jax.device_count(),  # an executable for one device count aborts the process on another (jax 0.8)
         jax.config.jax_enable_x64,
+        _FORMAT,
         _source_hash(),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
@@ -234,6 +248,31 @@ def _key(name: str, args: tuple, static: dict, options: dict, extra: tuple) -> s
 def _disk_dir() -> Path | None:
     root = cache_root()
     return None if root is None else Path(root) / "executables"
+
+
+def _private(path: Path) -> bool:
+    """Whether ``path`` belongs to this user and nobody else can write it: the condition
+    for unpickling a file there (a file anyone else can write could run their code)."""
+    if not hasattr(os, "getuid"):
+        return False
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _usable_dir(folder: Path | None) -> Path | None:
+    """``folder`` if executables may be read and written there (created private when
+    missing), else None: the executable cache is then off and JAX's cache remains."""
+    if folder is None:
+        return None
+    if not folder.exists():
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            return None
+    return folder if _private(folder) else None
 
 
 def _ready_lapack() -> None:
@@ -255,7 +294,12 @@ def _ready_lapack() -> None:
 def _deserialize(path: Path):
     from jax.experimental import serialize_executable
 
-    payload, in_tree, out_tree = pickle.loads(path.read_bytes())
+    if not _private(path):
+        raise PermissionError(f"{path}: not private to this user; not loaded")
+    data = path.read_bytes()
+    if not data.startswith(_MAGIC):
+        raise ValueError(f"{path}: not a jaxlme executable of format {_FORMAT}")
+    payload, in_tree, out_tree = pickle.loads(data[len(_MAGIC) :])
     try:
         os.utime(path)  # recently used: the disk bound drops the oldest modification times first
     except OSError:
@@ -306,22 +350,22 @@ class _Loading(_Background):
 def _save(path: Path, compiled) -> None:
     from jax.experimental import serialize_executable
 
-    data = pickle.dumps(serialize_executable.serialize(compiled))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    data = _MAGIC + pickle.dumps(serialize_executable.serialize(compiled))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # created 0o600
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)  # atomic: concurrent processes never read half a file
     prune_disk_cache(path.parent)
 
 
-_XLA_CACHE_HITS = 0
+_HITS = threading.local()  # JAX persistent-cache hits seen by compiles on this thread
 
 
 def _count_cache_hits(event: str, **_: Any) -> None:
-    global _XLA_CACHE_HITS
+    # JAX records the event on the thread that compiles: counting per thread makes
+    # "was this compile a JAX cache hit?" independent of compiles on other threads.
     if event == "/jax/compilation_cache/cache_hits":
-        _XLA_CACHE_HITS += 1
+        _HITS.count = getattr(_HITS, "count", 0) + 1
 
 
 jax.monitoring.register_event_listener(_count_cache_hits)
@@ -352,7 +396,7 @@ def _locate(name, args, static, key, small, native_reductions, disk) -> tuple[st
     """The program's cache key, compiler options and disk-cache file (None: no disk cache)."""
     options = fast_compile_options(small, native_reductions)
     digest = _key(name, args, static, options, key)
-    folder = _disk_dir() if disk else None
+    folder = _usable_dir(_disk_dir()) if disk else None
     return digest, options, None if folder is None else folder / f"{name}-{digest}.jaxexe"
 
 
@@ -387,14 +431,15 @@ def _lower(name: str, fn, args: tuple, static: dict, salt: str = ""):
     return jax.jit(program, static_argnames=tuple(static)).lower(*args, **static)
 
 
-def _compile_fresh(lowered, options: dict, path: Path | None, hits: int):
+def _compile_fresh(lowered, options: dict, path: Path | None):
     """XLA's compile of a lowered program, saved to ``path`` when given and when JAX's own
-    cache did not answer since ``hits`` was read (before tracing)."""
+    cache did not answer this compile."""
+    hits = getattr(_HITS, "count", 0)
     out = lowered.compile(compiler_options=options or None)
     STATS["compiled"] += 1
     # An executable JAX itself read from its persistent cache does not serialize
     # completely on CPU (running the reloaded copy fails): save fresh compiles only.
-    if path is not None and _XLA_CACHE_HITS == hits:
+    if path is not None and getattr(_HITS, "count", 0) == hits:
         try:
             _save(path, out)
             STATS["saved"] += 1
@@ -437,9 +482,8 @@ def compile_program_async(
         return blocking
     if threads is not None and jax.default_backend() == "cpu":
         options = dict(options, xla_cpu_parallel_codegen_split_count=int(threads))
-    hits = _XLA_CACHE_HITS
     lowered = _lower(name, fn, args, static)
-    job = _Background(lambda: _compile_fresh(lowered, options, path, hits), f"jaxlme-compile-{name}")
+    job = _Background(lambda: _compile_fresh(lowered, options, path), f"jaxlme-compile-{name}")
 
     def result():
         return _MEMORY.setdefault(digest, job.result())
@@ -473,8 +517,7 @@ def compile_program(
     t0 = time.perf_counter()
 
     def fresh(salt: str = ""):
-        hits = _XLA_CACHE_HITS
-        return _compile_fresh(_lower(name, fn, args, static, salt), options, path, hits)
+        return _compile_fresh(_lower(name, fn, args, static, salt), options, path)
 
     compiled = None
     loading = _PENDING.pop(digest, None)

@@ -1,4 +1,5 @@
-"""Process-level configuration: the garbage-collector freeze after import (scripts only)."""
+"""Process-level configuration: import changes nothing process-wide; the garbage-collector
+freeze after import only when opted in (scripts only)."""
 
 from __future__ import annotations
 
@@ -32,19 +33,20 @@ def _freeze_counts(setup: str = "", **env: str) -> tuple[int, int]:
     return before, after
 
 
-def test_import_freezes_the_imported_objects_in_scripts():
-    before, after = _freeze_counts()
+def test_import_freezes_the_imported_objects_only_when_opted_in():
+    before, after = _freeze_counts(JAXLME_GC_FREEZE="1")
     assert before == 0 and after > 100_000  # JAX, NumPy and pandas modules' objects
 
 
 @pytest.mark.parametrize(
     "setup, env",
     [
-        ("", {"JAXLME_GC_FREEZE": "0"}),  # opt-out
-        ("import types; sys.modules['IPython'] = types.ModuleType('IPython')", {}),  # Jupyter/IPython
-        ("sys.ps1 = '>>> '", {}),  # the interactive interpreter
+        ("", {}),  # the default: import jaxlme changes nothing process-wide
+        ("", {"JAXLME_GC_FREEZE": "0"}),
+        ("import types; sys.modules['IPython'] = types.ModuleType('IPython')", {"JAXLME_GC_FREEZE": "1"}),  # Jupyter
+        ("sys.ps1 = '>>> '", {"JAXLME_GC_FREEZE": "1"}),  # the interactive interpreter
     ],
-    ids=["opt-out", "ipython", "interactive"],
+    ids=["default", "off", "ipython", "interactive"],
 )
 def test_no_freeze_when_opted_out_or_interactive(setup, env):
     assert _freeze_counts(setup, **env) == (0, 0)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import SHARED
 
 from jaxlme import datasets
 
-REFERENCE_DIR = Path("/work/shared/reference")
+REFERENCE_DIR = SHARED  # ../shared/reference, beside the worktree
 BUNDLED_CSVS = ["sleepstudy", "Dyestuff", "Dyestuff2", "Penicillin", "Pastes"]
 
 
@@ -59,7 +59,7 @@ def test_load_is_case_insensitive(name: str) -> None:
 def test_bundled_csv_matches_reference(name: str) -> None:
     ref = REFERENCE_DIR / f"{name}.csv"
     if not ref.exists():
-        pytest.skip("reference directory not available")
+        pytest.skip(f"reference data not available: {ref}")
     shipped = (files("jaxlme") / "data" / f"{name}.csv").read_bytes()
     assert shipped == ref.read_bytes()
 
