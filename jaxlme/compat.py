@@ -673,7 +673,7 @@ class MixedLM:
         x = self._packed(params, has_fe=not profile_fe, use_sqrt=self.use_sqrt)
         var = self._variant("full")
         g = self._loglike_fn(var, reml, profile_fe, not profile_fe, self.use_sqrt)[1]
-        return np.asarray(g(x, var.lmm.structure))
+        return np.array(g(x, var.lmm.structure))
 
     @x64
     def hessian(self, params, reml: bool | None = None) -> tuple[np.ndarray, bool]:
@@ -686,7 +686,7 @@ class MixedLM:
         reml = self._reml if reml is None else reml
         x = self._packed(params, has_fe=True, use_sqrt=False)
         var = self._variant("full")
-        H = np.asarray(self._loglike_fn(var, reml, False, True, False)[2](x, var.lmm.structure))
+        H = np.array(self._loglike_fn(var, reml, False, True, False)[2](x, var.lmm.structure))
         return H, not np.all(np.isfinite(H))
 
     _reml = True
