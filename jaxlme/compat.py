@@ -1046,6 +1046,15 @@ def _tied_fit(var: _Variant, res: LMMResult, reml: bool) -> LMMResult:
     )
 
 
+def _beta_jacobian(theta, struct):
+    """∂β̃/∂θ (centred fixed effects), forward mode through one factorization."""
+    import jax
+
+    from .objective import fixef_sigma
+
+    return jax.jacfwd(lambda t: fixef_sigma(t, struct, True)[0])(theta)
+
+
 # -- results -----------------------------------------------------------------------------------
 
 
@@ -1224,40 +1233,117 @@ class MixedLMResults:
     # -- standard errors -----------------------------------------------------------------------
     @functools.cached_property
     def _cov(self) -> np.ndarray:
-        """Inverse observed information of the scale-profiled likelihood over the free parameters
-        (autodiff Hessian of jaxlme's criterion); where a variance sits on the boundary the
-        likelihood is not differentiable there and only the fixed-effects block (jaxlme's
-        vcov) is given, the rest NaN."""
-        m = self.model
-        var = self._var
+        """Inverse observed information of statsmodels' scale-profiled likelihood over
+        (fe_params, lower(cov_re)/scale, vcomp/scale), by the delta method from jaxlme's
+        quantities at the optimum: Cov(θ, σ) = 2 H⁻¹ (H the Hessian of the deviance in θ, σ,
+        jaxlme's compiled and cached Satterthwaite program), Cov(β̂) = Var(β̂ | θ) +
+        (∂β̂/∂θ) Cov(θ) (∂β̂/∂θ)', and the covariance parameters through ∂ψ/∂θ.  At the
+        optimum this equals inverting the Hessian in statsmodels' parametrization, but only
+        small (θ-sized) derivatives are formed.  Rows of parameters held fixed by ``free``
+        are zero; variances whose θ is on the boundary (not a free parameter) are NaN."""
+        import jax
+
+        from .compiled import compile_program
+        from .inference import _satterthwaite_program
+        from .objective import program_flags
+
+        res, var = self.lmm, self._var
+        lmm = var.lmm
+        lay, struct = lmm.layout, lmm.structure
+        nt, k_fe = lay.ntheta, self.k_fe
+        theta = np.asarray(res.theta, dtype=float)
+        with jax_x64():
+            varpar = jax.device_put(np.append(theta, res.sigma))
+            name, parts, static = _satterthwaite_program(struct, res.reml)
+            prog, _ = compile_program(name, parts, (varpar, struct), static, **program_flags(lay))
+            H, V, _ = (np.asarray(a) for a in prog(varpar, struct))
+            bprog, _ = compile_program("statsmodels_beta_jacobian", _beta_jacobian, (varpar[:-1], struct), {})
+            Bt = np.asarray(bprog(varpar[:-1], struct))  # ∂β̃/∂θ, (p, ntheta)
+        T = lmm.centering.T
+        Vb, Bth = T @ V @ T.T, T @ Bt
+        # free directions: tie groups of θ and σ; θ at its lower bound of 0 is held there
+        at_bound = (lay.theta_lower == 0) & (theta <= 1e-10)
+        groups: list[list[int]] = [list(t) for t in var.ties]
+        tied = {i for t in groups for i in t}
+        groups += [[i] for i in range(nt) if i not in tied]
+        groups = [g for g in groups if not at_bound[g].all()]
+        M = np.zeros((nt + 1, len(groups) + 1))
+        for j, g in enumerate(groups):
+            M[g, j] = 1.0
+        M[nt, -1] = 1.0
+        Hf = M.T @ H @ M
+        cov = np.full((len(self._params), len(self._params)), np.nan)
+        try:
+            C = 2.0 * np.linalg.inv(Hf)
+        except np.linalg.LinAlgError:
+            C = None
+        if C is None or not np.all(np.isfinite(C)) or np.any(np.diag(C) <= 0):
+            cov[:k_fe, :k_fe] = Vb
+            return self._zero_fixed(cov)
+        G = np.hstack([self._psi_jacobian(theta), np.zeros((self.k_re2 + self.k_vc, 1))]) @ M
+        B = np.hstack([Bth, np.zeros((k_fe, 1))]) @ M
+        cov[:k_fe, :k_fe] = Vb + B @ C @ B.T
+        cov[:k_fe, k_fe:] = B @ C @ G.T
+        cov[k_fe:, :k_fe] = cov[:k_fe, k_fe:].T
+        cov[k_fe:, k_fe:] = G @ C @ G.T
+        for row in self._boundary_rows(at_bound):
+            cov[k_fe + row, :] = np.nan
+            cov[:, k_fe + row] = np.nan
+        return self._zero_fixed(cov)
+
+    def _zero_fixed(self, cov: np.ndarray) -> np.ndarray:
         free = self._free_mask()
-        x = self._params
-        use = free.copy()
-        if var.pattern == "diag":  # the diagonal model's loglike reads only cov_re's diagonal
-            use = free
-        cov = np.zeros((len(x), len(x)))
-        H = None
-        if not self._singular:
-            with jax_x64():
-                fn = m._loglike_fn(var, self.reml, False, True, False)[2]
-                H = np.asarray(fn(x, var.lmm.structure))
-            H = H[np.ix_(use, use)]
-        ok = H is not None and np.all(np.isfinite(H))
-        if ok:
-            try:
-                c = np.linalg.inv(-H)
-                ok = bool(np.all(np.isfinite(c)) and np.all(np.diag(c) > 0))
-            except np.linalg.LinAlgError:
-                ok = False
-        if ok:
-            cov[np.ix_(use, use)] = c
-            return cov
-        cov[:] = np.nan
-        cov[: self.k_fe, : self.k_fe] = self.lmm.vcov.to_numpy()
         cov[~free, :] = 0.0
         cov[:, ~free] = 0.0
-        cov[: self.k_fe, self.k_fe :] = cov[self.k_fe :, : self.k_fe] = 0.0
         return cov
+
+    def _psi_jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """∂(lower(cov_re)/scale, vcomp/scale)/∂θ, (k_re2 + k_vc, ntheta); a tied variance
+        component is differentiated through the first θ of its tie."""
+        var, k = self._var, self.k_re
+        lay = var.lmm.layout
+        G = np.zeros((self.k_re2 + self.k_vc, lay.ntheta))
+        rows, cols = np.tril_indices(k)
+        if k and var.pattern == "full":
+            i = var.main_terms[0]
+            lam = np.zeros((k, k))
+            idx = lay.terms[i].theta_index
+            off = var.theta_offsets[i]
+            for m, (r, c) in enumerate(idx):
+                lam[r, c] = theta[off + m]
+            for m, (r, c) in enumerate(idx):
+                E = np.zeros((k, k))
+                E[r, c] = 1.0
+                dpsi = E @ lam.T + lam @ E.T
+                G[: self.k_re2, off + m] = dpsi[rows, cols]
+        elif k:
+            for j, i in enumerate(var.main_terms):
+                pos = int(np.flatnonzero((rows == j) & (cols == j))[0])
+                G[pos, var.theta_offsets[i]] = 2.0 * theta[var.theta_offsets[i]]
+        for v, ts in enumerate(var.vc_terms):
+            t0 = var.theta_offsets[ts[0]]
+            G[self.k_re2 + v, t0] = 2.0 * theta[t0]
+        return G
+
+    def _boundary_rows(self, at_bound: np.ndarray) -> list[int]:
+        """Covariance-parameter rows (within the non-fixed-effects part) whose variance's θ is 0."""
+        var, k = self._var, self.k_re
+        rows, cols = np.tril_indices(k)
+        out = []
+        if k and var.pattern == "full":
+            i = var.main_terms[0]
+            off = var.theta_offsets[i]
+            for m, (r, c) in enumerate(var.lmm.layout.terms[i].theta_index):
+                if r == c and at_bound[off + m]:
+                    out.append(int(np.flatnonzero((rows == r) & (cols == r))[0]))
+        elif k:
+            for j, i in enumerate(var.main_terms):
+                if at_bound[var.theta_offsets[i]]:
+                    out.append(int(np.flatnonzero((rows == j) & (cols == j))[0]))
+        for v, ts in enumerate(var.vc_terms):
+            if at_bound[var.theta_offsets[ts[0]]]:
+                out.append(self.k_re2 + v)
+        return out
 
     def cov_params(self):
         """Covariance of ``params`` (inverse observed information; zero rows for parameters

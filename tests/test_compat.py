@@ -130,6 +130,24 @@ def _sim(seed=0, G=40, m=6):
     return y, X, g, Z
 
 
+@pytest.mark.parametrize("free_diag", [False, True])
+def test_delta_method_cov_equals_inverse_hessian(free_diag):
+    """bse by the delta method from θ-space derivatives equals statsmodels' definition: the
+    inverse of minus the Hessian of the profiled loglike in (fe_params, cov_re, vcomp)."""
+    y, X, g, Z = _sim(3)
+    free = None
+    if free_diag:
+        free = MixedLMParams(2, 2, 0)
+        free.fe_params, free.cov_re, free.vcomp = np.ones(2), np.eye(2), np.zeros(0)
+    r = MixedLM(y, X, g, Z).fit(free=free)
+    H, sing = r.model.hessian(r.params_object)
+    assert not sing
+    use = np.ones(len(r.params), bool) if free is None else np.array([1, 1, 1, 0, 1], bool)
+    expected = np.zeros_like(H)
+    expected[np.ix_(use, use)] = np.linalg.inv(-H[np.ix_(use, use)])
+    np.testing.assert_allclose(r.cov_params(), expected, rtol=2e-4, atol=1e-9)
+
+
 def test_array_constructor_equals_formula_and_names():
     y, X, g, Z = _sim()
     a = MixedLM(y, X, g, Z).fit()
