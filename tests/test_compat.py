@@ -292,8 +292,10 @@ def test_bse_is_fast_on_500_groups():
     X = np.column_stack([np.ones(n), rs.normal(size=(n, 2))])
     Z = np.column_stack([np.ones(n), rs.normal(size=(n, 2))])
     y = X.sum(1) + (Z * rs.normal(size=(G, 3))[g]).sum(1) + rs.normal(size=n)
-    res = MixedLM(y, X, g, Z).fit()
+    first = MixedLM(y, X, g, Z).fit()
+    assert np.all(np.isfinite(first.bse))  # compiles (or loads) the two small programs
+    res = MixedLM(y + rs.normal(size=n), X, g, Z).fit()
     t0 = time.perf_counter()
     bse = res.bse
     elapsed = time.perf_counter() - t0
-    assert np.all(np.isfinite(bse)) and elapsed < 5.0, elapsed
+    assert np.all(np.isfinite(bse)) and elapsed < 1.0, elapsed
