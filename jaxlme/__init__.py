@@ -6,7 +6,7 @@
 """
 
 from . import _config, datasets
-from .compat import mixedlm
+from .compat import MixedLM, MixedLMParams, mixedlm
 from .compiled import clear_cache
 from .design import DataError
 from .formula import FormulaError, parse_formula
@@ -24,6 +24,8 @@ __all__ = [
     "parse_formula",
     "datasets",
     "mixedlm",
+    "MixedLM",
+    "MixedLMParams",
     "lrt",
     "clear_cache",
 ]

@@ -162,11 +162,16 @@ def test_only_statsmodels_meanings_under_statsmodels_names(sleep):
     assert isinstance(jx.predict(), np.ndarray) and isinstance(jx.lmm.predict(), pd.Series)
     with pytest.raises(AttributeError, match="bootstrap.*lmm"):
         jx.bootstrap  # noqa: B018  statsmodels' bootstrap refits by resampling; jaxlme's is parametric
-    with pytest.raises(AttributeError, match="random_effects_cov"):
-        jx.random_effects_cov  # noqa: B018  not provided: no silent stand-in
-    # lme4-style names that statsmodels does not use are read from the native result
-    assert jx.fixef.equals(jx.lmm.fixef) and jx.theta is jx.lmm.theta
-    assert jx.fitted.equals(jx.lmm.fitted)
+
+
+@pytest.mark.parametrize("case", ["intercept", "slope", "vc"])
+def test_random_effects_cov_matches_statsmodels(sleep, case):
+    sm, jx = _pair(sleep, case, True)
+    assert list(jx.random_effects_cov) == list(sm.random_effects_cov)
+    for g, c in sm.random_effects_cov.items():
+        ours = jx.random_effects_cov[g]
+        assert list(ours.index) == list(c.index) and list(ours.columns) == list(c.columns)
+        np.testing.assert_allclose(ours.to_numpy(), c.to_numpy(), rtol=5 * EST, atol=1e-3)
 
 
 def test_predict_errors(sleep):

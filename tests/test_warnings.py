@@ -91,15 +91,16 @@ def test_singular_fit():
     _assert_here(caught, "singular", line)
 
 
-def test_mixedlm_ignored_options_and_missing_rows(sleep):
+def test_mixedlm_unused_fit_keyword_and_missing_rows(sleep):
+    # statsmodels' conventions: missing="none" raises, a keyword fit does not use warns
+    with pytest.raises(jaxlme.DataError, match="missing values"):
+        jaxlme.mixedlm("Reaction ~ Days", _with_missing(sleep), groups="Subject")
+    model = jaxlme.mixedlm("Reaction ~ Days", _with_missing(sleep), groups="Subject", missing="drop")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line_make = _next_line()
-        model = jaxlme.mixedlm("Reaction ~ Days", _with_missing(sleep), groups="Subject")
         line_fit = _next_line()
-        model.fit(method="bfgs")
-    _assert_here(caught, "missing values", line_make)
-    _assert_here(caught, "ignores statsmodels fit option", line_fit)
+        model.fit(cov_type="hc1")
+    _assert_here(caught, "not used by MixedLM.fit", line_fit)
 
 
 def test_lrt_refit_with_ml(sleep, sleep_fit):
