@@ -5,7 +5,7 @@
 >>> print(res.summary())                                         # doctest: +SKIP
 """
 
-from . import _config, datasets
+from . import _config, datasets, diff
 from .compat import MixedLM, MixedLMParams, mixedlm
 from .compiled import clear_cache
 from .design import DataError
@@ -23,6 +23,7 @@ __all__ = [
     "FormulaError",
     "parse_formula",
     "datasets",
+    "diff",
     "mixedlm",
     "MixedLM",
     "MixedLMParams",

@@ -828,11 +828,13 @@ def _from_formula(cls, formula, data, re_formula, vc_formula, subset, missing, g
             "or pass an lme4-style formula to jaxlme.lmm"
         )
     ctx = {**r_context(), **context}
-    group_name = "Group"
+    group_name = group_column = "Group"  # statsmodels' name; the column new data must carry
+    if isinstance(groups, pd.Series) and groups.name in data.columns and groups.index.equals(data.index):
+        group_column = groups.name  # data["g"]: predict_conditional reads column g of new data
     if isinstance(groups, str):
         if groups not in data.columns:
             raise DataError(f"groups column '{groups}' not found in data")
-        group_name = groups
+        group_name = group_column = groups
         gvals = np.asarray(data[groups])
     else:
         gvals = np.asarray(groups)
@@ -929,7 +931,7 @@ def _from_formula(cls, formula, data, re_formula, vc_formula, subset, missing, g
     model._required = set(model._fixed_vars)
     model._re_spec = re_spec
     model._vc_specs = vc_specs
-    model._group_name = group_name
+    model._group_column = group_column
     return model
 
 
@@ -1567,10 +1569,13 @@ class MixedLMResults:
         if getattr(m, "_fixed_spec", None) is None:
             raise DataError("predict_conditional with new data needs a model built from formulas")
         frame = exog
-        out = self._fixed_part(frame).to_numpy()
-        gname = m._group_name
+        out = self._fixed_part(frame).to_numpy().copy()
+        gname = m._group_column
         if gname not in frame.columns:
-            raise DataError(f"new data is missing the grouping column {gname!r}")
+            raise DataError(
+                f"new data is missing the grouping column {gname!r} (give groups as a column name "
+                "or as a column of data to name it)"
+            )
         ranef = self.random_effects
         groups = frame[gname].tolist()
         new = sorted({str(g) for g in groups if g not in ranef})
@@ -1583,12 +1588,13 @@ class MixedLMResults:
             parts.append((m.data.exog_re_names, m._re_spec))
         for v, (spec, needed) in zip(m.exog_vc.names, m._vc_specs):
             parts.append(([f"{v}[{c}]" for c in spec.column_names], (spec, needed)))
+        levels = list(ranef)
+        row = pd.Index(levels).get_indexer(groups)  # -1: a new level, whose effects are 0
+        seen = row >= 0
         for names, (spec, needed) in parts:
             Z = np.ones((len(frame), 1)) if spec is None else self._design(spec, frame, needed)
-            for r, g in enumerate(groups):
-                if g in ranef:
-                    b = ranef[g].reindex(names).fillna(0.0).to_numpy()
-                    out[r] += Z[r] @ b
+            B = np.stack([ranef[g].reindex(names).fillna(0.0).to_numpy() for g in levels])
+            out[seen] += np.einsum("ij,ij->i", Z[seen], B[row[seen]])
         return pd.Series(out, index=frame.index)
 
     # -- profile likelihood --------------------------------------------------------------------

@@ -209,3 +209,18 @@ def test_predict_missing_values_and_single_row(sleep):
     c_sm, c_jx = sm.predict(days), jx.predict(days)
     assert list(c_jx.index) == list(c_sm.index) == list(days.index)
     np.testing.assert_allclose(c_jx.to_numpy(), c_sm.to_numpy(), rtol=EST)
+
+
+def test_predict_conditional_with_groups_given_as_a_column(sleep):
+    """groups=data["Subject"] (the README's form) names the grouping column for new data;
+    groups as a bare array has no name, and new data then cannot be matched to groups."""
+    jx = jaxlme.mixedlm("Reaction ~ Days", sleep, groups=sleep["Subject"], re_formula="~Days").fit()
+    np.testing.assert_allclose(jx.predict_conditional(sleep), jx.fittedvalues, rtol=1e-10)
+    new = sleep.head(2).copy()
+    new["Subject"] = [999, new["Subject"].iloc[1]]
+    both = jx.predict_conditional(new, allow_new_levels=True).to_numpy()
+    np.testing.assert_allclose(both[0], jx.predict(new).to_numpy()[0], rtol=1e-12)  # a new level: X·β only
+    np.testing.assert_allclose(both[1], jx.fittedvalues.iloc[1], rtol=1e-10)
+    bare = jaxlme.mixedlm("Reaction ~ Days", sleep, groups=sleep["Subject"].to_numpy()).fit()
+    with pytest.raises(DataError, match="grouping column 'Group'"):
+        bare.predict_conditional(sleep.head())

@@ -77,6 +77,12 @@ def _reference_models():
     return cases
 
 
+def test_diff_is_an_attribute_of_the_package():
+    """``import jaxlme`` is enough: ``jaxlme.diff`` is the public module, listed in ``__all__``."""
+    assert jaxlme.diff is diff and "diff" in jaxlme.__all__
+    assert {"pattern", "crossprods", "criterion", "fit"} <= set(dir(jaxlme.diff))
+
+
 @pytest.mark.parametrize("case", range(5))
 def test_lmm_structure_equals_crossprods(case):
     formula, data, weights = _reference_models()[case]
