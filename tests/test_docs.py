@@ -16,6 +16,7 @@ Rules (they apply to any Markdown file added under docs/):
   any number of lines and ``~5.1`` for any number (a timing).  A ```text/```json block
   anywhere else is an error unless marked.
 * ``<!-- no-test: reason -->`` right before a block leaves it out (say why).
+* ``JAXLME_DOCS_UPDATE=1`` writes printed outputs that differ into the docs (review with git diff).
 * Every jaxlme fit a python block leaves in the namespace must have converged.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import shlex
 import warnings
@@ -119,8 +121,39 @@ def check_output(path: Path, block: Block, printed: str) -> None:
     if not match_lines(expected, actual):
         import difflib
 
+        if os.environ.get("JAXLME_DOCS_UPDATE") == "1" and "..." not in [e.strip() for e in expected]:
+            rewrite_output(path, block.output, expected, actual)
+            return
         diff = "\n".join(difflib.unified_diff(expected, actual, "doc", "actual", lineterm=""))
         raise AssertionError(f"{path.name}:{block.output.line}: printed output differs from the doc\n{diff}")
+
+
+def rewrite_output(path: Path, output: Block, expected: list[str], actual: list[str]) -> None:
+    """Developer aid (``JAXLME_DOCS_UPDATE=1``): write the printed output into the doc's block.
+
+    Lines are aligned by their words; lines that still match keep the doc's text (its ``~``
+    timing marks and number formats), the others take the printed line.  Review the change
+    with ``git diff`` before committing."""
+    import difflib
+
+    original = output.code.rstrip("\n").split("\n")
+
+    def shape(line: str) -> str:
+        return " ".join(NUMBER.sub("#", line).split())
+
+    merged: list[str] = []
+    matcher = difflib.SequenceMatcher(None, [shape(e) for e in expected], [shape(a) for a in actual], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            merged += [
+                o if numbers_match(e, a) else a for o, e, a in zip(original[i1:i2], expected[i1:i2], actual[j1:j2])
+            ]
+        else:
+            merged += actual[j1:j2]
+    text = path.read_text()
+    if text.count(output.code) != 1:
+        raise AssertionError(f"{path.name}:{output.line}: cannot update an output block that is not unique")
+    path.write_text(text.replace(output.code, "\n".join(merged) + "\n"))
 
 
 def example_table(path: Path) -> None:
@@ -161,7 +194,10 @@ def run_bash(path: Path, block: Block, cwd: Path) -> str:
             out, err = io.StringIO(), io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                status = cli.main(argv[1:])
+                try:
+                    status = cli.main(argv[1:])
+                except SystemExit as exc:  # argparse's own exits (--version, --help)
+                    status = exc.code or 0
             assert status == 0, f"{path.name}:{block.line}: `{text}` failed:\n{err.getvalue()[-2000:]}"
             printed.append(out.getvalue())
     return "".join(printed)
@@ -228,3 +264,17 @@ def test_unmarked_output_block_is_an_error(tmp_path: Path) -> None:
     assert parse(doc)[0].skip == "an illustration"
     doc.write_text("```python\nprint(1.0)\n```\n\n```text\n1.0\n```\n")
     assert parse(doc)[0].output.code == "1.0\n"
+
+
+def test_update_mode_rewrites_only_differing_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = tmp_path / "x.md"
+    doc.write_text("Intro\n\n```python\nprint(...)\n```\n\n```text\nran in ~5.1 s\nvalue 2.0\n```\n\nEnd\n")
+    block = parse(doc)[0]
+    with pytest.raises(AssertionError, match="differs"):
+        check_output(doc, block, "ran in 9.9 s\nvalue 3.0\n")
+    monkeypatch.setenv("JAXLME_DOCS_UPDATE", "1")
+    check_output(doc, block, "ran in 9.9 s\nvalue 3.0\nextra 1\n")
+    assert (
+        doc.read_text()
+        == "Intro\n\n```python\nprint(...)\n```\n\n```text\nran in ~5.1 s\nvalue 3.0\nextra 1\n```\n\nEnd\n"
+    )
