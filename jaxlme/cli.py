@@ -306,7 +306,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise CLIError("--bootstrap N needs N >= 1")
     if not 0 < args.level < 1:  # checked before any fitting, not after a long bootstrap
         raise CLIError(f"--level must be between 0 and 1 (exclusive), got {args.level}")
-    data = read_data(args.data)
+    # a glob of Parquet files ('data/*.parquet') or a directory of them: streamed in batches
+    streamed = any(c in args.data for c in "*?[") or Path(args.data).is_dir()
+    data = args.data if streamed else read_data(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = LMM(args.formula, data, weights=args.weights).fit(reml=not args.ml)

@@ -96,8 +96,8 @@ class Design:
         """This design's names, levels and specs without its rows, for a model fitted from the
         cross-products of ``n`` rows in all: reading its rows raises a one-line error
         instead of computing silently from none."""
-        terms = [RowlessTerm(**{f.name: getattr(t, f.name) for f in fields(t)}) for t in self.terms]
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        terms = [RowlessTerm(**{f.name: t.__dict__[f.name] for f in fields(t)}) for t in self.terms]
+        kw = {f.name: self.__dict__[f.name] for f in fields(self)}
         kw.update(terms=terms, n_dropped=n_dropped, xnames=list(xnames), aliased=list(aliased), weights=None)
         out = RowlessDesign(**kw)
         object.__setattr__(out, "_nobs", int(n))

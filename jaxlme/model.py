@@ -8,6 +8,7 @@ cached per (layout, REML/ML, options) so refits and same-shaped models skip comp
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import jax
@@ -91,12 +92,18 @@ class LMM:
 
         Args:
             formula: lme4-style formula, e.g. ``"y ~ x + (x | g)"``.
-            data: DataFrame (or dict of columns).
+            data: DataFrame (or dict of columns); or, for data larger than memory, a
+                ``dask.dataframe.DataFrame`` or Parquet files (a path, glob such as
+                ``"data/*.parquet"``, or directory), fitted from summed cross-products
+                (see :meth:`from_crossproducts`).
             weights: Prior weights, lme4's ``weights``: a column name of ``data`` or an
                 array-like with one value > 0 per row of ``data`` (before rows with missing
                 values are dropped).  Row i's residual variance is σ²/wᵢ.
             warn: Warn about dropped rows and aliased columns.
         """
+        if _partitioned(data):  # a Parquet path/glob or a Dask DataFrame: two passes, summed
+            self.__dict__.update(_from_partitioned(formula, data, weights, warn).__dict__)
+            return
         enable_compilation_cache()
         t0 = time.perf_counter()
         self.formula = formula
@@ -148,6 +155,60 @@ class LMM:
         self._start_theta = crossproducts_start(cp, self.layout, self.theta_scale)
         self._spread = float(np.sqrt(max(cp.ry[-1], 0.0) / cp.n)) if centering.active else None
         return self
+
+    @classmethod
+    def from_parquet(
+        cls,
+        formula: str,
+        source,
+        *,
+        weights: str | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+        warn: bool = True,
+    ) -> LMM:
+        """A model of Parquet files streamed in record batches (bounded memory).
+
+        Args:
+            formula: lme4-style formula.
+            source: a Parquet path, a glob (``"data/*.parquet"``), a directory or a list of paths.
+            weights: the prior weights' column name, or None.
+            batch_size: rows per record batch (default ``jaxlme.parquet.BATCH_SIZE``).
+            progress: Print one line per pass to stderr.
+            warn: Warn about dropped rows and aliased columns.
+
+        Returns:
+            The :class:`LMM`; ``pass_seconds`` holds each pass's time.
+        """
+        from .parquet import BATCH_SIZE, parquet_crossproducts
+
+        plan, total, secs = parquet_crossproducts(
+            formula, source, weights=weights, batch_size=batch_size or BATCH_SIZE, progress=progress
+        )
+        model = cls.from_crossproducts(plan, total, warn=warn)
+        model.pass_seconds = secs
+        return model
+
+    @classmethod
+    def from_dask(cls, formula: str, ddf, *, weights: str | None = None, warn: bool = True) -> LMM:
+        """A model of a ``dask.dataframe.DataFrame``: levels, then cross-products, each a
+        map over the partitions and a tree reduction on the cluster.
+
+        Args:
+            formula: lme4-style formula.
+            ddf: the Dask DataFrame.
+            weights: the prior weights' column name, or None.
+            warn: Warn about dropped rows and aliased columns.
+
+        Returns:
+            The :class:`LMM`; ``pass_seconds`` holds each pass's time.
+        """
+        from .dask_frames import dask_crossproducts
+
+        plan, total, secs = dask_crossproducts(formula, ddf, weights=weights)
+        model = cls.from_crossproducts(plan, total, warn=warn)
+        model.pass_seconds = secs
+        return model
 
     def _rows_needed(self, what: str) -> None:
         if not self.design.has_rows:
@@ -625,12 +686,36 @@ def crossproducts_start(cp, layout, theta_scale: np.ndarray) -> np.ndarray:
 _objective_jit = jax.jit(objective, static_argnames=("reml",))
 
 
+def _partitioned(data) -> bool:
+    """Data given as Parquet files or a Dask DataFrame rather than rows in memory."""
+    from .dask_frames import is_dask_frame
+
+    if isinstance(data, (str, os.PathLike)):
+        return True
+    if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, os.PathLike)) for d in data):
+        return True
+    return is_dask_frame(data)
+
+
+def _from_partitioned(formula, data, weights, warn) -> LMM:
+    from .dask_frames import is_dask_frame
+
+    if weights is not None and not isinstance(weights, str):
+        from .design import DataError
+
+        raise DataError("weights of Parquet files or a Dask DataFrame must be a column name")
+    if is_dask_frame(data):
+        return LMM.from_dask(formula, data, weights=weights, warn=warn)
+    return LMM.from_parquet(formula, data, weights=weights, warn=warn)
+
+
 def lmm(formula: str, data: pd.DataFrame, reml: bool = True, *, weights=None, **fit_kwargs) -> LMMResult:
     """Fit a linear mixed model in one call: ``lmm("y ~ x + (x | g)", df)``.
 
     Args:
         formula: lme4-style formula.
-        data: DataFrame (or dict of columns).
+        data: DataFrame (or dict of columns), a ``dask.dataframe.DataFrame``, or Parquet
+            files (path, glob or directory) streamed in batches; see :class:`LMM`.
         reml: REML (default) or maximum likelihood.
         weights: Prior weights (lme4's ``weights``): a column name or an array-like, one
             value > 0 per data row; see :class:`LMM`.

@@ -38,7 +38,7 @@ from .design import (
 from .formula import FormulaError, ParsedFormula, parse_formula
 from .structure import CrossProducts, crossproducts
 
-__all__ = ["LevelSet", "collect_levels", "PartitionPlan", "finalize", "fitted_values"]
+__all__ = ["LevelSet", "collect_levels", "PartitionPlan", "finalize", "fitted_values", "partition_fitted"]
 
 # Transforms whose value depends on the whole column: a partition alone cannot give R's meaning.
 _STATEFUL = ("scale(", "center(", "poly(", "factor(", "as.factor(", "C(")
@@ -213,6 +213,8 @@ class PartitionPlan:
             self.means[self.intercept] = 0.0
             self.y_shift = float(np.average(head_design.y, weights=w))
         self.zero = CrossProducts.zero(crossproducts(self._shifted(head_design)).terms, X.shape[1])
+        # the names, levels and specs only: the plan travels to every worker
+        self.head = head_design.without_rows(head_design.n, 0, head_design.xnames, [])
 
     def _shifted(self, design):
         if self.intercept is None:
@@ -382,18 +384,23 @@ def fitted_values(result, frame: pd.DataFrame, kind: str = "fitted") -> pd.Serie
     Returns:
         A Series indexed like the partition's complete rows (empty for none).
     """
+    b = [np.asarray(x) for x in result.effects.b]
+    return partition_fitted(frame, result.model.plan, result.fixef, b, kind)
+
+
+def partition_fitted(frame: pd.DataFrame, plan: PartitionPlan, fixef: pd.Series, b: list, kind: str) -> pd.Series:
+    """:func:`fitted_values` from the pieces a worker needs (plan, β̂ by name, b̂ per term)."""
     if kind not in ("fitted", "residuals"):
         raise ValueError(f"kind must be 'fitted' or 'residuals', got {kind!r}")
-    plan = result.model.plan
     design = build_design(plan.parsed, frame, warn=False, weights=plan.weights, levels=plan.levels)
     if design is None:
         return pd.Series([], dtype=float, name=kind)
-    beta = result.fixef.reindex(design.xnames).fillna(0.0).to_numpy()  # aliased columns: 0
+    beta = fixef.reindex(design.xnames).fillna(0.0).to_numpy()  # aliased columns: 0
     out = design.X @ beta
     if design.offset is not None:
         out = out + design.offset
-    for t, b in zip(design.terms, result.effects.b):
-        out = out + np.einsum("ij,ij->i", t.Z, np.asarray(b)[t.index])
+    for t, bt in zip(design.terms, b):
+        out = out + np.einsum("ij,ij->i", t.Z, bt[t.index])
     if kind == "residuals":
         y = design.y if design.offset is None else design.y + design.offset
         out = y - out
