@@ -130,10 +130,14 @@ class LevelSet:
         for term in split_uncorrelated(parsed.random):
             g = term.group
             if len(g) == 1:
-                groups[g] = pd.Index(self._order(g[0], self.values[g]), dtype=object)
+                groups[g] = pd.Index(self._order(g[0], self.values[g]))
             else:
-                ranks = [{v: i for i, v in enumerate(self._order(f, self.values[(f,)]))} for f in g]
-                tuples = sorted(self.values[g], key=lambda t: tuple(r[v] for r, v in zip(ranks, t)))
+                # the in-memory MultiIndex.factorize(sort=True) sorts the value tuples
+                # themselves (a categorical part too, not by its category order)
+                try:
+                    tuples = sorted(self.values[g])
+                except TypeError:
+                    raise DataError(f"Grouping factor '{':'.join(g)}' mixes values that cannot be ordered") from None
                 groups[g] = pd.MultiIndex.from_tuples(tuples, names=list(g))
         return {"columns": columns, "groups": groups}
 
@@ -197,6 +201,8 @@ class PartitionPlan:
             raise DataError("weights of a partitioned data set must be a column name")
         self.parsed = _parsed(formula)
         self.weights = weights
+        if levels.n == 0:
+            raise DataError("no complete rows remain after dropping missing values")
         self.levels = levels.global_levels(self.parsed)
         head_design = build_design(self.parsed, head, warn=False, weights=weights, levels=self.levels)
         if head_design is None:
