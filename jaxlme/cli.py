@@ -143,7 +143,8 @@ def variance_components(res: Any, intervals: pd.DataFrame | None = None) -> dict
 
 def fit_statistics(res: Any) -> dict[str, Any]:
     """The fit's criteria, sizes, scaled-residual quantiles and optimizer outcome (as ``summary()``)."""
-    q = np.quantile(res.pearson_residuals / res.sigma, [0, 0.25, 0.5, 0.75, 1.0])
+    rows = res.model.design.has_rows  # a fit from summed cross-products (Parquet glob) keeps none
+    q = np.quantile(res.pearson_residuals / res.sigma, [0, 0.25, 0.5, 0.75, 1.0]) if rows else None
     out = {
         "method": res.method,
         "reml_criterion": res.objective if res.reml else None,
@@ -155,7 +156,7 @@ def fit_statistics(res: Any) -> dict[str, Any]:
         "df_resid": res.df_resid,
         "nobs": res.nobs,
         "ngroups": res.ngroups,
-        "scaled_residuals": dict(zip(["min", "q1", "median", "q3", "max"], q)),
+        "scaled_residuals": dict(zip(["min", "q1", "median", "q3", "max"], q)) if rows else None,
         "converged": res.converged,
         "singular": res.singular,
         "optimizer_status": res.opt.status,
