@@ -96,9 +96,14 @@ class Design:
         """This design's names, levels and specs without its rows, for a model fitted from the
         cross-products of ``n`` rows in all: reading its rows raises a one-line error
         instead of computing silently from none."""
-        terms = [RowlessTerm(**{f.name: t.__dict__[f.name] for f in fields(t)}) for t in self.terms]
+        terms = []
+        for t in self.terms:
+            tk = {f.name: t.__dict__[f.name] for f in fields(t)}
+            tk.update(index=np.zeros(0, np.int64), Z=np.zeros((0, t.__dict__["Z"].shape[1])))
+            terms.append(RowlessTerm(**tk))
         kw = {f.name: self.__dict__[f.name] for f in fields(self)}
         kw.update(terms=terms, n_dropped=n_dropped, xnames=list(xnames), aliased=list(aliased), weights=None)
+        kw.update(y=np.zeros(0), X=np.zeros((0, len(xnames))), rows=pd.RangeIndex(0), offset=None)  # no rows kept
         out = RowlessDesign(**kw)
         object.__setattr__(out, "_nobs", int(n))
         object.__setattr__(out, "_p", len(xnames))

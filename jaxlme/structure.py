@@ -313,7 +313,7 @@ def structure_pattern(index, ncols, nlevels, names, correlated, p: int, schur: s
     if ncol_rest:
         all_rows = np.concatenate(rest_rows + [np.full(n, q_rest + j, dtype=np.int64) for j in range(p)])
         keys = all_rows * k1 + np.tile(index[0], ncol_rest)
-        ukeys, inverse = np.unique(keys, return_inverse=True)
+        ukeys, inverse = unique_keys(keys, size * k1)
         e_rows, e_levs = ukeys // k1, ukeys % k1
     else:
         inverse = np.empty(0, dtype=np.int64)
@@ -324,6 +324,20 @@ def structure_pattern(index, ncols, nlevels, names, correlated, p: int, schur: s
     levs = np.concatenate([e_levs, np.arange(k1)]).astype(np.int64)
     layout, (pa, pb, pt) = entry_layout(tuple(tls), p, n, rows, levs, schur)
     return StructurePattern(layout, index, inverse.reshape(-1), rows, levs, tuple(rest_rows), pa, pb, pt)
+
+
+def unique_keys(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` for integer keys in [0, bound): by a lookup
+    table when ``bound`` is not much larger than the keys (O(n), no sort: a 10^6-row
+    partition of ``(1 + x | g1) + (1 | g2)`` in 0.1 s instead of 2 s), else by sorting."""
+    if bound > max(4 * len(keys), 1 << 22):
+        return np.unique(keys, return_inverse=True)
+    present = np.zeros(bound, dtype=bool)
+    present[keys] = True
+    ukeys = np.flatnonzero(present)
+    pos = np.empty(bound, dtype=np.int64 if len(ukeys) >= 2**31 else np.int32)
+    pos[ukeys] = np.arange(len(ukeys))
+    return ukeys, pos[keys].astype(np.int64)
 
 
 def entry_layout(terms: tuple[TermLayout, ...], p: int, n: int, rows: np.ndarray, levs: np.ndarray, schur: str):
