@@ -191,3 +191,17 @@ def test_all_missing_partition_is_counted():
     assert res.nobs == ref.nobs == 160
     assert res.model.design.n_dropped == 20
     np.testing.assert_allclose(res.fixef, ref.fixef, rtol=REL)
+
+
+def test_prediction_for_new_rows_and_kenward_roger_needs_rows():
+    data = jaxlme.datasets.load("sleepstudy")
+    f = MODELS[0][1]
+    ref = jaxlme.LMM(f, data).fit(**TIGHT)
+    res = fit_parts(f, split(data, 7), **TIGHT)
+    new = data.iloc[::17]
+    np.testing.assert_allclose(res.predict(new), ref.predict(new), rtol=1e-9)
+    np.testing.assert_allclose(
+        res.predict(new, random_effects=False), ref.predict(new, random_effects=False), rtol=1e-9
+    )
+    with pytest.raises(DataError, match="needs the data rows"):
+        res.coefs(ddf="kenward-roger")
