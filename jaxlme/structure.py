@@ -344,6 +344,8 @@ def entry_layout(terms: tuple[TermLayout, ...], p: int, n: int, rows: np.ndarray
     """The :class:`Layout` and Schur pairs of a structure whose sparse entries are (rows,
     levs), y's entries last: the dense or sparse Schur update, whichever is cheaper unless
     ``schur`` says which."""
+    if schur not in ("auto", "sparse", "dense"):
+        raise ValueError(f"schur must be 'auto', 'sparse' or 'dense', got {schur!r}")
     k1 = terms[0].nlevels
     size = sum(t.nlevels * t.ncols for t in terms[1:]) + p + 1
     npairs_est = _count_pairs(levs, k1)

@@ -205,3 +205,18 @@ def test_prediction_for_new_rows_and_kenward_roger_needs_rows():
     )
     with pytest.raises(DataError, match="needs the data rows"):
         res.coefs(ddf="kenward-roger")
+
+
+def test_the_package_works_without_dask():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['dask'] = None\n"
+        "import jaxlme\n"
+        "d = jaxlme.datasets.load('sleepstudy')\n"
+        "print(round(jaxlme.lmm('Reaction ~ Days + (1 | Subject)', d).fixef.iloc[0], 3))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "251.405"
