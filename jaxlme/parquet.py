@@ -39,6 +39,12 @@ def parquet_files(source) -> list[str]:
         files = sorted(glob.glob(str(p / "*.parquet"))) if p.is_dir() else sorted(glob.glob(str(source)))
     if not files:
         raise DataError(f"no Parquet files match {source!r}")
+    other = [f for f in files if not f.lower().endswith((".parquet", ".pq"))]
+    if other:
+        raise DataError(
+            f"{other[0]!r} is not a Parquet file (.parquet/.pq): data given as a path must be Parquet; "
+            "read other files into a DataFrame first"
+        )
     return files
 
 

@@ -53,6 +53,9 @@ def test_bad_input(tmp_path):
         jaxlme.lmm(f, str(tmp_path / "*.parquet"))
     with pytest.raises(DataError, match="no Parquet files match"):
         jaxlme.lmm(f, str(tmp_path / "none*.parquet"))
+    data.to_csv(tmp_path / "d.csv")
+    with pytest.raises(DataError, match="is not a Parquet file"):
+        jaxlme.lmm(f, str(tmp_path / "d.csv"))
     with pytest.raises(DataError, match="'nope'"):
         jaxlme.lmm("Reaction ~ nope + (1 | Subject)", str(tmp_path / "a.parquet"))
 

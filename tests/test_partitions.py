@@ -220,3 +220,15 @@ def test_the_package_works_without_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "251.405"
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_fixed_factor_levels_seen_in_some_partitions_only(categorical):
+    data = jaxlme.datasets.load("sleepstudy").sort_values("Days", kind="stable")
+    phase = np.where(data.Days < 3, "early", np.where(data.Days < 7, "mid", "late"))
+    data["phase"] = pd.Categorical(phase, categories=["mid", "late", "early"]) if categorical else phase
+    for f in ["Reaction ~ phase + (1 | Subject)", "Reaction ~ Days * phase + (1 | Subject)"]:
+        ref = jaxlme.LMM(f, data).fit(**TIGHT)
+        res = fit_parts(f, split(data, 7), **TIGHT)  # early partitions hold no "late" rows
+        assert list(res.fixef.index) == list(ref.fixef.index)
+        assert_same_fit(res, ref)
