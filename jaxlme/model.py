@@ -132,9 +132,10 @@ class LMM:
             warn: Warn about dropped rows and aliased columns.
 
         Returns:
-            An :class:`LMM` that fits, infers and reports as the in-memory one; what reads
-            the rows (fitted values, residuals, the bootstrap, Kenward-Roger) raises,
-            saying so (see :func:`jaxlme.partitions.fitted_values`).
+            An :class:`LMM` that fits, infers, reports and bootstraps (responses' cross-
+            products drawn without rows) as the in-memory one; what reads the rows
+            (fitted values, residuals, ``simulate``, Kenward-Roger) raises, saying so (see
+            :func:`jaxlme.partitions.fitted_values`).
         """
         from .partitions import finalize
 

@@ -385,7 +385,6 @@ class LMMResult:
         """Parametric bootstrap with ``n`` refits; see ``jaxlme.bootstrap.bootstrap``."""
         from .bootstrap import bootstrap
 
-        self.model._rows_needed("the parametric bootstrap")
         return bootstrap(self, n, seed, **kwargs)
 
     # -- text --------------------------------------------------------------------------

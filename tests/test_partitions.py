@@ -149,8 +149,8 @@ def test_fitted_values_per_partition_and_what_needs_rows():
     for call in (lambda: res.fitted, lambda: res.residuals):
         with pytest.raises(DataError, match="needs the data rows"):
             call()
-    with pytest.raises(ValueError, match="bootstrap needs the data rows"):
-        res.bootstrap(10)
+    with pytest.raises(ValueError, match="simulate needs the data rows"):
+        res.simulate(10)
     with pytest.raises(ValueError, match="refit needs the data rows"):
         res.model.refit(np.zeros(res.nobs))
     assert "not computed" in res.summary()
