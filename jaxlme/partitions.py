@@ -20,6 +20,7 @@ close), so the fit equals the in-memory one to rounding (~1e-12 relative).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -41,7 +42,7 @@ from .structure import CrossProducts, crossproducts
 __all__ = ["LevelSet", "collect_levels", "PartitionPlan", "finalize", "fitted_values", "partition_fitted"]
 
 # Transforms whose value depends on the whole column: a partition alone cannot give R's meaning.
-_STATEFUL = ("scale(", "center(", "poly(", "factor(", "as.factor(", "C(")
+_STATEFUL = re.compile(r"(?<![\w.])(scale|center|poly|factor|as\.factor|C)\s*\(")
 
 
 def _kind(col: pd.Series) -> str:
@@ -60,12 +61,11 @@ def _kind(col: pd.Series) -> str:
 
 def _parsed(formula) -> ParsedFormula:
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
-    text = parsed.text.replace(" ", "")
-    bad = [t for t in _STATEFUL if t.replace(" ", "") in text]
+    bad = _STATEFUL.search(parsed.text)
     if bad:
         raise FormulaError(
-            f"{bad[0]}...) in '{parsed.text}' depends on the whole column, which one partition does not see: "
-            "compute it before partitioning or fit in memory"
+            f"{bad.group(1)}(...) in '{parsed.text}' depends on the whole column, which one partition does not "
+            "see: compute it before partitioning or fit in memory"
         )
     return parsed
 

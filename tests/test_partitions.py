@@ -9,6 +9,7 @@ from helpers import crossed_large
 
 import jaxlme
 from jaxlme.design import DataError
+from jaxlme.formula import FormulaError
 from jaxlme.partitions import PartitionPlan, collect_levels, fitted_values
 
 REL = 1e-9
@@ -176,8 +177,12 @@ def test_bad_input_gives_the_in_memory_errors():
     flat = data.assign(Reaction=5.0)
     with pytest.raises(DataError, match="is constant"):
         fit_parts(f, split(flat, 7))
-    with pytest.raises(Exception, match="depends on the whole column"):
-        fit_parts("Reaction ~ scale(Days) + (1 | Subject)", split(data, 3))
+    for expr in ["scale(Days)", "poly(Days, 2)", "factor(Days)", "I(center (Days))"]:
+        with pytest.raises(FormulaError, match="depends on the whole column"):
+            fit_parts(f"Reaction ~ {expr} + (1 | Subject)", split(data, 3))
+    res = fit_parts("Reaction ~ log(Days + 1) + I(Days^2) + (1 | Subject)", split(data, 3))  # row-wise: fine
+    ref = jaxlme.lmm("Reaction ~ log(Days + 1) + I(Days^2) + (1 | Subject)", data)
+    np.testing.assert_allclose(res.fixef, ref.fixef, rtol=1e-9)
 
 
 def test_all_missing_partition_is_counted():
