@@ -55,13 +55,36 @@ def _levels_and_count(formula, frame, weights):
     return _Counted((part, np.array([part.n])))
 
 
-def dask_crossproducts(formula, ddf, *, weights: str | None = None) -> tuple[PartitionPlan, object, dict]:
+def _compute(value, progress: bool):
+    """``value.compute()``, with Dask's own progress bar when asked (the distributed one
+    when a client is active, else ``dask.diagnostics.ProgressBar``)."""
+    if not progress:
+        return value.compute()
+    try:
+        from distributed import default_client
+        from distributed import progress as show_progress
+
+        client = default_client()
+    except (ImportError, ValueError):  # no distributed, or no client: the local schedulers
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return value.compute()
+    future = client.compute(value)
+    show_progress(future)
+    return future.result()
+
+
+def dask_crossproducts(
+    formula, ddf, *, weights: str | None = None, progress: bool = False
+) -> tuple[PartitionPlan, object, dict]:
     """The two passes over a Dask DataFrame's partitions.
 
     Args:
         formula: lme4-style formula.
         ddf: a ``dask.dataframe.DataFrame`` with the model's columns.
         weights: the prior weights' column name, or None.
+        progress: Show Dask's progress bar for each pass.
 
     Returns:
         ``(plan, total, timings)`` as :func:`jaxlme.parquet.parquet_crossproducts`.
@@ -76,7 +99,7 @@ def dask_crossproducts(formula, ddf, *, weights: str | None = None) -> tuple[Par
     parts = ddf[[c for c in ddf.columns if c in used]].to_delayed()
     t0 = time.perf_counter()
     first = [dask.delayed(_levels_and_count)(parsed, p, weights) for p in parts]
-    levels, counts = _tree_sum(first).compute()
+    levels, counts = _compute(_tree_sum(first), progress)
     t1 = time.perf_counter()
     nonempty = np.flatnonzero(counts)
     if not len(nonempty):
@@ -85,7 +108,7 @@ def dask_crossproducts(formula, ddf, *, weights: str | None = None) -> tuple[Par
     plan = PartitionPlan(parsed, levels, head, weights)
     plan_d = dask.delayed(plan, traverse=False)
     cps = [dask.delayed(PartitionPlan.crossproducts)(plan_d, p) for p in parts]
-    total = _tree_sum(cps).compute()
+    total = _compute(_tree_sum(cps), progress)
     t2 = time.perf_counter()
     return plan, total, {"levels": t1 - t0, "crossproducts": t2 - t1}
 

@@ -191,7 +191,9 @@ class LMM:
         return model
 
     @classmethod
-    def from_dask(cls, formula: str, ddf, *, weights: str | None = None, warn: bool = True) -> LMM:
+    def from_dask(
+        cls, formula: str, ddf, *, weights: str | None = None, progress: bool = False, warn: bool = True
+    ) -> LMM:
         """A model of a ``dask.dataframe.DataFrame``: levels, then cross-products, each a
         map over the partitions and a tree reduction on the cluster.
 
@@ -199,6 +201,7 @@ class LMM:
             formula: lme4-style formula.
             ddf: the Dask DataFrame.
             weights: the prior weights' column name, or None.
+            progress: Show Dask's progress bar for each pass.
             warn: Warn about dropped rows and aliased columns.
 
         Returns:
@@ -206,7 +209,7 @@ class LMM:
         """
         from .dask_frames import dask_crossproducts
 
-        plan, total, secs = dask_crossproducts(formula, ddf, weights=weights)
+        plan, total, secs = dask_crossproducts(formula, ddf, weights=weights, progress=progress)
         model = cls.from_crossproducts(plan, total, warn=warn)
         model.pass_seconds = secs
         return model

@@ -68,3 +68,12 @@ def test_dask_bad_input(client):
     with pytest.raises(DataError, match="'Subject' (holds|mixes)"):  # dask's concat makes both object
         jaxlme.lmm(f, mixed)
     assert isinstance(pd.DataFrame(), pd.DataFrame)  # pandas frames still take the in-memory path
+
+
+def test_progress_bars(client, capsys):
+    data = jaxlme.datasets.load("sleepstudy")
+    f = "Reaction ~ Days + (1 | Subject)"
+    model = jaxlme.LMM.from_dask(f, dd.from_pandas(data, npartitions=3), progress=True)
+    out = capsys.readouterr()
+    assert "100%" in out.out + out.err  # one bar per pass
+    assert model.nobs == 180

@@ -69,3 +69,11 @@ def test_cli_fits_a_parquet_glob(tmp_path, capsys):
     assert f"{ref.fixef['Days']:.6f}"[:8] in out
     assert cli.main(["fit", src, "Reaction ~ Days + (Days | Subject)", "--bootstrap", "20", "--json"]) == 0
     assert '"bootstrap"' in capsys.readouterr().out  # drawn from the cross-products, no rows
+
+
+def test_progress_lines(tmp_path, capsys):
+    data = jaxlme.datasets.load("sleepstudy")
+    model = jaxlme.LMM.from_parquet("Reaction ~ Days + (1 | Subject)", write_parts(data, tmp_path, 2), progress=True)
+    err = capsys.readouterr().err
+    assert "levels pass, 2 batches" in err and "cross-products pass, 2 batches" in err
+    assert model.nobs == 180
