@@ -494,6 +494,96 @@ class _Simulated:
         return program(self.struct, self.obs, self.sp, self.key, self.put(idx), self.put(poison))
 
 
+# Largest q + p for which the bootstrap of a model without rows draws its responses'
+# cross-products from an eigendecomposition of [Z X]'[Z X] (dense, O((q + p)^3) once).
+MAX_DRAWN_SIZE = 6000
+
+
+def crossproducts_gram(struct: Structure) -> np.ndarray:
+    """[Z1 Zr X]'[Z1 Zr X] (√w-scaled, centred rows) as a dense matrix from the blocked
+    cross-products: Z1's columns level-major, then the rest block's rows."""
+    lay = struct.layout
+    t1 = lay.terms[0]
+    k1, r1 = t1.nlevels, t1.ncols
+    q1, m = k1 * r1, lay.size_rest - 1
+    M = np.zeros((q1 + m, q1 + m))
+    a11 = np.asarray(struct.a11)
+    for c in range(r1):
+        for d in range(r1):
+            M[np.arange(k1) * r1 + c, np.arange(k1) * r1 + d] = a11[:, c, d]
+    rows, levs = np.asarray(struct.rows)[:-k1], np.asarray(struct.levs)[:-k1]  # y's entries last
+    vals = np.asarray(struct.vals_fixed)
+    for c in range(r1):
+        M[q1 + rows, levs * r1 + c] = vals[:, c]
+        M[levs * r1 + c, q1 + rows] = vals[:, c]
+    M[q1:, q1:] = np.asarray(struct.arr_fixed)
+    return M
+
+
+def draw_crossproducts(M, eig, sp: _SimParams, layout, n_obs: int, rng: np.random.Generator):
+    """One simulated response's cross-products (Z1'y*, [Zr'y*, X'y*, y*'y*]) drawn without
+    the rows, exactly in distribution.
+
+    With A = [Z X] (the model's rows), y* = Aγ + σε, γ = (b, β̃), b ~ N(0, σ²ΛΛ'),
+    ε ~ N(0, I_n): A'y* = A'Aγ + σv with v = A'ε ~ N(0, A'A); and
+    y*'y* = γ'A'Aγ + 2σγ'v + σ²ε'ε, where ε'ε = ‖Pε‖² + ‖(I − P)ε‖² (P the projection on
+    A's columns) splits into v'(A'A)⁺v, a function of v, and an independent σ²χ²(n − rank A).
+    Drawing v = U Λ^½ z (A'A = UΛU') gives v'(A'A)⁺v = Σ_{λ>0} z_i²: the joint law of
+    (A'y*, y*'y*) is that of the per-row simulation's.
+    """
+    lam, U = eig
+    positive = lam > lam.max() * 1e-12
+    sigma = float(sp.sigma)
+    parts = []
+    for t, L in zip(layout.terms, sp.lams):
+        u = rng.standard_normal((t.nlevels, t.ncols))
+        parts.append((sigma * u @ np.asarray(L).T).reshape(-1))
+    gamma = np.concatenate(parts + [np.asarray(sp.beta)])
+    z = rng.standard_normal(len(lam))
+    v = U @ (np.sqrt(np.where(positive, lam, 0.0)) * z)
+    Mg = M @ gamma
+    chi2 = rng.chisquare(n_obs - int(positive.sum())) if n_obs > positive.sum() else 0.0
+    yy = gamma @ Mg + 2.0 * sigma * gamma @ v + sigma**2 * (float(z[positive] @ z[positive]) + chi2)
+    aty = Mg + sigma * v
+    t1 = layout.terms[0]
+    q1 = t1.nlevels * t1.ncols
+    return aty[:q1].reshape(t1.nlevels, t1.ncols), np.concatenate([aty[q1:], [yy]])
+
+
+class _DrawnCrossProducts:
+    """The bootstrap's responses for a model without rows (fitted from summed
+    cross-products): each replicate's cross-products drawn by :func:`draw_crossproducts`
+    on the host, replicate i from its own generator (seed, i), so chunking does not matter."""
+
+    def __init__(self, result: LMMResult, seed: int):
+        model = result.model
+        M = crossproducts_gram(model.structure)
+        if M.shape[0] > MAX_DRAWN_SIZE:
+            raise ValueError(
+                f"the parametric bootstrap of a model without rows draws from a dense {M.shape[0]}-square "
+                f"[Z X]'[Z X] (limit {MAX_DRAWN_SIZE}): fit the rows in memory to bootstrap this model"
+            )
+        self.M, self.eig = M, np.linalg.eigh(M)
+        self.sp, self.seed, self.model = _sim_params(result), int(seed), model
+
+    def start(self, model, devices: tuple, struct, obs, put_rep, put_bat, chunk: int) -> None:
+        self.put = put_bat
+
+    def __call__(self, idx: np.ndarray):
+        draws = [
+            draw_crossproducts(
+                self.M,
+                self.eig,
+                self.sp,
+                self.model.layout,
+                self.model.nobs,
+                np.random.default_rng([self.seed, int(i)]),
+            )
+            for i in idx
+        ]
+        return self.put((np.stack([d[0] for d in draws]), np.stack([d[1] for d in draws])))
+
+
 def _given_round(struct, obs, ys):
     """Cross-products of the given responses ``ys`` (lanes × n)."""
     return jax.vmap(lambda y: response_crossprods(struct.layout, obs, y))(ys)
@@ -751,11 +841,12 @@ def bootstrap(
     seed = resolve_seed(seed)
     enable_compilation_cache()
     t_start = time.perf_counter()
+    rows = result.model.design.has_rows  # else: fitted from summed cross-products
     pool = refit_pool(
         result.model,
         result.reml,
         n,
-        _Simulated(result, seed, _poison),
+        _Simulated(result, seed, _poison) if rows else _DrawnCrossProducts(result, seed),
         np.asarray(result.theta, dtype=float),
         chunk_size=chunk_size,
         devices=devices,

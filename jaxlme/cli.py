@@ -143,7 +143,8 @@ def variance_components(res: Any, intervals: pd.DataFrame | None = None) -> dict
 
 def fit_statistics(res: Any) -> dict[str, Any]:
     """The fit's criteria, sizes, scaled-residual quantiles and optimizer outcome (as ``summary()``)."""
-    q = np.quantile(res.pearson_residuals / res.sigma, [0, 0.25, 0.5, 0.75, 1.0])
+    rows = res.model.design.has_rows  # a fit from summed cross-products (Parquet glob) keeps none
+    q = np.quantile(res.pearson_residuals / res.sigma, [0, 0.25, 0.5, 0.75, 1.0]) if rows else None
     out = {
         "method": res.method,
         "reml_criterion": res.objective if res.reml else None,
@@ -155,7 +156,7 @@ def fit_statistics(res: Any) -> dict[str, Any]:
         "df_resid": res.df_resid,
         "nobs": res.nobs,
         "ngroups": res.ngroups,
-        "scaled_residuals": dict(zip(["min", "q1", "median", "q3", "max"], q)),
+        "scaled_residuals": dict(zip(["min", "q1", "median", "q3", "max"], q)) if rows else None,
         "converged": res.converged,
         "singular": res.singular,
         "optimizer_status": res.opt.status,
@@ -306,7 +307,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise CLIError("--bootstrap N needs N >= 1")
     if not 0 < args.level < 1:  # checked before any fitting, not after a long bootstrap
         raise CLIError(f"--level must be between 0 and 1 (exclusive), got {args.level}")
-    data = read_data(args.data)
+    # a glob of Parquet files ('data/*.parquet') or a directory of them: streamed in batches
+    streamed = any(c in args.data for c in "*?[") or Path(args.data).is_dir()
+    data = args.data if streamed else read_data(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = LMM(args.formula, data, weights=args.weights).fit(reml=not args.ml)

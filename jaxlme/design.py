@@ -10,7 +10,7 @@ from __future__ import annotations
 import keyword
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -86,6 +86,69 @@ class Design:
     @property
     def p(self) -> int:
         return self.X.shape[1]
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether the rows are kept (False for a model fitted from summed cross-products)."""
+        return True
+
+    def without_rows(self, n: int, n_dropped: int, xnames: list[str], aliased: list[str]) -> Design:
+        """This design's names, levels and specs without its rows, for a model fitted from the
+        cross-products of ``n`` rows in all: reading its rows raises a one-line error
+        instead of computing silently from none."""
+        terms = []
+        for t in self.terms:
+            tk = {f.name: t.__dict__[f.name] for f in fields(t)}
+            tk.update(index=np.zeros(0, np.int64), Z=np.zeros((0, t.__dict__["Z"].shape[1])))
+            terms.append(RowlessTerm(**tk))
+        kw = {f.name: self.__dict__[f.name] for f in fields(self)}
+        kw.update(terms=terms, n_dropped=n_dropped, xnames=list(xnames), aliased=list(aliased), weights=None)
+        kw.update(y=np.zeros(0), X=np.zeros((0, len(xnames))), rows=pd.RangeIndex(0), offset=None)  # no rows kept
+        out = RowlessDesign(**kw)
+        object.__setattr__(out, "_nobs", int(n))
+        object.__setattr__(out, "_p", len(xnames))
+        return out
+
+
+_ROWS_NEEDED = (
+    "needs the data rows, which a model fitted from summed cross-products does not keep: compute it "
+    "per partition (jaxlme.partitions.fitted_values) or fit the rows in memory"
+)
+
+
+class RowlessDesign(Design):
+    """A :class:`Design` of a model fitted from cross-products: reading ``y``, ``X``,
+    ``rows`` or ``offset`` raises, naming what is missing."""
+
+    def __getattribute__(self, name):
+        if name in ("y", "X", "rows", "offset"):
+            raise DataError(f"this computation reads design.{name}, which {_ROWS_NEEDED}")
+        return object.__getattribute__(self, name)
+
+    @property
+    def n(self) -> int:
+        return self._nobs
+
+    @property
+    def p(self) -> int:
+        return self._p
+
+    @property
+    def has_rows(self) -> bool:
+        return False
+
+
+class RowlessTerm(ReTermDesign):
+    """A :class:`ReTermDesign` without rows: reading ``index`` or ``Z`` raises."""
+
+    def __getattribute__(self, name):
+        if name in ("index", "Z"):
+            raise DataError(f"this computation reads the random-effects term's {name}, which {_ROWS_NEEDED}")
+        return object.__getattribute__(self, name)
+
+    @property
+    def ncols(self) -> int:
+        return len(self.columns)
 
 
 # A right-hand side made only of column names and 0/1/-1 ("1 + Days", "x - 1", "0 + x").
@@ -493,25 +556,9 @@ def _check_weights(name: str, w: np.ndarray) -> None:
         )
 
 
-def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weights=None) -> Design:
-    """Validate ``data`` against ``formula`` and build fixed and random model matrices.
-
-    Args:
-        formula: lme4-style formula text or a parsed formula.
-        data: DataFrame (or dict of columns) holding the model's columns.
-        warn: Warn about dropped rows and aliased columns.
-        weights: Prior weights (lme4's ``weights``): a column name of ``data`` or an array-like
-            with one finite value > 0 per row of ``data``; the residual variance of row i is
-            σ²/wᵢ.  Rows with a missing weight are dropped with the other incomplete rows.
-
-    Returns:
-        The validated :class:`Design`.
-    """
-    parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
-    data = _as_frame(data)
-    if len(data) == 0:
-        raise DataError("data is empty: no rows to fit")
-
+def model_variables(parsed: ParsedFormula) -> tuple[set[str], set[str], set[str], dict, set[str]]:
+    """The data columns a formula reads: (all used, response's, fixed part's, per random
+    term its expression's and grouping factors', offsets')."""
     response_vars = (
         _required_variables(f"{parsed.response} ~ 1") if not parsed.response.isidentifier() else {parsed.response}
     )
@@ -521,6 +568,67 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
         term_vars[term] = _required_variables(f"~ {term.expr}") | set(term.group)
     offset_vars = set().union(*(_required_variables(f"~ I({e})") for e in parsed.offsets))
     used = response_vars | fixed_vars | offset_vars | set().union(*term_vars.values())
+    return used, response_vars, fixed_vars, term_vars, offset_vars
+
+
+def _global_codes(frame: pd.DataFrame, factors: tuple[str, ...], keys: pd.Index) -> np.ndarray:
+    """Each row's position in the global levels ``keys`` of a grouping factor (a partition's
+    rows, levels found over all partitions beforehand)."""
+    if len(factors) == 1:
+        col = frame[factors[0]]
+        values = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
+        codes = keys.get_indexer(values)
+    else:
+        tuples = pd.MultiIndex.from_arrays([frame[f].astype(object) for f in factors])
+        codes = keys.get_indexer(tuples)
+    if np.any(codes < 0):
+        raise DataError(f"Grouping factor '{':'.join(factors)}' has levels not found when the levels were collected")
+    return codes.astype(np.int64)
+
+
+def _impose_levels(frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
+    """``frame`` with each factor column in ``columns`` as a categorical of its global levels,
+    so that every partition codes its dummy columns alike."""
+    out = {}
+    for name, cats in columns.items():
+        if name in frame.columns:
+            col = frame[name]
+            values = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
+            cat = pd.Categorical(values, categories=list(cats))
+            if np.any(cat.codes < 0):
+                raise DataError(f"Column '{name}' has levels not found when the levels were collected")
+            out[name] = pd.Series(cat, index=frame.index)
+    return frame.assign(**out) if out else frame
+
+
+def build_design(
+    formula: str | ParsedFormula, data, *, warn: bool = True, weights=None, levels: dict | None = None
+) -> Design | None:
+    """Validate ``data`` against ``formula`` and build fixed and random model matrices.
+
+    Args:
+        formula: lme4-style formula text or a parsed formula.
+        data: DataFrame (or dict of columns) holding the model's columns.
+        warn: Warn about dropped rows and aliased columns.
+        weights: Prior weights (lme4's ``weights``): a column name of ``data`` or an array-like
+            with one finite value > 0 per row of ``data``; the residual variance of row i is
+            σ²/wᵢ.  Rows with a missing weight are dropped with the other incomplete rows.
+        levels: For one partition of a larger data set (see :mod:`jaxlme.partitions`): the
+            global levels, ``{"columns": {factor column: levels}, "groups": {factor tuple:
+            keys}}``.  Rows are then coded by those levels and the checks that need all rows
+            (levels vs observations, rank, identifiability) are left to the caller.
+
+    Returns:
+        The validated :class:`Design`; with ``levels``, None when the partition has no
+        complete rows.
+    """
+    parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
+    data = _as_frame(data)
+    partition = levels is not None
+    if len(data) == 0 and not partition:
+        raise DataError("data is empty: no rows to fit")
+
+    used, response_vars, fixed_vars, term_vars, _ = model_variables(parsed)
     missing = sorted(v for v in used if v not in data.columns)
     if missing:
         available = ", ".join(map(str, data.columns[:20]))
@@ -543,14 +651,16 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
     n_dropped = int(na_rows.sum())
     if n_dropped:
         frame = frame.loc[~na_rows]
-        if warn:
+        if warn and not partition:
             _warnings.warn(f"{n_dropped} row(s) with missing values in the model's columns were dropped")
     if len(frame) == 0:
+        if partition:
+            return None
         raise DataError("no complete rows remain after dropping missing values")
     if w is not None:
         w = w[~na_rows]
         _check_weights(w_name, w)
-    frame = _drop_unused_categories(frame)
+    frame = _impose_levels(frame, levels["columns"]) if partition else _drop_unused_categories(frame)
 
     for name in cols:
         col = frame[name]
@@ -584,7 +694,7 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
         bad = [r_name(c) for c, ok in zip(rhs.columns, np.isfinite(X).all(axis=0)) if not ok]
         raise DataError(f"Fixed-effects column(s) {bad} contain non-finite values (e.g. log of 0)")
     xnames = [r_name(c) for c in rhs.columns]
-    X, xnames, aliased = _drop_aliased(X, xnames)
+    X, xnames, aliased = (X, xnames, []) if partition else _drop_aliased(X, xnames)
     if aliased and warn:
         _warnings.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(aliased)} column(s): {', '.join(aliased)}"
@@ -615,38 +725,26 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
             raise FormulaError(f"Random-effects term {term} has no columns")
         if not np.all(np.isfinite(Z)):
             raise DataError(f"Random-effects term {term} has non-finite values")
-        index, levels, keys = _group_codes(frame, term.group)
-        if len(levels) < 2:
-            raise DataError(
-                f"Grouping factor '{term.group_name}' in {term} has {len(levels)} level(s); "
-                "a grouping factor needs at least 2 levels"
-            )
-        if len(levels) >= n:
-            raise DataError(
-                f"Grouping factor '{term.group_name}' has {len(levels)} levels for {n} "
-                "observations: the number of levels of each grouping factor must be "
-                "< number of observations"
-            )
-        # per term, as lme4 checks it: (x || g) arrives here split into one term per column
-        n_re = len(levels) * Z.shape[1]
-        if n_re >= n:
-            raise DataError(
-                f"Term {term} has {n_re} random effects for {n} "
-                "observations: the random-effects parameters and the residual variance "
-                "are probably unidentifiable"
-            )
+        if partition:
+            keys = levels["groups"][term.group]
+            index, labels = _global_codes(frame, term.group, keys), group_labels_of(keys)
+            terms.append(ReTermDesign(term, [r_name(c) for c in zmm.columns], labels, index, Z, zspec, keys))
+            continue
+        index, labels, keys = _group_codes(frame, term.group)
+        check_levels(term, len(labels), Z.shape[1], n)
         terms.append(
             ReTermDesign(
                 term=term,
                 columns=[r_name(c) for c in zmm.columns],
-                levels=levels,
+                levels=labels,
                 index=index,
                 Z=Z,
                 spec=zspec,
                 keys=keys,
             )
         )
-    _check_identifiable(parsed, frame, y, X, xnames, terms)
+    if not partition:
+        _check_identifiable(parsed, frame, y, X, xnames, terms)
     terms = lme4_order(terms)
     return Design(
         formula=parsed,
@@ -663,3 +761,38 @@ def build_design(formula: str | ParsedFormula, data, *, warn: bool = True, weigh
         weights=w,
         weights_name=w_name,
     )
+
+
+def group_labels_of(keys: pd.Index) -> pd.Index:
+    """A grouping factor's level labels from its level values (``a:b`` text for a pair)."""
+    if isinstance(keys, pd.MultiIndex):
+        return pd.Index([":".join(str(v) for v in tup) for tup in keys])
+    return keys
+
+
+def check_levels(term: RandomTerm, nlevels: int, ncols: int, n: int) -> None:
+    """lme4's checks of a grouping factor's levels against the observations.
+
+    Raises:
+        DataError: fewer than 2 levels, at least as many levels as observations, or at
+            least as many random effects as observations in the term.
+    """
+    if nlevels < 2:
+        raise DataError(
+            f"Grouping factor '{term.group_name}' in {term} has {nlevels} level(s); "
+            "a grouping factor needs at least 2 levels"
+        )
+    if nlevels >= n:
+        raise DataError(
+            f"Grouping factor '{term.group_name}' has {nlevels} levels for {n} "
+            "observations: the number of levels of each grouping factor must be "
+            "< number of observations"
+        )
+    # per term, as lme4 checks it: (x || g) arrives here split into one term per column
+    n_re = nlevels * ncols
+    if n_re >= n:
+        raise DataError(
+            f"Term {term} has {n_re} random effects for {n} "
+            "observations: the random-effects parameters and the residual variance "
+            "are probably unidentifiable"
+        )

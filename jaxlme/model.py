@@ -8,6 +8,7 @@ cached per (layout, REML/ML, options) so refits and same-shaped models skip comp
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import jax
@@ -91,12 +92,18 @@ class LMM:
 
         Args:
             formula: lme4-style formula, e.g. ``"y ~ x + (x | g)"``.
-            data: DataFrame (or dict of columns).
+            data: DataFrame (or dict of columns); or, for data larger than memory, a
+                ``dask.dataframe.DataFrame`` or Parquet files (a path, glob such as
+                ``"data/*.parquet"``, or directory), fitted from summed cross-products
+                (see :meth:`from_crossproducts`).
             weights: Prior weights, lme4's ``weights``: a column name of ``data`` or an
                 array-like with one value > 0 per row of ``data`` (before rows with missing
                 values are dropped).  Row i's residual variance is σ²/wᵢ.
             warn: Warn about dropped rows and aliased columns.
         """
+        if _partitioned(data):  # a Parquet path/glob or a Dask DataFrame: two passes, summed
+            self.__dict__.update(_from_partitioned(formula, data, weights, warn).__dict__)
+            return
         enable_compilation_cache()
         t0 = time.perf_counter()
         self.formula = formula
@@ -111,8 +118,108 @@ class LMM:
         self.setup_seconds = time.perf_counter() - t0
         self._prefetched: set[bool] = set()  # REML/ML Satterthwaite programs prefetched
         self.layout = self.structure.layout
-        self.theta_scale = _theta_scale(self.design, self.layout)
+        self.theta_scale = theta_scale([np.sum(t.Z**2, axis=0) for t in self.design.terms], self.nobs, self.layout)
         self._start_theta: np.ndarray | None = None
+
+    @classmethod
+    @x64
+    def from_crossproducts(cls, plan, total, *, warn: bool = True) -> LMM:
+        """A model from the summed cross-products of a partitioned data set.
+
+        Args:
+            plan: the :class:`jaxlme.partitions.PartitionPlan` every partition used.
+            total: the sum of the partitions' :meth:`~jaxlme.partitions.PartitionPlan.crossproducts`.
+            warn: Warn about dropped rows and aliased columns.
+
+        Returns:
+            An :class:`LMM` that fits, infers, reports and bootstraps (responses' cross-
+            products drawn without rows) as the in-memory one; what reads the rows
+            (fitted values, residuals, ``simulate``, Kenward-Roger) raises, saying so (see
+            :func:`jaxlme.partitions.fitted_values`).
+        """
+        from .partitions import finalize
+
+        enable_compilation_cache()
+        t0 = time.perf_counter()
+        design, cp, centering = finalize(plan, total, warn)
+        self = cls.__new__(cls)
+        self.formula = plan.parsed.text
+        self.design, self.centering, self.plan = design, centering, plan
+        self._data_index = pd.RangeIndex(0)
+        self.data = None
+        self.structure, self.obs = cp.structure(), None
+        jax.block_until_ready(self.structure)
+        self.setup_seconds = time.perf_counter() - t0
+        self._prefetched = set()
+        self.layout = self.structure.layout
+        self.theta_scale = theta_scale(cp.zz, cp.n, self.layout)
+        self._start_theta = crossproducts_start(cp, self.layout, self.theta_scale)
+        self._spread = float(np.sqrt(max(cp.ry[-1], 0.0) / cp.n)) if centering.active else None
+        return self
+
+    @classmethod
+    def from_parquet(
+        cls,
+        formula: str,
+        source,
+        *,
+        weights: str | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+        warn: bool = True,
+    ) -> LMM:
+        """A model of Parquet files streamed in record batches (bounded memory).
+
+        Args:
+            formula: lme4-style formula.
+            source: a Parquet path, a glob (``"data/*.parquet"``), a directory or a list of paths.
+            weights: the prior weights' column name, or None.
+            batch_size: rows per record batch (default ``jaxlme.parquet.BATCH_SIZE``).
+            progress: Print one line per pass to stderr.
+            warn: Warn about dropped rows and aliased columns.
+
+        Returns:
+            The :class:`LMM`; ``pass_seconds`` holds each pass's time.
+        """
+        from .parquet import BATCH_SIZE, parquet_crossproducts
+
+        plan, total, secs = parquet_crossproducts(
+            formula, source, weights=weights, batch_size=batch_size or BATCH_SIZE, progress=progress
+        )
+        model = cls.from_crossproducts(plan, total, warn=warn)
+        model.pass_seconds = secs
+        return model
+
+    @classmethod
+    def from_dask(
+        cls, formula: str, ddf, *, weights: str | None = None, progress: bool = False, warn: bool = True
+    ) -> LMM:
+        """A model of a ``dask.dataframe.DataFrame``: levels, then cross-products, each a
+        map over the partitions and a tree reduction on the cluster.
+
+        Args:
+            formula: lme4-style formula.
+            ddf: the Dask DataFrame.
+            weights: the prior weights' column name, or None.
+            progress: Show Dask's progress bar for each pass.
+            warn: Warn about dropped rows and aliased columns.
+
+        Returns:
+            The :class:`LMM`; ``pass_seconds`` holds each pass's time.
+        """
+        from .dask_frames import dask_crossproducts
+
+        plan, total, secs = dask_crossproducts(formula, ddf, weights=weights, progress=progress)
+        model = cls.from_crossproducts(plan, total, warn=warn)
+        model.pass_seconds = secs
+        return model
+
+    def _rows_needed(self, what: str) -> None:
+        if not self.design.has_rows:
+            raise ValueError(
+                f"{what} needs the data rows, which a model fitted from summed cross-products does not keep: "
+                "fit the rows in memory (or use jaxlme.partitions.fitted_values per partition)"
+            )
 
     # -- basic facts -------------------------------------------------------------------
     @property
@@ -193,6 +300,7 @@ class LMM:
     def refit(self, y, reml: bool = True, *, theta0=None, warn: bool = True) -> LMMResult:
         """Fit the same model to a new response vector (same rows, same structure; the
         formula's offset, if any, is subtracted from it as from the original response)."""
+        self._rows_needed("refit")
         y = np.asarray(y, dtype=float).reshape(-1)
         if y.shape[0] != self.nobs:
             raise ValueError(f"new response has {y.shape[0]} values, the model has {self.nobs} rows")
@@ -249,6 +357,7 @@ class LMM:
         """
         from .multi import fit_many
 
+        self._rows_needed("fit_many")
         return fit_many(
             self,
             Y,
@@ -418,8 +527,11 @@ class LMM:
             gtol=options.gtol,
             boundary_escapes=escapes,
         )
-        y_fit = self.design.y if y is None else y
-        reason = degenerate_fit(float(effects.sigma), np.asarray(y_fit))
+        if y is None and not self.design.has_rows:
+            y_fit, spread = np.zeros(0), self._spread
+        else:
+            y_fit, spread = (self.design.y if y is None else y), None
+        reason = degenerate_fit(float(effects.sigma), np.asarray(y_fit), spread)
         if reason is not None:  # not an optimum to report: say why instead of "converged"
             opt = dataclasses.replace(opt, status=f"degenerate fit: {reason}", converged=False)
         res = LMMResult(self, reml=bool(reml), opt=opt, effects=effects, y=y_fit)
@@ -447,18 +559,21 @@ def _continued(after, before):
 EXACT_FIT_TOL = 1e-6
 
 
-def degenerate_fit(sigma: float, y: np.ndarray) -> str | None:
+def degenerate_fit(sigma: float, y: np.ndarray, spread: float | None = None) -> str | None:
     """Why a fit is degenerate, or None: a residual SD that is zero or not finite, or
     negligible next to the response's spread (the fixed and random effects reproduce y).
 
     Args:
         sigma: the fitted residual standard deviation.
         y: the response the model was fitted to.
+        spread: the response's SD when ``y`` is not at hand (a fit from cross-products;
+            None there when unknown: only a non-finite σ is then reported).
 
     Returns:
         A one-line reason, or None for an ordinary fit.
     """
-    spread = float(np.std(y))
+    if spread is None:
+        spread = float(np.std(y)) if len(y) else 0.0
     if not np.isfinite(sigma):
         return f"the residual standard deviation is {sigma}"
     if sigma <= EXACT_FIT_TOL * spread:
@@ -469,14 +584,22 @@ def degenerate_fit(sigma: float, y: np.ndarray) -> str | None:
     return None
 
 
-def _theta_scale(design, layout) -> np.ndarray:
+def theta_scale(zz, n: int, layout) -> np.ndarray:
     """Per-θ scale 1/rms(Z column of Λ's row), so the optimizer sees unit-scale columns.
 
     Λ = S⁻¹Λ̃ keeps Λ lower triangular, so θ = θ̃·scale elementwise with the same bounds.
+
+    Args:
+        zz: per term, Σ Z² of each column over the rows (unweighted).
+        n: the rows.
+        layout: the model's layout.
+
+    Returns:
+        (ntheta,) scales.
     """
     scales = []
-    for term, tl in zip(design.terms, layout.terms):
-        rms = np.sqrt(np.mean(term.Z**2, axis=0))
+    for s, tl in zip(zz, layout.terms):
+        rms = np.sqrt(np.asarray(s) / n)
         rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
         scales += [1.0 / rms[i] for i, _ in tl.theta_index]
     return np.asarray(scales)
@@ -524,7 +647,70 @@ def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.n
     return np.maximum(theta, 0.1)  # one θ per scalar term, in the terms' order
 
 
+def crossproducts_start(cp, layout, theta_scale: np.ndarray) -> np.ndarray:
+    """:func:`moment_start` from summed cross-products (a model without rows): the same
+    moment equations, with the OLS residuals' sums Z'e = Z'y − Z'Xβ̂ and e'e read off the
+    sums of the (centred, √w-scaled) rows.  Equal to :func:`moment_start` up to rounding."""
+    start = layout.theta_start * theta_scale
+    if any(t.ncols > 1 for t in layout.terms) or cp.p == 0:
+        return start
+    q, p, k1 = layout.q_rest, cp.p, layout.terms[0].nlevels
+    XtX, Xty = cp.arr[q:, q:], cp.ry[q : q + p]
+    try:
+        beta = np.linalg.solve(XtX, Xty)
+    except np.linalg.LinAlgError:
+        return start
+    total = float(cp.ry[-1] - beta @ Xty) / cp.n
+    rows, levs = cp.keys // k1, cp.keys % k1
+    zx1 = np.zeros((k1, p))  # Z1'X per level
+    sel = rows >= q
+    zx1[levs[sel], rows[sel] - q] = cp.vals[sel, 0]
+    moments = [(cp.a11[:, 0, 0], cp.zy1[:, 0] - zx1 @ beta)]
+    for t in layout.rest_terms:
+        idx = t.offset + np.arange(t.nlevels)
+        moments.append((np.diag(cp.arr)[idx], cp.ry[idx] - cp.arr[np.ix_(idx, np.arange(q, q + p))] @ beta))
+    eq = []
+    for w, ze in moments:
+        ok = w > 0
+        if ok.sum() < 2:
+            return start
+        b, w = ze[ok] / w[ok], w[ok]
+        between = float(np.sum(w * (b - np.sum(w * b) / np.sum(w)) ** 2) / np.sum(w))
+        eq.append((between, float(ok.sum() / np.sum(w))))
+    sigma2 = total
+    for _ in range(20):
+        tau2 = [max(b - sigma2 * noise, 0.01 * sigma2) for b, noise in eq]
+        sigma2 = max(total - sum(tau2), 0.05 * total)
+    theta = np.sqrt(np.asarray(tau2) / sigma2)
+    if total <= 0 or not np.all(np.isfinite(theta)):
+        return start
+    return np.maximum(theta, 0.1)
+
+
 _objective_jit = jax.jit(objective, static_argnames=("reml",))
+
+
+def _partitioned(data) -> bool:
+    """Data given as Parquet files or a Dask DataFrame rather than rows in memory."""
+    from .dask_frames import is_dask_frame
+
+    if isinstance(data, (str, os.PathLike)):
+        return True
+    if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, os.PathLike)) for d in data):
+        return True
+    return is_dask_frame(data)
+
+
+def _from_partitioned(formula, data, weights, warn) -> LMM:
+    from .dask_frames import is_dask_frame
+
+    if weights is not None and not isinstance(weights, str):
+        from .design import DataError
+
+        raise DataError("weights of Parquet files or a Dask DataFrame must be a column name")
+    if is_dask_frame(data):
+        return LMM.from_dask(formula, data, weights=weights, warn=warn)
+    return LMM.from_parquet(formula, data, weights=weights, warn=warn)
 
 
 def lmm(formula: str, data: pd.DataFrame, reml: bool = True, *, weights=None, **fit_kwargs) -> LMMResult:
@@ -532,7 +718,8 @@ def lmm(formula: str, data: pd.DataFrame, reml: bool = True, *, weights=None, **
 
     Args:
         formula: lme4-style formula.
-        data: DataFrame (or dict of columns).
+        data: DataFrame (or dict of columns), a ``dask.dataframe.DataFrame``, or Parquet
+            files (path, glob or directory) streamed in batches; see :class:`LMM`.
         reml: REML (default) or maximum likelihood.
         weights: Prior weights (lme4's ``weights``): a column name or an array-like, one
             value > 0 per data row; see :class:`LMM`.

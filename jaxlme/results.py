@@ -378,6 +378,7 @@ class LMMResult:
         """(n, nobs) responses simulated from the fitted model; see ``jaxlme.bootstrap.simulate``."""
         from .bootstrap import simulate
 
+        self.model._rows_needed("simulate")
         return simulate(self, n, seed)
 
     def bootstrap(self, n: int, seed: int | None = 0, **kwargs):
@@ -415,12 +416,15 @@ class LMMResult:
                 f"{self.aic:10.1f} {self.bic:10.1f} {self.loglike:10.1f} {self.objective:10.1f} {self.df_resid:9d}"
             )
         out.append("")
-        if d.weights is not None:
+        if d.weights_name is not None:
             out.append(f"Weights: {d.weights_name}")
-        out.append("Scaled residuals:")
-        q = np.quantile(self.pearson_residuals / self.sigma, [0, 0.25, 0.5, 0.75, 1.0])
-        out.append("    " + " ".join(f"{h:>8}" for h in ["Min", "1Q", "Median", "3Q", "Max"]))
-        out.append("    " + " ".join(f"{v:8.4f}" for v in q))
+        if d.has_rows:
+            out.append("Scaled residuals:")
+            q = np.quantile(self.pearson_residuals / self.sigma, [0, 0.25, 0.5, 0.75, 1.0])
+            out.append("    " + " ".join(f"{h:>8}" for h in ["Min", "1Q", "Median", "3Q", "Max"]))
+            out.append("    " + " ".join(f"{v:8.4f}" for v in q))
+        else:  # a fit from summed cross-products: the residuals need a pass over the rows
+            out.append("Scaled residuals: not computed (fitted from cross-products: jaxlme.partitions.fitted_values)")
         out.append("")
         out.append("Random effects:")
         out.append(self._varcorr_text())

@@ -431,3 +431,54 @@ def test_lanes_on_a_zero_diagonal_are_checked_by_the_core_fit():
     for r in edge:
         alone = res.model.refit(sims[r], warn=False)
         assert boot.objective[r] <= alone.objective + 1e-6, r
+
+
+def test_drawn_crossproducts_have_the_per_row_simulations_distribution():
+    """A model without rows bootstraps from cross-products drawn without the rows
+    (bootstrap.draw_crossproducts): their joint law equals that of the cross-products of
+    per-row simulated responses.  Checked on sleepstudy with 3000 draws each: every
+    component's mean within 5 standard errors, y*'y* and a few others' variances within 15%."""
+    from jaxlme.bootstrap import _sim_params, crossproducts_gram, draw_crossproducts
+    from jaxlme.structure import response_crossprods
+
+    res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+    model, N = res.model, 3000
+    ys = np.asarray(res.simulate(N, seed=5)) - model.centering.y_shift
+    with jax.enable_x64(True):
+        zy1, ry = jax.jit(jax.vmap(lambda y: response_crossprods(model.layout, model.obs, y)))(jax.device_put(ys))
+    per_row = np.concatenate([np.asarray(zy1).reshape(N, -1), np.asarray(ry)], axis=1)
+    M = crossproducts_gram(model.structure)
+    eig, sp, rng = np.linalg.eigh(M), _sim_params(res), np.random.default_rng(6)
+    drawn = np.stack(
+        [
+            np.concatenate([np.ravel(a), b])
+            for a, b in (draw_crossproducts(M, eig, sp, model.layout, res.nobs, rng) for _ in range(N))
+        ]
+    )
+    se = np.sqrt(per_row.var(axis=0) / N + drawn.var(axis=0) / N)
+    assert np.all(np.abs(per_row.mean(axis=0) - drawn.mean(axis=0)) <= 5 * se + 1e-9)
+    for j in [0, 1, per_row.shape[1] - 3, per_row.shape[1] - 2, per_row.shape[1] - 1]:  # Z1'y, X'y, y'y
+        assert drawn[:, j].var() == pytest.approx(per_row[:, j].var(), rel=0.15), j
+    # y*'y* and X'y* are dependent: their correlation matches too
+    c1 = np.corrcoef(per_row[:, -1], per_row[:, -2])[0, 1]
+    c2 = np.corrcoef(drawn[:, -1], drawn[:, -2])[0, 1]
+    assert abs(c1 - c2) < 0.1
+
+
+def test_bootstrap_of_a_model_without_rows():
+    from jaxlme.partitions import PartitionPlan, collect_levels
+
+    data = jaxlme.datasets.load("sleepstudy")
+    f = "Reaction ~ Days + (Days | Subject)"
+    parts = [data.iloc[i::4] for i in range(4)]
+    plan = PartitionPlan(f, sum(collect_levels(f, p) for p in parts), parts[0])
+    res = jaxlme.LMM.from_crossproducts(plan, sum(plan.crossproducts(p) for p in parts)).fit()
+    ref = jaxlme.lmm(f, data)
+    a = res.bootstrap(300, seed=1, progress=False)
+    b = ref.bootstrap(300, seed=1, progress=False)
+    assert a.n == 300 and a.converged.mean() > 0.95
+    pa, pb = a.parameters(), b.parameters()
+    se = np.sqrt(pa.var() / len(pa) + pb.var() / len(pb))
+    assert np.all(np.abs(pa.mean() - pb.mean()) <= 5 * se)
+    again = res.bootstrap(300, seed=1, progress=False, chunk_size=16)  # replicate i: its own draws
+    np.testing.assert_allclose(again.parameters()["(Intercept)"], pa["(Intercept)"], rtol=1e-6)
