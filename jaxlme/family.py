@@ -11,8 +11,8 @@ differentiable); the host checks of a response (:meth:`Family.check_response`) u
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -38,7 +38,8 @@ class Link:
 
 
 def _logit_inv(eta):
-    e = jnp.where(eta < -_LOGIT_THRESH, _EPS, jnp.where(eta > _LOGIT_THRESH, 1.0 / _EPS, jnp.exp(jnp.clip(eta, -40, 40))))
+    e = jnp.exp(jnp.clip(eta, -40, 40))
+    e = jnp.where(eta < -_LOGIT_THRESH, _EPS, jnp.where(eta > _LOGIT_THRESH, 1.0 / _EPS, e))
     return e / (1.0 + e)
 
 

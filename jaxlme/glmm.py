@@ -39,10 +39,10 @@ import pandas as pd
 
 from . import _warnings
 from ._config import x64
+from .compiled import fast_compile_options
 from .design import DataError, _as_frame, _model_matrix, _required_variables, build_design
 from .family import Family, binomial_trials, make_family
 from .formula import FormulaError, parse_formula
-from .compiled import fast_compile_options
 from .model import _theta_scale
 from .objective import block_diagonals, criterion_terms, factorize, solve_effects
 from .optimizer import STATUS, NewtonOptions, newton_minimize
@@ -79,18 +79,18 @@ def _eval_column(expr: str, data: pd.DataFrame) -> np.ndarray:
     if expr in data.columns:
         col = data[expr]
         if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            raise DataError(f"cbind column '{expr}' must be numeric, got dtype {col.dtype}")
+            raise DataError(f"Response column '{expr}' must be numeric, got dtype {col.dtype}")
         return col.to_numpy(dtype=float, na_value=np.nan)
     needed = _required_variables(f"~ I({expr})")
     missing = sorted(v for v in needed if v not in data.columns)
     if missing:
-        raise DataError(f"Column(s) {', '.join(map(repr, missing))} used in cbind(...) not found in data")
+        raise DataError(f"Column(s) {', '.join(map(repr, missing))} used in the response {expr!r} not found in data")
     ok = np.ones(len(data), bool)
     for v in needed:
         ok &= data[v].notna().to_numpy()
     out = np.full(len(data), np.nan)
     if ok.any():
-        out[ok] = np.asarray(_model_matrix(f"~ 0 + I({expr})", data.loc[ok], f"cbind term {expr}"), dtype=float)[:, 0]
+        out[ok] = np.asarray(_model_matrix(f"~ 0 + I({expr})", data.loc[ok], f"the response {expr}"), dtype=float)[:, 0]
     return out
 
 
@@ -109,7 +109,6 @@ class _Kernel:
 
     def __init__(self, design, family: Family, y, wt, m, offset, nagq: int):
         self.family = family
-        self.layout_u = None
         self.nagq = nagq
         ts = design.terms
         self.pat_joint = design_pattern(design)
@@ -289,8 +288,17 @@ class _Kernel:
         ussq = sum(jnp.sum(u * u) for u in us)
         aic = self.family.aic(self.y, self.m, mu, self.wt)
         crit = self.deviance(theta, beta, eta0) if self.nagq > 1 else jnp.sum(dev) + ussq + ldL2
-        return {"beta": b, "u": us, "eta": eta, "mu": mu, "ldL2": ldL2, "drsum": jnp.sum(dev), "ussq": ussq,
-                "aic": aic, "criterion": crit}
+        return {
+            "beta": b,
+            "u": us,
+            "eta": eta,
+            "mu": mu,
+            "ldL2": ldL2,
+            "drsum": jnp.sum(dev),
+            "ussq": ussq,
+            "aic": aic,
+            "criterion": crit,
+        }
 
 
 @dataclass
@@ -380,6 +388,9 @@ class GLMM:
                 frame = frame.assign(_jaxlme_y=succ / n_tr, _jaxlme_trials=n_tr)
             formula_fit = "_jaxlme_y ~" + _rest_of_formula(formula_fit)
             trials = n_tr
+        elif not parsed.response.strip().isidentifier():  # incidence / size: R's arithmetic, not nesting
+            frame = frame.assign(_jaxlme_y=_eval_column(parsed.response.strip(), frame))
+            formula_fit = "_jaxlme_y ~" + _rest_of_formula(formula_fit)
         user_w = None
         if weights is not None:
             user_w = frame[weights] if isinstance(weights, str) else weights
@@ -772,7 +783,8 @@ class GLMMResult:
         from .results import LMMResult, _correlation_block
 
         d = self.model.design
-        how = "Laplace Approximation" if self.model.nagq == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.model.nagq}"
+        nagq = self.model.nagq
+        how = "Laplace Approximation" if nagq == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {nagq}"
         out = [f"Generalized linear mixed model fit by maximum likelihood ({how}) [glmerMod]"]
         out.append(f" Family: {self.family.name}  ( {self.family.link.name} )")
         out.append(f"Formula: {self.model.formula}")
@@ -794,9 +806,7 @@ class GLMMResult:
         out.append("")
         out.append("Fixed effects:")
         ct = self.coefs()
-        fe = pd.DataFrame(
-            {"Estimate": ct["estimate"], "Std. Error": ct["se"], "z value": ct["z"], "Pr(>|z|)": ct["p"]}
-        )
+        fe = pd.DataFrame({"Estimate": ct["estimate"], "Std. Error": ct["se"], "z value": ct["z"], "Pr(>|z|)": ct["p"]})
         out.append(fe.to_string(float_format=lambda v: f"{v:.4g}" if abs(v) < 1e-3 else f"{v:.4f}"))
         if d.aliased:
             out.append(f"fixed-effect model matrix is rank deficient; dropped: {', '.join(d.aliased)}")
