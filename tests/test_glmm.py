@@ -12,12 +12,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DATA
 
 import jaxlme
 from jaxlme import DataError, FormulaError
 from jaxlme.glmm import GLMM
-
-from helpers import DATA
 
 REF = json.loads((DATA / "glmm_reference.json").read_text())
 CBPP_FORMULA = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
