@@ -39,7 +39,7 @@ import pandas as pd
 
 from . import _warnings
 from ._config import x64
-from .compiled import fast_compile_options
+from .compiled import compile_program
 from .design import DataError, _as_frame, _model_matrix, _required_variables, build_design
 from .family import Family, binomial_trials, make_family
 from .formula import FormulaError, parse_formula
@@ -47,7 +47,15 @@ from .model import _theta_scale
 from .objective import block_diagonals, criterion_terms, factorize, solve_effects
 from .optimizer import STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, OptSummary
-from .structure import assemble_structure, design_pattern, is_small, structure_pattern, structure_values
+from .structure import (
+    Layout,
+    StructurePattern,
+    assemble_structure,
+    design_pattern,
+    is_small,
+    structure_pattern,
+    structure_values,
+)
 
 __all__ = ["GLMM", "glmm"]
 
@@ -104,35 +112,47 @@ def _rest_of_formula(text: str) -> str:
     raise FormulaError(f"formula {text!r} has no '~'")
 
 
-class _Kernel:
-    """The model's device arrays and the pure JAX functions of (θ, β) built on them."""
+@dataclass(frozen=True)
+class _Spec:
+    """What a GLMM's programs depend on besides array shapes (hashable: part of the
+    compiled-program key, so same-shaped models share executables in memory and on disk)."""
 
-    def __init__(self, design, family: Family, y, wt, m, offset, nagq: int):
-        self.family = family
-        self.nagq = nagq
-        ts = design.terms
-        self.pat_joint = design_pattern(design)
-        self.layout = self.pat_joint.layout
-        self.pat_u = structure_pattern(
-            [t.index for t in ts],
-            [t.ncols for t in ts],
-            [t.nlevels for t in ts],
-            [t.name for t in ts],
-            [t.term.correlated for t in ts],
-            0,
-        )
-        self.y = jnp.asarray(y)
-        self.wt = jnp.asarray(wt)
-        self.m = jnp.asarray(m)
-        self.off = jnp.asarray(offset)
-        self.X = jnp.asarray(design.X)
-        self.Z = tuple(jnp.asarray(t.Z) for t in ts)
-        self.index = tuple(jnp.asarray(t.index, dtype=jnp.int32) for t in ts)
-        self.n, self.p = design.n, design.p
-        link = family.link.name
-        self.canonical = (family.name, link) in (("binomial", "logit"), ("poisson", "log"))
-        if nagq > 1:
-            z, w = np.polynomial.hermite_e.hermegauss(nagq)
+    layout: Layout  # the joint (u, β) pattern's
+    layout_u: Layout  # the u-only (p = 0) pattern's
+    family: str
+    link: str
+    nagq: int
+
+
+_PATTERN_FIELDS = ("index", "entry", "rows", "levs", "rest_rows", "pair_a", "pair_b", "pair_target")
+
+
+def _pattern_arrays(pat: StructurePattern) -> dict:
+    """A pattern's arrays as device arrays (program arguments, not constants)."""
+    out = {}
+    for f in _PATTERN_FIELDS:
+        v = getattr(pat, f)
+        out[f] = tuple(jax.device_put(np.asarray(x)) for x in v) if isinstance(v, tuple) else jax.device_put(v)
+    return out
+
+
+class _Kernel:
+    """Pure JAX functions of (θ, β) on a model's arrays ``a`` (built inside a traced program
+    from the static :class:`_Spec` and the arrays handed to it)."""
+
+    def __init__(self, spec: _Spec, a: dict):
+        self.family = make_family(spec.family, spec.link)
+        self.nagq = spec.nagq
+        self.layout = spec.layout
+        self.pat_joint = StructurePattern(spec.layout, **a["pj"])
+        self.pat_u = StructurePattern(spec.layout_u, **a["pu"])
+        self.y, self.wt, self.m, self.off, self.X = a["y"], a["wt"], a["m"], a["off"], a["X"]
+        self.Z = a["Z"]
+        self.index = a["pj"]["index"]
+        self.n, self.p = spec.layout.n, spec.layout.p
+        self.canonical = (spec.family, spec.link) in (("binomial", "logit"), ("poisson", "log"))
+        if spec.nagq > 1:
+            z, w = np.polynomial.hermite_e.hermegauss(spec.nagq)
             self.gh_z, self.gh_w = jnp.asarray(z), jnp.asarray(w / math.sqrt(2.0 * math.pi))
 
     # -- pieces ---------------------------------------------------------------------
@@ -301,6 +321,41 @@ class _Kernel:
         }
 
 
+def _objective_program(theta, beta, eta0, a, spec: _Spec):
+    return _Kernel(spec, a).deviance(theta, beta, eta0)
+
+
+def _start_program(theta, eta0, a, spec: _Spec):
+    """β from PIRLS at the starting θ (lme4's nAGQ = 0 estimate there)."""
+    return _Kernel(spec, a).pirls(theta, None, eta0)[0]
+
+
+def _fit_program(x0, scale, eta0, a, spec: _Spec, options: NewtonOptions):
+    """(θ̃, β) start -> optimizer state, the criterion's Hessian in (θ, β) at the optimum
+    (central differences of the exact gradient) and the result's pieces."""
+    k = _Kernel(spec, a)
+    nt = spec.layout.ntheta
+    p = spec.layout.p
+    lb = jnp.concatenate([jnp.asarray(spec.layout.theta_lower), jnp.full(p, -jnp.inf)])
+
+    def fun(x, e):
+        return k.deviance(x[:nt] * scale, x[nt:], e)
+
+    state = newton_minimize(fun, x0, lb, (eta0,), options)
+    x = state.x * jnp.concatenate([scale, jnp.ones(p, scale.dtype)])
+    h = HESSIAN_STEP * jnp.maximum(1.0, jnp.abs(x))
+    pts = jnp.concatenate([x + jnp.diag(h), x - jnp.diag(h)])
+    grads = jax.vmap(jax.grad(lambda xx: k.deviance(xx[:nt], xx[nt:], eta0)))(pts)
+    n = x.shape[0]
+    H = (grads[:n] - grads[n:]) / (2.0 * h[:, None])
+    return state, 0.5 * (H + H.T), k.pieces(x[:nt], x[nt:], eta0)
+
+
+# Relative step of the central differences of the exact gradient that give the criterion's
+# Hessian in (θ, β) for vcov: truncation error O(h²) ~ 1e-8, rounding ~1e-16/h ~ 1e-12.
+HESSIAN_STEP = 1e-4
+
+
 @dataclass
 class _Fitted:
     """Conditional modes as the linear model's result holds them (for ``jaxlme.predict``)."""
@@ -348,6 +403,7 @@ class GLMM:
                 quadrature with that many nodes (one scalar random-effects term only).
             warn: warn about dropped rows and aliased columns.
         """
+        t0 = time.perf_counter()
         self.family = make_family(family, link)
         nagq = int(nagq)
         if nagq < 1:
@@ -417,17 +473,38 @@ class GLMM:
         m = binomial_trials(n_used, wt) if self.family.name == "binomial" else n_used
         self.y, self.prior_weights, self.trials = y, wt, m
         self.offset = np.zeros(design.n) if design.offset is None else design.offset
-        lay = design_pattern(design).layout
+        ts = design.terms
+        pat_joint = design_pattern(design)
+        pat_u = structure_pattern(
+            [t.index for t in ts],
+            [t.ncols for t in ts],
+            [t.nlevels for t in ts],
+            [t.name for t in ts],
+            [t.term.correlated for t in ts],
+            0,
+        )
+        lay = pat_joint.layout
         if nagq > 1 and not (len(lay.terms) == 1 and lay.terms[0].ncols == 1):
             raise ValueError(
                 "nagq > 1 (adaptive Gauss-Hermite quadrature) needs a single scalar random-effects term "
                 f"such as (1 | g); this model has {' + '.join(str(t.term) for t in design.terms)}"
             )
+        self._spec = _Spec(lay, pat_u.layout, self.family.name, self.family.link.name, nagq)
         with jax.enable_x64(True):
-            self._kernel = _Kernel(design, self.family, y, wt, m, self.offset, nagq)
-        self.layout = self._kernel.layout
+            put = jax.device_put
+            self._arrays = {
+                "y": put(y),
+                "wt": put(wt),
+                "m": put(m),
+                "off": put(self.offset),
+                "X": put(design.X),
+                "Z": tuple(put(t.Z) for t in ts),
+                "pj": _pattern_arrays(pat_joint),
+                "pu": _pattern_arrays(pat_u),
+            }
+        self.layout = lay
+        self.setup_seconds = time.perf_counter() - t0
         self.theta_scale = _theta_scale(design, self.layout)
-        self._programs: dict = {}
         if self.family.name == "binomial":
             self._check_separation(warn)
 
@@ -465,37 +542,10 @@ class GLMM:
                         return
 
     # -- programs ---------------------------------------------------------------------
-    def _program(self, options: NewtonOptions):
-        """One jitted program: (θ̃, β) start -> optimizer state, the criterion's Hessian at
-        the optimum (central differences of the exact gradient) and the result's pieces."""
-        if options in self._programs:
-            return self._programs[options]
-        k = self._kernel
-        scale = jnp.asarray(self.theta_scale)
-        nt = self.layout.ntheta
-        lb = jnp.concatenate([jnp.asarray(self.layout.theta_lower), jnp.full(self.design.p, -jnp.inf)])
-
-        def fun(x, eta0):
-            return k.deviance(x[:nt] * scale, x[nt:], eta0)
-
-        def run(x0, eta0):
-            state = newton_minimize(fun, x0, lb, (eta0,), options)
-            x = state.x
-            unscale = jnp.concatenate([scale, jnp.ones(self.design.p, x.dtype)])
-            h = HESSIAN_STEP * jnp.maximum(1.0, jnp.abs(x * unscale))
-            pts = jnp.concatenate([x * unscale + jnp.diag(h), x * unscale - jnp.diag(h)])
-            grads = jax.vmap(jax.grad(lambda xx: k.deviance(xx[:nt], xx[nt:], eta0)))(pts)
-            n = x.shape[0]
-            H = (grads[:n] - grads[n:]) / (2.0 * h[:, None])
-            pieces = k.pieces(x[:nt] * scale, x[nt:], eta0)
-            return state, 0.5 * (H + H.T), pieces
-
-        def start(theta, eta0):
-            return k.pirls(theta, None, eta0)[0]
-
-        prog = (jax.jit(run), jax.jit(start))
-        self._programs[options] = prog
-        return prog
+    def _compiled(self, name: str, fn, args: tuple, static: dict):
+        """``compile_program`` for this model's spec (same-shaped models share it)."""
+        prog, seconds = compile_program(name, fn, args, dict(static, spec=self._spec), small=is_small(self.layout))
+        return prog, seconds
 
     def _eta_start(self) -> np.ndarray:
         """R's ``family$initialize`` start: μ = (w·y + 1/2)/(w + 1) (binomial), y + 1/10 (poisson)."""
@@ -512,7 +562,9 @@ class GLMM:
         if theta.shape[0] != self.layout.ntheta:
             raise ValueError(f"theta must have {self.layout.ntheta} elements, got {theta.shape[0]}")
         b = None if beta is None else jnp.asarray(np.asarray(beta, dtype=float).reshape(-1))
-        return float(jax.jit(self._kernel.deviance)(theta, b, jnp.asarray(self._eta_start())))
+        args = (theta, b, jnp.asarray(self._eta_start()), self._arrays)
+        prog, _ = self._compiled("glmm_objective", _objective_program, args, {})
+        return float(prog(*args))
 
     @x64
     def fit(self, *, theta0=None, gtol: float = 1e-6, maxiter: int = 200, warn: bool = True) -> GLMMResult:
@@ -539,13 +591,14 @@ class GLMM:
         start = np.maximum(start, lay.theta_lower)
         eta0 = jnp.asarray(self._eta_start())
         options = NewtonOptions(gtol=gtol, maxiter=maxiter, hessian="bfgs")
-        run, beta_start = self._program(options)
-        beta1 = np.asarray(beta_start(jnp.asarray(start), eta0))
+        args = (jnp.asarray(start), eta0, self._arrays)
+        beta_start, compile_s = self._compiled("glmm_start", _start_program, args, {})
+        beta1 = np.asarray(beta_start(*args))
         x0 = jnp.asarray(np.concatenate([start / self.theta_scale, beta1]))
-        key = ("compiled", options)
-        if key not in self._programs:  # small models: XLA's cheaper CPU code generation
-            self._programs[key] = run.lower(x0, eta0).compile(fast_compile_options(is_small(self.layout)))
-        state, H, pieces = jax.device_get(self._programs[key](x0, eta0))
+        args = (x0, jnp.asarray(self.theta_scale), eta0, self._arrays)
+        run, seconds = self._compiled("glmm_fit", _fit_program, args, {"options": options})
+        compile_s += seconds
+        state, H, pieces = jax.device_get(run(*args))
         fit_s = time.perf_counter() - t0
         nt = lay.ntheta
         theta = np.asarray(state.x[:nt]) * self.theta_scale
@@ -564,8 +617,8 @@ class GLMM:
             status=STATUS.get(status, str(status)),
             converged=status in (1, 2),
             fit_seconds=fit_s,
-            compile_seconds=0.0,
-            setup_seconds=0.0,
+            compile_seconds=compile_s,
+            setup_seconds=self.setup_seconds,
             gtol=gtol,
         )
         res = GLMMResult(self, opt, pieces, np.asarray(H))
@@ -578,11 +631,6 @@ class GLMM:
             if res.singular:
                 _warnings.warn("boundary (singular) fit: a variance component is (close to) zero")
         return res
-
-
-# Relative step of the central differences of the exact gradient that give the criterion's
-# Hessian in (θ, β) for vcov: truncation error O(h²) ~ 1e-8, rounding ~1e-16/h ~ 1e-12.
-HESSIAN_STEP = 1e-4
 
 
 @dataclass(eq=False)
@@ -654,8 +702,9 @@ class GLMMResult:
         return self.__dict__["_vcov"]
 
     def _rx_vcov(self) -> np.ndarray:
-        k = self.model._kernel
+        m = self.model
         with jax.enable_x64(True):
+            k = _Kernel(m._spec, m._arrays)
             eta = jnp.asarray(self.pieces["eta"])
             w, z = k.working(eta, observed=False)
             eff = solve_effects(jnp.asarray(self.theta), k.structure(k.pat_joint, w, z, k.X), reml=False)

@@ -90,6 +90,9 @@ both("cbpp_nagq0", glmer(cbind(incidence, size - incidence) ~ period + (1 | herd
 both("grouseticks", glmer(TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION), gt, poisson))
 both("poisson_offset", glmer(events ~ x + offset(log(exposure)) + (1 | site), pois, poisson))
 both("poisson_offset_agq5", glmer(events ~ x + offset(log(exposure)) + (1 | site), pois, poisson, nAGQ = 5))
+# an all-0 group: herds 1 and 3 with no incidence (lme4 fits it; the herds' modes are negative)
+cbpp0 <- cbpp; cbpp0$incidence[cbpp0$herd %in% c("1", "3")] <- 0
+both("cbpp_zero_herds", glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp0, binomial))
 both("accuracy", glmer(acc ~ cond + (1 + cond | subj) + (1 | item), acc, binomial))
 
 # newdata predictions for cbpp (a new herd level with allow.new.levels)
