@@ -27,6 +27,7 @@ around u* with the conditional SDs from the same factor.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -356,6 +357,47 @@ def _fit_program(x0, scale, eta0, a, spec: _Spec, options: NewtonOptions):
 HESSIAN_STEP = 1e-4
 
 
+def _simulate(key, x, a, spec: _Spec):
+    """One response from the fitted model at x = (θ, β): u ~ N(0, I), η = offset + Xβ + ZΛu,
+    y ~ binomial(trials = prior weights, μ)/trials or Poisson(μ) (as lme4's ``simulate``)."""
+    k = _Kernel(spec, a)
+    nt = spec.layout.ntheta
+    keys = jax.random.split(key, len(spec.layout.terms) + 1)
+    us = tuple(jax.random.normal(kk, (t.nlevels, t.ncols), x.dtype) for kk, t in zip(keys[:-1], spec.layout.terms))
+    mu = k.family.link.linkinv(k.eta_of(x[:nt], x[nt:], us))
+    if spec.family == "binomial":
+        trials = jnp.round(a["wt"])
+        return jax.random.binomial(keys[-1], trials, jnp.clip(mu, 0.0, 1.0)).astype(x.dtype) / trials
+    return jax.random.poisson(keys[-1], mu).astype(x.dtype)
+
+
+def _eta_start_traced(y, wt, family: Family):
+    mu = (wt * y + 0.5) / (wt + 1.0) if family.name == "binomial" else y + 0.1
+    return family.link.linkfun(mu)
+
+
+def _boot_program(keys, x_hat, scale, a, spec: _Spec, options: NewtonOptions):
+    """Refits of responses simulated at x_hat = (θ, β), vmapped over ``keys`` (one lane per
+    replicate, each started at the fit): x (θ, β), criterion, status, iterations."""
+    nt, p = spec.layout.ntheta, spec.layout.p
+    lb = jnp.concatenate([jnp.asarray(spec.layout.theta_lower), jnp.full(p, -jnp.inf)])
+    unscale = jnp.concatenate([scale, jnp.ones(p, scale.dtype)])
+
+    def one(key):
+        y = _simulate(key, x_hat * unscale, a, spec)
+        a_rep = dict(a, y=y)
+        k = _Kernel(spec, a_rep)
+        eta0 = _eta_start_traced(y, a["wt"], k.family)
+
+        def fun(x, e):
+            return k.deviance(x[:nt] * scale, x[nt:], e)
+
+        st = newton_minimize(fun, x_hat, lb, (eta0,), options)
+        return st.x * unscale, st.f, st.status, st.it
+
+    return jax.vmap(one)(keys)
+
+
 @dataclass
 class _Fitted:
     """Conditional modes as the linear model's result holds them (for ``jaxlme.predict``)."""
@@ -455,6 +497,8 @@ class GLMM:
             user_w = np.asarray(user_w, dtype=float)
         w_all = trials if user_w is None else (user_w if trials is None else user_w * trials)
         design = build_design(formula_fit, frame, warn=warn, weights=w_all)
+        # the formula as the user wrote it (summaries, the bootstrap's report), not the one fitted
+        design = dataclasses.replace(design, formula=dataclasses.replace(design.formula, text=formula))
         self.design = design
         self.data = data
         self._data_index = frame.index
@@ -825,6 +869,74 @@ class GLMMResult:
                 )
         return out
 
+    # -- parametric bootstrap ------------------------------------------------------------
+    def simulate(self, n: int, seed: int | None = 0) -> np.ndarray:
+        """(n, nobs) responses simulated from the fitted model (new random effects each; lme4's
+        ``simulate``): binomial as proportions of the trials, Poisson as counts."""
+        from .bootstrap import resolve_seed
+
+        m = self.model
+        x = jnp.asarray(np.concatenate([self.theta, self.fixef.to_numpy()]))
+        with jax.enable_x64(True):
+            keys = jax.random.split(jax.random.PRNGKey(resolve_seed(seed)), int(n))
+            sim = jax.jit(jax.vmap(_simulate, in_axes=(0, None, None, None)), static_argnums=3)
+            return np.asarray(sim(keys, x, m._arrays, m._spec))
+
+    def bootstrap(self, n: int, seed: int | None = 0, chunk_size: int = 64):
+        """Parametric bootstrap (lme4's ``bootMer``): ``n`` responses simulated from the fit,
+        each refitted (θ and β, from the fit's estimates) in vmapped lanes of one compiled
+        program, ``chunk_size`` replicates at a time.
+
+        Args:
+            n: number of replicates.
+            seed: seed of the simulated responses (None: fresh entropy, recorded).
+            chunk_size: replicates refitted per program call.
+
+        Returns:
+            A :class:`jaxlme.bootstrap.BootstrapResult` (``fixef``, ``vc``, ``theta``,
+            ``ci()``, ``summary()``; ``sigma`` is 1: binomial and Poisson have no dispersion).
+        """
+        from .bootstrap import BootstrapResult, resolve_seed
+
+        m = self.model
+        seed = resolve_seed(seed)
+        n, chunk = int(n), max(1, min(int(chunk_size), int(n)))
+        t0 = time.perf_counter()
+        with jax.enable_x64(True):
+            keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), n))
+            pad = (-n) % chunk
+            keys = np.concatenate([keys, keys[: pad or 0]]) if pad else keys
+            x_hat = jnp.asarray(np.concatenate([self.theta / m.theta_scale, self.fixef.to_numpy()]))
+            scale = jnp.asarray(m.theta_scale)
+            options = NewtonOptions(hessian="bfgs", maxiter=200)
+            args = (jnp.asarray(keys[:chunk]), x_hat, scale, m._arrays)
+            prog, _ = m._compiled("glmm_boot", _boot_program, args, {"options": options})
+            outs = [
+                jax.device_get(prog(jnp.asarray(keys[i : i + chunk]), x_hat, scale, m._arrays))
+                for i in range(0, len(keys), chunk)
+            ]
+        x, f, status, it = (np.concatenate([o[j] for o in outs])[:n] for j in range(4))
+        nt = m.layout.ntheta
+        return BootstrapResult._build(
+            self,
+            replicate=np.arange(n),
+            fixef=x[:, nt:],
+            sigma=np.ones(n),
+            theta=x[:, :nt],
+            objective=f,
+            status=status,
+            iterations=it,
+            n_requested=n,
+            seed=seed,
+            elapsed=time.perf_counter() - t0,
+            chunk_size=chunk,
+            n_devices=1,
+        )
+
+    @property
+    def method(self) -> str:
+        return "Laplace" if self.model.nagq == 1 else f"AGQ({self.model.nagq})"
+
     # -- text ------------------------------------------------------------------------
     def summary(self, correlation: bool | None = None) -> str:
         """glmer's summary layout: criterion, family, fit statistics, scaled residuals,
@@ -904,3 +1016,52 @@ def glmm(
         The fitted :class:`GLMMResult`.
     """
     return GLMM(formula, data, family, link, weights=weights, offset=offset, nagq=nagq).fit(**fit_kwargs)
+
+
+def lrt(*results: GLMMResult, names=None) -> pd.DataFrame:
+    """Likelihood-ratio tests of nested GLMMs (lme4's ``anova(m1, m2, ...)``).
+
+    Models are sorted by their number of parameters; each row is tested against the one
+    before it: Chisq = 2 Δ logLik (clamped at 0), Df = Δ npar, p = P(χ²_Df > Chisq).
+
+    Args:
+        *results: two or more :class:`GLMMResult` of the same family, fitted to the same
+            observations (or one list of them).
+        names: row names (default: the formulas).
+
+    Returns:
+        A DataFrame with columns npar, AIC, BIC, logLik, deviance, Chisq, Df, p.
+    """
+    from scipy import special
+
+    if len(results) == 1 and isinstance(results[0], (list, tuple)):
+        results = tuple(results[0])
+    if len(results) < 2:
+        raise ValueError("lrt needs at least two fitted models to compare")
+    for r in results:
+        if not isinstance(r, GLMMResult):
+            raise TypeError(f"lrt of GLMMs compares GLMMResult objects, got {type(r).__name__}")
+    first = results[0]
+    for r in results[1:]:
+        if r.family.name != first.family.name or r.nobs != first.nobs or not np.array_equal(r.model.y, first.model.y):
+            raise ValueError("lrt needs models of one family fitted to the same observations and response")
+        if r.model.nagq != first.model.nagq:
+            raise ValueError("lrt needs models fitted with the same nagq (their likelihoods differ otherwise)")
+    names = [r.model.formula for r in results] if names is None else [str(n) for n in names]
+    if len(names) != len(results) or len(set(names)) != len(names):
+        raise ValueError("names must be unique, one per model")
+    order = sorted(range(len(results)), key=lambda i: results[i].npar)
+    rows = []
+    prev = None
+    for i in order:
+        r = results[i]
+        row = {"npar": r.npar, "AIC": r.aic, "BIC": r.bic, "logLik": r.loglike, "deviance": r.deviance}
+        if prev is None:
+            row.update(Chisq=np.nan, Df=np.nan, p=np.nan)
+        else:
+            chisq = max(2.0 * (r.loglike - prev.loglike), 0.0)
+            df = r.npar - prev.npar
+            row.update(Chisq=chisq, Df=df, p=float(special.chdtrc(df, chisq)) if df > 0 else np.nan)
+        rows.append(row)
+        prev = r
+    return pd.DataFrame(rows, index=[names[i] for i in order])

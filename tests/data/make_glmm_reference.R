@@ -104,7 +104,14 @@ pred <- list(
   population = unname(predict(fits$cbpp, newdata = nd, re.form = NA, type = "response"))
 )
 
+# likelihood-ratio test of period (anova of two glmer fits)
+null <- glmer(cbind(incidence, size - incidence) ~ 1 + (1 | herd), cbpp, binomial, control = tight)
+av <- anova(null, fits$cbpp)
+lrt <- list(npar = av$npar, AIC = av$AIC, BIC = av$BIC, logLik = av$logLik, deviance = av$deviance,
+            Chisq = av$Chisq, Df = av$Df, p = av[["Pr(>Chisq)"]])
+
 res <- lapply(fits, summ)
+res$cbpp_lrt <- lrt
 res$cbpp_predict <- pred
 writeLines(toJSON(res, auto_unbox = TRUE, digits = NA, pretty = TRUE), file.path(out_dir, "glmm_reference.json"))
 cat("wrote", file.path(out_dir, "glmm_reference.json"), "\n")
