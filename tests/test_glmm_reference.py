@@ -4,6 +4,8 @@ compiles its own programs (15-75 s on the 2-core VM), so these are slow tests.""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,13 +38,18 @@ CASES = {
         pd.read_csv(DATA / "grouseticks.csv", dtype={"INDEX": str, "BROOD": str, "YEAR": str, "LOCATION": str}),
         "poisson",
     ),
+    "singular": lambda: GLMM("y ~ x + (1 | g)", pd.read_csv(DATA / "glmm_singular.csv")),
     "accuracy": lambda: GLMM("acc ~ cond + (1 + cond | subj) + (1 | item)", pd.read_csv(DATA / "glmm_accuracy.csv")),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_glmer(name):
-    res = CASES[name]().fit()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = CASES[name]().fit()
+    singular_warned = any("singular" in str(w.message) for w in caught)
+    assert singular_warned == REF[name]["singular"]
     # grouseticks: jaxlme's criterion is 6e-6 below tight glmer's, whose fixed effects then
     # differ by up to 1.3e-4 SE; the bar is 5e-3 SE
     assert_matches_glmer(res, name, fixef_tol=2e-4 if name == "grouseticks" else 1e-4)

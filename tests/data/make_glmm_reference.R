@@ -41,6 +41,12 @@ d$acc <- rbinom(nrow(d), 1, plogis(eta))
 acc <- d[, c("subj", "item", "cond", "acc")]
 write.csv(acc, file.path(out_dir, "glmm_accuracy.csv"), row.names = FALSE)
 
+# a boundary (singular) fit: no group variance in the simulation
+set.seed(20261203)
+sg <- data.frame(g = sprintf("g%02d", rep(1:20, each = 10)), x = round(rnorm(200), 3))
+sg$y <- rbinom(200, 1, plogis(-0.2 + 0.7 * sg$x))
+write.csv(sg, file.path(out_dir, "glmm_singular.csv"), row.names = FALSE)
+
 summ <- function(fit) {
   vc <- as.data.frame(VarCorr(fit))
   s <- summary(fit)
@@ -93,6 +99,7 @@ both("poisson_offset_agq5", glmer(events ~ x + offset(log(exposure)) + (1 | site
 # an all-0 group: herds 1 and 3 with no incidence (lme4 fits it; the herds' modes are negative)
 cbpp0 <- cbpp; cbpp0$incidence[cbpp0$herd %in% c("1", "3")] <- 0
 both("cbpp_zero_herds", glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp0, binomial))
+both("singular", glmer(y ~ x + (1 | g), sg, binomial))
 both("accuracy", glmer(acc ~ cond + (1 + cond | subj) + (1 | item), acc, binomial))
 
 # newdata predictions for cbpp (a new herd level with allow.new.levels)
