@@ -394,6 +394,10 @@ def _simulate(key, x, a, spec: _Spec):
     return jax.random.poisson(keys[-1], mu).astype(x.dtype)
 
 
+# one program per spec and shape (a jit made inside ``simulate`` would compile on every call)
+_simulate_many = jax.jit(jax.vmap(_simulate, in_axes=(0, None, None, None)), static_argnums=3)
+
+
 def _eta_start_traced(y, wt, family: Family):
     mu = (wt * y + 0.5) / (wt + 1.0) if family.name == "binomial" else y + 0.1
     return family.link.linkfun(mu)
@@ -902,8 +906,7 @@ class GLMMResult:
         x = jnp.asarray(np.concatenate([self.theta, self.fixef.to_numpy()]))
         with jax.enable_x64(True):
             keys = jax.random.split(jax.random.PRNGKey(resolve_seed(seed)), int(n))
-            sim = jax.jit(jax.vmap(_simulate, in_axes=(0, None, None, None)), static_argnums=3)
-            return np.asarray(sim(keys, x, m._arrays, m._spec))
+            return np.asarray(_simulate_many(keys, x, m._arrays, m._spec))
 
     def bootstrap(self, n: int, seed: int | None = 0, chunk_size: int = 64):
         """Parametric bootstrap (lme4's ``bootMer``): ``n`` responses simulated from the fit,
