@@ -581,6 +581,7 @@ class GLMM:
 
     @property
     def nobs(self) -> int:
+        """Observations used (rows with missing values dropped)."""
         return self.design.n
 
     def __repr__(self) -> str:
@@ -739,6 +740,7 @@ class GLMMResult:
 
     @property
     def family(self) -> Family:
+        """The response family and link."""
         return self.model.family
 
     @property
@@ -748,6 +750,7 @@ class GLMMResult:
 
     @property
     def df_resid(self) -> int:
+        """Observations minus parameters (θ and β), lme4's ``df.residual``."""
         return self.nobs - self.npar
 
     @property
@@ -816,6 +819,7 @@ class GLMMResult:
     # -- random effects: the linear model's tables --------------------------------------
     @property
     def group_labels(self) -> list[str]:
+        """lme4's label of each random-effects term (see :func:`jaxlme.results.group_labels`)."""
         from .results import group_labels
 
         return group_labels(self.model.design.terms)
@@ -844,6 +848,7 @@ class GLMMResult:
 
     @property
     def ngroups(self) -> dict[str, int]:
+        """Levels of each grouping factor."""
         return {t.name: t.nlevels for t in self.model.design.terms}
 
     # -- per observation -------------------------------------------------------------
@@ -961,6 +966,7 @@ class GLMMResult:
 
     @property
     def method(self) -> str:
+        """The likelihood approximation: "Laplace" or "AGQ(n)"."""
         return "Laplace" if self.model.nagq == 1 else f"AGQ({self.model.nagq})"
 
     # -- text ------------------------------------------------------------------------

@@ -122,6 +122,9 @@ def test_proportions_with_weights_and_offset_argument_give_the_same_criterion():
     prop = GLMM("incidence / size ~ period + (1 | herd)", d, weights="size")
     assert prop.objective([theta], beta) == pytest.approx(a, rel=1e-12)
     assert a == pytest.approx(criterion(ref), rel=1e-8)
+    # β profiled by PIRLS: lme4's nAGQ = 0 criterion at its (tight) optimum
+    nagq0 = REF["cbpp_nagq0"]
+    assert GLMM(CBPP_FORMULA, d).objective([nagq0["theta"]]) == pytest.approx(criterion(nagq0), rel=1e-8)
 
 
 def test_module_level_function_is_exported():
