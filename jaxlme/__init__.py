@@ -10,6 +10,7 @@ from .compat import MixedLM, MixedLMParams, mixedlm
 from .compiled import clear_cache
 from .design import DataError
 from .formula import FormulaError, parse_formula
+from .glmm import GLMM, GLMMResult, glmm
 from .inference import lrt
 from .model import LMM, lmm
 from .results import LMMResult, OptSummary
@@ -18,6 +19,9 @@ __all__ = [
     "LMM",
     "lmm",
     "LMMResult",
+    "GLMM",
+    "glmm",
+    "GLMMResult",
     "OptSummary",
     "DataError",
     "FormulaError",

@@ -343,10 +343,16 @@ def lrt(
         ``method`` and, with ``bootstrap``, ``bootstrap``: the seed, the replicates
         requested, and per tested row the usable replicates, those with LRT* > 0, and LRT*.
     """
+    from .glmm import GLMMResult
+    from .glmm import lrt as glmm_lrt
     from .results import LMMResult
 
     if len(results) == 1 and isinstance(results[0], (list, tuple)):
         results = tuple(results[0])
+    if results and all(isinstance(r, GLMMResult) for r in results):
+        if bootstrap is not None:
+            raise ValueError("lrt's bootstrap p-values are for linear mixed models; GLMMs get the chi-squared test")
+        return glmm_lrt(*results, names=names)
     if len(results) < 2:
         raise ValueError("lrt needs at least two fitted models to compare")
     for r in results:

@@ -1,0 +1,1099 @@
+"""Generalized linear mixed models (lme4's ``glmer``): PIRLS, Laplace and adaptive
+Gauss-Hermite quadrature on the linear model's blocked cross-products.
+
+For a binomial or Poisson response with link g, lme4 approximates the deviance at
+covariance parameters θ and fixed effects β by the Laplace approximation
+
+    D(θ, β) = Σ devres(y, μ(u*)) + ‖u*‖² + log|Λ'Z'W(u*)ZΛ + I|,
+
+where u* minimizes the penalized deviance Σ devres + ‖u‖² and W holds the IRLS
+weights at u*.  u* is found by penalized iteratively reweighted least squares (PIRLS):
+each step is a weighted penalized least-squares problem, exactly the one the linear model
+solves, so it is solved by the same blocked Cholesky kernel (``jaxlme.objective``) on
+cross-products built on the same sparse pattern (``jaxlme.structure``): only the
+observation weights change between iterations, never the pattern.
+
+Derivatives.  PIRLS runs to convergence outside the derivative (``stop_gradient``); two
+more full Newton steps (observed-information weights) are then taken inside it.  At a
+fixed point of Newton's map its Jacobian vanishes, so these two steps carry the exact
+first and second derivatives of u*(θ, β): the bounded Newton optimizer
+(``jaxlme.optimizer``) gets an exact autodiff gradient and Hessian of D.
+
+As lme4 with nAGQ ≥ 1, the fit has two stages: θ alone with β from PIRLS (lme4's
+nAGQ = 0 criterion), then θ and β jointly from there.  ``nagq > 1`` (one scalar
+random-effects term only, as in lme4) replaces D by adaptive Gauss-Hermite quadrature
+around u* with the conditional SDs from the same factor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from . import _warnings
+from ._config import x64
+from .compiled import compile_program
+from .design import DataError, _as_frame, _model_matrix, _required_variables, build_design
+from .family import Family, binomial_trials, make_family
+from .formula import FormulaError, parse_formula
+from .model import _theta_scale
+from .objective import block_diagonals, criterion_terms, factorize, solve_effects
+from .optimizer import STATUS, NewtonOptions, newton_minimize
+from .results import SINGULAR_TOL, OptSummary
+from .structure import (
+    Layout,
+    StructurePattern,
+    assemble_structure,
+    design_pattern,
+    is_small,
+    structure_pattern,
+    structure_values,
+)
+
+__all__ = ["GLMM", "glmm"]
+
+PIRLS_MAXIT = 60
+PIRLS_HALVINGS = 20
+NEWTON_TAIL = 1  # differentiable Newton steps after the converged PIRLS (see module doc)
+
+
+def _split_cbind(response: str) -> tuple[str, str] | None:
+    """The two expressions of ``cbind(a, b)``, or None for another response."""
+    m = re.fullmatch(r"\s*cbind\s*\((.*)\)\s*", response)
+    if not m:
+        return None
+    inner, depth, parts, start = m.group(1), 0, [], 0
+    for i, ch in enumerate(inner):
+        depth += ch in "(["
+        depth -= ch in ")]"
+        if ch == "," and depth == 0:
+            parts.append(inner[start:i])
+            start = i + 1
+    parts.append(inner[start:])
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise FormulaError(f"cbind response {response.strip()!r} needs exactly two columns: cbind(successes, failures)")
+    return parts[0].strip(), parts[1].strip()
+
+
+def _eval_column(expr: str, data: pd.DataFrame) -> np.ndarray:
+    """Values of a response expression on every row of ``data`` (NaN where its columns are missing)."""
+    if expr in data.columns:
+        col = data[expr]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            raise DataError(f"Response column '{expr}' must be numeric, got dtype {col.dtype}")
+        return col.to_numpy(dtype=float, na_value=np.nan)
+    needed = _required_variables(f"~ I({expr})")
+    missing = sorted(v for v in needed if v not in data.columns)
+    if missing:
+        raise DataError(f"Column(s) {', '.join(map(repr, missing))} used in the response {expr!r} not found in data")
+    ok = np.ones(len(data), bool)
+    for v in needed:
+        ok &= data[v].notna().to_numpy()
+    out = np.full(len(data), np.nan)
+    if ok.any():
+        out[ok] = np.asarray(_model_matrix(f"~ 0 + I({expr})", data.loc[ok], f"the response {expr}"), dtype=float)[:, 0]
+    return out
+
+
+def _rest_of_formula(text: str) -> str:
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "~" and depth == 0:
+            return text[i + 1 :]
+    raise FormulaError(f"formula {text!r} has no '~'")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What a GLMM's programs depend on besides array shapes (hashable: part of the
+    compiled-program key, so same-shaped models share executables in memory and on disk)."""
+
+    layout: Layout  # the joint (u, β) pattern's
+    layout_u: Layout  # the u-only (p = 0) pattern's
+    family: str
+    link: str
+    nagq: int
+
+
+_PATTERN_FIELDS = ("index", "entry", "rows", "levs", "rest_rows", "pair_a", "pair_b", "pair_target")
+
+
+def _pattern_arrays(pat: StructurePattern) -> dict:
+    """A pattern's arrays as device arrays (program arguments, not constants)."""
+    out = {}
+    for f in _PATTERN_FIELDS:
+        v = getattr(pat, f)
+        out[f] = tuple(jax.device_put(np.asarray(x)) for x in v) if isinstance(v, tuple) else jax.device_put(v)
+    return out
+
+
+class _Kernel:
+    """Pure JAX functions of (θ, β) on a model's arrays ``a`` (built inside a traced program
+    from the static :class:`_Spec` and the arrays handed to it)."""
+
+    def __init__(self, spec: _Spec, a: dict):
+        self.family = make_family(spec.family, spec.link)
+        self.nagq = spec.nagq
+        self.layout = spec.layout
+        self.pat_joint = StructurePattern(spec.layout, **a["pj"])
+        self.pat_u = StructurePattern(spec.layout_u, **a["pu"])
+        self.y, self.wt, self.m, self.off, self.X = a["y"], a["wt"], a["m"], a["off"], a["X"]
+        self.Z = a["Z"]
+        self.index = a["pj"]["index"]
+        self.n, self.p = spec.layout.n, spec.layout.p
+        self.canonical = (spec.family, spec.link) in (("binomial", "logit"), ("poisson", "log"))
+        if spec.nagq > 1:
+            z, w = np.polynomial.hermite_e.hermegauss(spec.nagq)
+            self.gh_z, self.gh_w = jnp.asarray(z), jnp.asarray(w / math.sqrt(2.0 * math.pi))
+
+    # -- pieces ---------------------------------------------------------------------
+    def lambdas(self, theta):
+        from .objective import lambda_blocks
+
+        return lambda_blocks(theta, self.layout)
+
+    def zb(self, theta, us):
+        """Z Λ u per observation."""
+        out = jnp.zeros(self.n, theta.dtype)
+        for Zt, idx, u, lam in zip(self.Z, self.index, us, self.lambdas(theta)):
+            b = u @ lam.T
+            out = out + jnp.sum(Zt * b[idx], axis=1)
+        return out
+
+    def devres(self, eta):
+        mu = self.family.link.linkinv(eta)
+        return self.family.dev_resid(self.y, mu, self.wt)
+
+    def penalized(self, eta, us):
+        return jnp.sum(self.devres(eta)) + sum(jnp.sum(u * u) for u in us)
+
+    def working(self, eta, observed: bool):
+        """IRLS weights and working response (η without the offset): Fisher scoring, or
+        Newton's observed information where ``observed`` (non-canonical links)."""
+        fam = self.family
+        mu = fam.link.linkinv(eta)
+        me = fam.link.mu_eta(eta)
+        v = fam.variance(mu)
+        w_fisher = self.wt * me * me / v
+
+        def half_grad(e):  # ∂(devres/2)/∂η, elementwise
+            mu_e = fam.link.linkinv(e)
+            return -self.wt * (self.y - mu_e) * fam.link.mu_eta(e) / fam.variance(mu_e)
+
+        if observed and not self.canonical:
+            g, h = jax.jvp(half_grad, (eta,), (jnp.ones_like(eta),))
+            w = jnp.where(h > 1e-12 * w_fisher, h, w_fisher)
+        else:
+            g, w = half_grad(eta), w_fisher
+        return w, (eta - self.off) - g / w
+
+    def structure(self, pat, w, z, X):
+        sw = jnp.sqrt(w)
+        vals = structure_values(jnp, pat, sw * z, sw[:, None] * X, [sw[:, None] * Zt for Zt in self.Z])
+        return assemble_structure(pat, vals, jnp.zeros((), w.dtype), put=lambda a, dtype: jnp.asarray(a, dtype))
+
+    def solve(self, theta, beta, eta, observed: bool):
+        """One PLS step from η: (β, u) jointly when ``beta`` is None, else u with β fixed."""
+        w, z = self.working(eta, observed)
+        if beta is None:
+            eff = solve_effects(theta, self.structure(self.pat_joint, w, z, self.X), reml=False)
+            return eff.beta, eff.u
+        s = self.structure(self.pat_u, w, z - self.X @ beta, jnp.zeros((self.n, 0), w.dtype))
+        return beta, solve_effects(theta, s, reml=False).u
+
+    def eta_of(self, theta, beta, us):
+        return self.off + self.X @ beta + self.zb(theta, us)
+
+    # -- PIRLS ----------------------------------------------------------------------
+    def pirls(self, theta, beta, eta0, u0=None):
+        """Converged (β, u, η, iterations) at θ by PIRLS with step halving: β and u from η0
+        when ``beta`` is None, else u with β fixed, from ``u0`` (default 0)."""
+        joint = beta is None
+        zeros = tuple(jnp.zeros((t.nlevels, t.ncols), theta.dtype) for t in self.layout.terms)
+        us0 = zeros if (joint or u0 is None) else tuple(u0)
+        b0 = jnp.zeros(self.p, theta.dtype) if joint else beta
+
+        def step(eta, us, neta, nus, t):
+            return eta + t * (neta - eta), tuple(a + t * (bb - a) for a, bb in zip(us, nus))
+
+        def body(c):
+            it, b, us, eta, pd, _ = c
+            nb, nus = self.solve(theta, None if joint else beta, eta, observed=False)
+            neta = self.eta_of(theta, nb, nus)
+            full = self.penalized(neta, nus)
+
+            def halve(h):  # only when the full step does not decrease the penalized deviance
+                t, k, _ = h
+                t = 0.5 * t
+                return t, k + 1, self.penalized(*step(eta, us, neta, nus, t))
+
+            def worse(h):
+                return ~(jnp.isfinite(h[2]) & (h[2] <= pd)) & (h[1] < PIRLS_HALVINGS)
+
+            t, _, new_pd = jax.lax.while_loop(worse, halve, (jnp.array(1.0, theta.dtype), jnp.array(0), full))
+            ok = jnp.isfinite(new_pd) & (new_pd <= pd)
+            t = jnp.where(ok, t, 0.0)
+            new_pd = jnp.where(ok, new_pd, pd)
+            eta2, us2 = step(eta, us, neta, nus, t)
+            b2 = b + t * (nb - b)
+            done = (jnp.abs(pd - new_pd) <= 1e-11 * (1.0 + jnp.abs(new_pd))) | ~ok
+            return it + 1, b2, us2, eta2, new_pd, done
+
+        def cond(c):
+            return (~c[5]) & (c[0] < PIRLS_MAXIT)
+
+        start = (jnp.array(0), b0, zeros, eta0, jnp.array(jnp.inf, theta.dtype), jnp.array(False))
+        if not joint:
+            eta_start = self.eta_of(theta, beta, us0)
+            start = (jnp.array(0), b0, us0, eta_start, self.penalized(eta_start, us0), jnp.array(False))
+        it, b, us, eta, _, _ = jax.lax.while_loop(cond, body, start)
+        return b, us, eta, it
+
+    def modes(self, theta, beta, eta0, u0=None):
+        """(β, u, η) at θ (β free when None) with exact derivatives in θ and β: PIRLS to
+        convergence without derivatives, then Newton steps inside them."""
+        joint = beta is None
+        b, us, _, _ = self.pirls(*jax.lax.stop_gradient((theta, beta, eta0, u0)))
+        b, us = jax.lax.stop_gradient((b, us))
+        if not joint:
+            b = beta
+        for _ in range(NEWTON_TAIL):
+            eta = self.eta_of(theta, b, us)
+            b, us = self.solve(theta, None if joint else beta, eta, observed=True)
+        return b, us, self.eta_of(theta, b, us)
+
+    def factor(self, theta, eta):
+        w, z = self.working(eta, observed=False)
+        return factorize(theta, self.structure(self.pat_u, w, z, jnp.zeros((self.n, 0), w.dtype)))
+
+    def deviance(self, theta, beta, eta0, u0=None):
+        """The fitted criterion at (θ, β): Laplace (nagq = 1) or AGQ; β free when None
+        (``u0``: where PIRLS starts, with β given)."""
+        b, us, eta = self.modes(theta, beta, eta0, u0)
+        f = self.factor(theta, eta)
+        ldL2 = criterion_terms(f, self.pat_u.layout).ldL2
+        dev = self.devres(eta)
+        ussq = sum(jnp.sum(u * u) for u in us)
+        if self.nagq <= 1:
+            return jnp.sum(dev) + ussq + ldL2
+        return self._agq(theta, us[0][:, 0], eta, dev, f, ldL2)
+
+    def _agq(self, theta, u, eta, dev, f, ldL2):
+        """lme4's glmerAGQ: per level k, -2 log of the GH rule around u*_k with SD 1/L_kk."""
+        idx, z = self.index[0], self.Z[0][:, 0]
+        k = self.layout.terms[0].nlevels
+        sd = 1.0 / block_diagonals(f.L1)[:, 0]
+        devc = jax.ops.segment_sum(dev, idx, num_segments=k) + u * u
+        lam = self.lambdas(theta)[0][0, 0]
+
+        def node(zj):
+            shift = sd * zj
+            e = eta + z * lam * shift[idx]
+            d = jax.ops.segment_sum(self.devres(e), idx, num_segments=k) + (u + shift) ** 2
+            return -0.5 * (d - devc) + 0.5 * zj * zj
+
+        expo = jax.vmap(node)(self.gh_z)  # (nagq, k)
+        log_mult = jax.scipy.special.logsumexp(expo, axis=0, b=self.gh_w[:, None])
+        return jnp.sum(devc) + ldL2 - 2.0 * jnp.sum(log_mult)
+
+    def pieces(self, theta, beta, eta0, u0=None):
+        """Everything a result reports at (θ, β)."""
+        b, us, eta = self.modes(theta, beta, eta0, u0)
+        f = self.factor(theta, eta)
+        ldL2 = criterion_terms(f, self.pat_u.layout).ldL2
+        mu = self.family.link.linkinv(eta)
+        dev = self.devres(eta)
+        ussq = sum(jnp.sum(u * u) for u in us)
+        aic = self.family.aic(self.y, self.m, mu, self.wt)
+        crit = self.deviance(theta, beta, eta0, u0) if self.nagq > 1 else jnp.sum(dev) + ussq + ldL2
+        return {
+            "beta": b,
+            "u": us,
+            "eta": eta,
+            "mu": mu,
+            "ldL2": ldL2,
+            "drsum": jnp.sum(dev),
+            "ussq": ussq,
+            "aic": aic,
+            "criterion": crit,
+        }
+
+
+def _objective_program(theta, beta, eta0, a, spec: _Spec):
+    return _Kernel(spec, a).deviance(theta, beta, eta0)
+
+
+def _start_program(theta, eta0, a, spec: _Spec):
+    """β from PIRLS at the starting θ (lme4's nAGQ = 0 estimate there)."""
+    return _Kernel(spec, a).pirls(theta, None, eta0)[0]
+
+
+def _fit_program(x0, scale, eta0, a, spec: _Spec, options: NewtonOptions):
+    """(θ̃, β) start -> optimizer state, the criterion's Hessian in (θ, β) at the optimum
+    (central differences of the exact gradient) and the result's pieces."""
+    k = _Kernel(spec, a)
+    nt = spec.layout.ntheta
+    p = spec.layout.p
+    lb = jnp.concatenate([jnp.asarray(spec.layout.theta_lower), jnp.full(p, -jnp.inf)])
+
+    unscale = jnp.concatenate([scale, jnp.ones(p, scale.dtype)])
+
+    def fun(x, e, u0):
+        return k.deviance(x[:nt] * scale, x[nt:], e, u0)
+
+    # PIRLS at every point starts from the modes at the start: fewer iterations than from 0
+    u0 = k.pirls(x0[:nt] * scale, x0[nt:], eta0)[1]
+    # BFGS starts from the Hessian at the start (|eigenvalues|, so positive definite): from
+    # a scaled identity it took 53 iterations on grouseticks (β of a covariate in metres
+    # next to θ), from this 9 (see the commit message)
+    w, V = jnp.linalg.eigh(_fd_hessian(fun, x0, eta0, u0))
+    floor = 1e-8 * jnp.maximum(jnp.max(jnp.abs(w)), 1.0)
+    H0 = (V * jnp.maximum(jnp.abs(w), floor)) @ V.T
+    state = newton_minimize(fun, x0, lb, (eta0, u0), options, H0=H0)
+    x = state.x * unscale
+    H = _fd_hessian(lambda xx, e, u: k.deviance(xx[:nt], xx[nt:], e, u), x, eta0, u0)
+    return state, H, k.pieces(x[:nt], x[nt:], eta0, u0)
+
+
+def _fd_hessian(fun, x, *args):
+    """Symmetrized central differences of the exact gradient of ``fun(x, *args)``."""
+    h = HESSIAN_STEP * jnp.maximum(1.0, jnp.abs(x))
+    pts = jnp.concatenate([x + jnp.diag(h), x - jnp.diag(h)])
+    grads = jax.vmap(jax.grad(fun), in_axes=(0,) + (None,) * len(args))(pts, *args)
+    n = x.shape[0]
+    H = (grads[:n] - grads[n:]) / (2.0 * h[:, None])
+    return 0.5 * (H + H.T)
+
+
+# Relative step of the central differences of the exact gradient that give the criterion's
+# Hessian in (θ, β) for vcov: truncation error O(h²) ~ 1e-8, rounding ~1e-16/h ~ 1e-12.
+HESSIAN_STEP = 1e-4
+
+
+def _simulate(key, x, a, spec: _Spec):
+    """One response from the fitted model at x = (θ, β): u ~ N(0, I), η = offset + Xβ + ZΛu,
+    y ~ binomial(trials = prior weights, μ)/trials or Poisson(μ) (as lme4's ``simulate``)."""
+    k = _Kernel(spec, a)
+    nt = spec.layout.ntheta
+    keys = jax.random.split(key, len(spec.layout.terms) + 1)
+    us = tuple(jax.random.normal(kk, (t.nlevels, t.ncols), x.dtype) for kk, t in zip(keys[:-1], spec.layout.terms))
+    mu = k.family.link.linkinv(k.eta_of(x[:nt], x[nt:], us))
+    if spec.family == "binomial":
+        trials = jnp.round(a["wt"])
+        return jax.random.binomial(keys[-1], trials, jnp.clip(mu, 0.0, 1.0)).astype(x.dtype) / trials
+    return jax.random.poisson(keys[-1], mu).astype(x.dtype)
+
+
+# one program per spec and shape (a jit made inside ``simulate`` would compile on every call)
+_simulate_many = jax.jit(jax.vmap(_simulate, in_axes=(0, None, None, None)), static_argnums=3)
+
+
+def _eta_start_traced(y, wt, family: Family):
+    mu = (wt * y + 0.5) / (wt + 1.0) if family.name == "binomial" else y + 0.1
+    return family.link.linkfun(mu)
+
+
+def _boot_program(keys, x_hat, scale, a, spec: _Spec, options: NewtonOptions):
+    """Refits of responses simulated at x_hat = (θ, β), vmapped over ``keys`` (one lane per
+    replicate, each started at the fit): x (θ, β), criterion, status, iterations."""
+    nt, p = spec.layout.ntheta, spec.layout.p
+    lb = jnp.concatenate([jnp.asarray(spec.layout.theta_lower), jnp.full(p, -jnp.inf)])
+    unscale = jnp.concatenate([scale, jnp.ones(p, scale.dtype)])
+
+    def one(key):
+        y = _simulate(key, x_hat * unscale, a, spec)
+        a_rep = dict(a, y=y)
+        k = _Kernel(spec, a_rep)
+        eta0 = _eta_start_traced(y, a["wt"], k.family)
+
+        def fun(x, e):
+            return k.deviance(x[:nt] * scale, x[nt:], e)
+
+        st = newton_minimize(fun, x_hat, lb, (eta0,), options)
+        return st.x * unscale, st.f, st.status, st.it
+
+    return jax.vmap(one)(keys)
+
+
+@dataclass
+class _Fitted:
+    """Conditional modes as the linear model's result holds them (for ``jaxlme.predict``)."""
+
+    b: tuple
+    u: tuple
+
+
+class GLMM:
+    """A generalized linear mixed model (lme4's ``glmer``): formula, data and family, with
+    the design and sparse pattern built once.
+
+    >>> model = GLMM("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)  # doctest: +SKIP
+    >>> res = model.fit()                                                                 # doctest: +SKIP
+    """
+
+    @x64
+    def __init__(
+        self,
+        formula: str,
+        data,
+        family: str = "binomial",
+        link: str | None = None,
+        *,
+        weights=None,
+        offset=None,
+        nagq: int = 1,
+        warn: bool = True,
+    ) -> None:
+        """Validate the data against the family and build the model's arrays.
+
+        Args:
+            formula: lme4-style formula.  Binomial responses are 0/1, proportions (with
+                ``weights`` = trials) or ``cbind(successes, failures)``; ``offset(expr)``
+                terms enter the linear predictor with coefficient 1.
+            data: DataFrame (or dict of columns, or an Arrow/interchange table).
+            family: "binomial" or "poisson".
+            link: the link (binomial: logit, probit, cloglog, log; poisson: log,
+                identity, sqrt); None for the canonical one.
+            weights: prior weights (a column name or one value per row); for a binomial
+                proportion, the number of trials.
+            offset: an extra offset, a column name or one value per row (lme4's
+                ``offset =``), added to any ``offset()`` terms of the formula.
+            nagq: 1 for the Laplace approximation; > 1 for adaptive Gauss-Hermite
+                quadrature with that many nodes (one scalar random-effects term only).
+            warn: warn about dropped rows and aliased columns.
+        """
+        t0 = time.perf_counter()
+        self.family = make_family(family, link)
+        nagq = int(nagq)
+        if nagq < 1:
+            raise ValueError(f"nagq must be >= 1, got {nagq} (lme4's nAGQ = 0 criterion is the fit's first stage)")
+        self.nagq = nagq
+        self.formula = formula
+        frame = _as_frame(data)
+        parsed = parse_formula(formula)
+        self.response_name = parsed.response.strip()
+        if offset is not None:
+            values = frame[offset] if isinstance(offset, str) else np.asarray(offset, dtype=float)
+            if isinstance(offset, str) and offset not in frame.columns:
+                raise DataError(f"offset column '{offset}' not found in data")
+            values = np.asarray(values, dtype=float)
+            if values.shape != (len(frame),):
+                raise DataError(f"offset must have one value per data row ({len(frame)}), got shape {values.shape}")
+            frame = frame.assign(_jaxlme_offset=values)
+            formula_fit = f"{formula} + offset(_jaxlme_offset)"
+        else:
+            formula_fit = formula
+        pieces = _split_cbind(parsed.response)
+        trials = None
+        if pieces is not None:
+            if self.family.name != "binomial":
+                raise FormulaError(f"cbind(...) responses are binomial; the {self.family.name} family takes counts")
+            succ, fail = (_eval_column(e, frame) for e in pieces)
+            for e, v in zip(pieces, (succ, fail)):
+                bad = np.isfinite(v) & ((v < 0) | (np.abs(v - np.round(v)) > 1e-7))
+                if bad.any():
+                    raise DataError(f"cbind column '{e}' must hold whole numbers >= 0 ({int(bad.sum())} row(s) do not)")
+            n_tr = succ + fail
+            if np.any(n_tr == 0):
+                raise DataError(
+                    f"{int(np.sum(n_tr == 0))} row(s) of {parsed.response.strip()} have no trials "
+                    "(successes + failures = 0); drop them"
+                )
+            with np.errstate(invalid="ignore", divide="ignore"):
+                frame = frame.assign(_jaxlme_y=succ / n_tr, _jaxlme_trials=n_tr)
+            formula_fit = "_jaxlme_y ~" + _rest_of_formula(formula_fit)
+            trials = n_tr
+        elif not parsed.response.strip().isidentifier():  # incidence / size: R's arithmetic, not nesting
+            frame = frame.assign(_jaxlme_y=_eval_column(parsed.response.strip(), frame))
+            formula_fit = "_jaxlme_y ~" + _rest_of_formula(formula_fit)
+        user_w = None
+        if weights is not None:
+            user_w = frame[weights] if isinstance(weights, str) else weights
+            if isinstance(weights, str) and weights not in frame.columns:
+                raise DataError(f"weights column '{weights}' not found in data")
+            user_w = np.asarray(user_w, dtype=float)
+        w_all = trials if user_w is None else (user_w if trials is None else user_w * trials)
+        design = build_design(formula_fit, frame, warn=warn, weights=w_all)
+        # the formula as the user wrote it (summaries, the bootstrap's report), not the one fitted
+        design = dataclasses.replace(design, formula=dataclasses.replace(design.formula, text=formula))
+        self.design = design
+        self.data = data
+        self._data_index = frame.index
+        y = design.y + (design.offset if design.offset is not None else 0.0)
+        wt = np.ones(design.n) if design.weights is None else design.weights
+        self.family.check_response(y, self.response_name, None if trials is not None else design.weights)
+        if self.family.name == "binomial" and trials is None and design.weights is not None:
+            k = y * wt
+            if np.any(np.abs(k - np.round(k)) > 1e-3):
+                _warnings.warn(f"non-integer #successes in a binomial glmm: '{self.response_name}' times the weights")
+        if trials is not None:
+            n_rows = frame["_jaxlme_trials"].to_numpy(dtype=float)
+            n_used = n_rows[frame.index.get_indexer(design.rows)]
+        else:
+            n_used = np.ones(design.n)
+        m = binomial_trials(n_used, wt) if self.family.name == "binomial" else n_used
+        self.y, self.prior_weights, self.trials = y, wt, m
+        self.offset = np.zeros(design.n) if design.offset is None else design.offset
+        ts = design.terms
+        pat_joint = design_pattern(design)
+        pat_u = structure_pattern(
+            [t.index for t in ts],
+            [t.ncols for t in ts],
+            [t.nlevels for t in ts],
+            [t.name for t in ts],
+            [t.term.correlated for t in ts],
+            0,
+        )
+        lay = pat_joint.layout
+        if nagq > 1 and not (len(lay.terms) == 1 and lay.terms[0].ncols == 1):
+            raise ValueError(
+                "nagq > 1 (adaptive Gauss-Hermite quadrature) needs a single scalar random-effects term "
+                f"such as (1 | g); this model has {' + '.join(str(t.term) for t in design.terms)}"
+            )
+        self._spec = _Spec(lay, pat_u.layout, self.family.name, self.family.link.name, nagq)
+        with jax.enable_x64(True):
+            put = jax.device_put
+            self._arrays = {
+                "y": put(y),
+                "wt": put(wt),
+                "m": put(m),
+                "off": put(self.offset),
+                "X": put(design.X),
+                "Z": tuple(put(t.Z) for t in ts),
+                "pj": _pattern_arrays(pat_joint),
+                "pu": _pattern_arrays(pat_u),
+            }
+        self.layout = lay
+        self.setup_seconds = time.perf_counter() - t0
+        self.theta_scale = _theta_scale(design, self.layout)
+        if self.family.name == "binomial":
+            self._check_separation(warn)
+
+    @property
+    def nobs(self) -> int:
+        """Observations used (rows with missing values dropped)."""
+        return self.design.n
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{t.name}: {t.nlevels}" for t in self.layout.terms)
+        return (
+            f"GLMM({self.formula!r}, family={self.family.name}({self.family.link.name}), nobs={self.nobs}, "
+            f"groups={{{groups}}})"
+        )
+
+    def _check_separation(self, warn: bool) -> None:
+        """Warn when a fixed-effect column separates the outcomes (all-0 or all-1 rows at
+        one of its values), as glm warns that fitted probabilities are 0 or 1."""
+        if not warn:
+            return
+        y, X = self.y, self.design.X
+        for j, name in enumerate(self.design.xnames):
+            col = X[:, j]
+            if name == "(Intercept)" or np.ptp(col) == 0:
+                continue
+            vals = np.unique(col)
+            if len(vals) == 2:
+                for v in vals:
+                    sel = col == v
+                    if np.all(y[sel] == 0) or np.all(y[sel] == 1):
+                        _warnings.warn(
+                            f"complete separation: the response '{self.response_name}' is "
+                            f"{int(y[sel][0])} in every row where '{name}' is {v:g}; its estimate and SE are "
+                            "not finite in truth (the fit stops where the likelihood flattens)"
+                        )
+                        return
+
+    # -- programs ---------------------------------------------------------------------
+    def _compiled(self, name: str, fn, args: tuple, static: dict):
+        """``compile_program`` for this model's spec (same-shaped models share it)."""
+        prog, seconds = compile_program(name, fn, args, dict(static, spec=self._spec), small=is_small(self.layout))
+        return prog, seconds
+
+    def _eta_start(self) -> np.ndarray:
+        """R's ``family$initialize`` start: μ = (w·y + 1/2)/(w + 1) (binomial), y + 1/10 (poisson)."""
+        y, w = self.y, self.prior_weights
+        mu = (w * y + 0.5) / (w + 1.0) if self.family.name == "binomial" else y + 0.1
+        with jax.enable_x64(True):
+            return np.asarray(self.family.link.linkfun(jnp.asarray(mu)))
+
+    @x64
+    def objective(self, theta, beta=None) -> float:
+        """The fitted criterion at θ and β (lme4's Laplace or AGQ deviance, ``devfun``);
+        with ``beta=None`` β is profiled by PIRLS (lme4's nAGQ = 0 criterion)."""
+        theta = jnp.asarray(np.asarray(theta, dtype=float).reshape(-1))
+        if theta.shape[0] != self.layout.ntheta:
+            raise ValueError(f"theta must have {self.layout.ntheta} elements, got {theta.shape[0]}")
+        b = None if beta is None else jnp.asarray(np.asarray(beta, dtype=float).reshape(-1))
+        args = (theta, b, jnp.asarray(self._eta_start()), self._arrays)
+        prog, _ = self._compiled("glmm_objective", _objective_program, args, {})
+        return float(prog(*args))
+
+    @x64
+    def fit(self, *, theta0=None, gtol: float = 1e-6, maxiter: int = 200, warn: bool = True) -> GLMMResult:
+        """Fit by maximum likelihood (Laplace or AGQ).
+
+        θ starts at lme4's Λ = I (or ``theta0``) and β at PIRLS' estimate there (lme4's
+        nAGQ = 0 β); then θ and β are optimized jointly, as lme4's second stage, by the
+        bounded quasi-Newton solver with exact gradients (PIRLS' fixed point differentiated).
+
+        Args:
+            theta0: starting θ (default: lme4's Λ = I).
+            gtol: projected-gradient tolerance of the solver.
+            maxiter: iteration cap.
+            warn: warn about non-convergence and singular fits.
+
+        Returns:
+            The fitted :class:`GLMMResult`.
+        """
+        lay = self.layout
+        t0 = time.perf_counter()
+        start = lay.theta_start * self.theta_scale if theta0 is None else np.asarray(theta0, dtype=float).reshape(-1)
+        if start.shape[0] != lay.ntheta:
+            raise ValueError(f"theta0 must have {lay.ntheta} elements, got {start.shape[0]}")
+        start = np.maximum(start, lay.theta_lower)
+        eta0 = jnp.asarray(self._eta_start())
+        options = NewtonOptions(gtol=gtol, maxiter=maxiter, hessian="bfgs")
+        args = (jnp.asarray(start), eta0, self._arrays)
+        beta_start, compile_s = self._compiled("glmm_start", _start_program, args, {})
+        beta1 = np.asarray(beta_start(*args))
+        x0 = jnp.asarray(np.concatenate([start / self.theta_scale, beta1]))
+        args = (x0, jnp.asarray(self.theta_scale), eta0, self._arrays)
+        run, seconds = self._compiled("glmm_fit", _fit_program, args, {"options": options})
+        compile_s += seconds
+        state, H, pieces = jax.device_get(run(*args))
+        fit_s = time.perf_counter() - t0
+        nt = lay.ntheta
+        theta = np.asarray(state.x[:nt]) * self.theta_scale
+        lb = np.concatenate([lay.theta_lower, np.full(self.design.p, -np.inf)])
+        g = np.asarray(state.g)
+        pg = np.where((np.asarray(state.x) <= lb) & (g > 0), 0.0, g)
+        status = int(state.status)
+        opt = OptSummary(
+            optimizer="bounded quasi-Newton (BFGS) in (θ, β), exact gradients through PIRLS",
+            theta_initial=start,
+            theta_final=theta,
+            objective=float(state.f),
+            gradient_norm=float(np.max(np.abs(pg))) if pg.size else 0.0,
+            iterations=int(state.it),
+            evaluations=int(state.nfev),
+            status=STATUS.get(status, str(status)),
+            converged=status in (1, 2),
+            fit_seconds=fit_s,
+            compile_seconds=compile_s,
+            setup_seconds=self.setup_seconds,
+            gtol=gtol,
+        )
+        res = GLMMResult(self, opt, pieces, np.asarray(H))
+        if warn:
+            if not opt.converged:
+                _warnings.warn(
+                    f"Model failed to converge: {opt.status} after {opt.iterations} iterations, "
+                    f"max|projected gradient| = {opt.gradient_norm:.3g}"
+                )
+            if res.singular:
+                _warnings.warn("boundary (singular) fit: a variance component is (close to) zero")
+        return res
+
+
+@dataclass(eq=False)
+class GLMMResult:
+    """A fitted generalized linear mixed model, with the linear model's names: ``fixef``,
+    ``stderr``, ``vcov``, ``coefs()``, ``varcorr``, ``ranef``, ``fitted``, ``predict``,
+    ``loglike``, ``aic``, ``bic``, ``deviance``, ``summary()``, ``converged``,
+    ``singular``, ``opt``."""
+
+    model: GLMM
+    opt: OptSummary
+    pieces: dict = field(repr=False)
+    hessian: np.ndarray = field(repr=False)  # of the criterion in (θ, β) at the optimum
+
+    def __post_init__(self) -> None:
+        d, lay = self.model.design, self.model.layout
+        self.theta = np.asarray(self.opt.theta_final, dtype=float)
+        self.objective = float(self.pieces["criterion"])
+        self.converged = bool(self.opt.converged)
+        self.nobs = d.n
+        self.sigma = 1.0  # binomial and poisson: no dispersion parameter
+        self.singular = bool(np.any(self.theta[lay.theta_lower == 0] < SINGULAR_TOL))
+        self.npar = d.p + lay.ntheta
+        # lme4: logLik = -(aic + ‖u‖² + log|L|²)/2 for the Laplace fit (the family's constants
+        # included); for nAGQ > 1 lme4 reports -criterion/2, whose deviance residuals lack them
+        if self.model.nagq == 1:
+            self.loglike = -0.5 * float(self.pieces["aic"] + self.pieces["ussq"] + self.pieces["ldL2"])
+        else:
+            self.loglike = -0.5 * self.objective
+        self.aic = -2.0 * self.loglike + 2.0 * self.npar
+        self.bic = -2.0 * self.loglike + np.log(self.nobs) * self.npar
+        lams = lay.lambdas(self.theta)
+        us = tuple(np.asarray(u) for u in self.pieces["u"])
+        self.effects = _Fitted(tuple(u @ lam.T for u, lam in zip(us, lams)), us)
+
+    @property
+    def family(self) -> Family:
+        """The response family and link."""
+        return self.model.family
+
+    @property
+    def deviance(self) -> float:
+        """-2 logLik (lme4's summary "deviance" column)."""
+        return -2.0 * self.loglike
+
+    @property
+    def df_resid(self) -> int:
+        """Observations minus parameters (θ and β), lme4's ``df.residual``."""
+        return self.nobs - self.npar
+
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates β̂ (link scale)."""
+        return pd.Series(np.asarray(self.pieces["beta"], dtype=float), index=self.model.design.xnames, name="fixef")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance of β̂ as lme4's ``vcov`` (``use.hessian = TRUE``): the β block of
+        2·H⁻¹, H the Hessian of the criterion in (θ, β) (exact here, by autodiff; lme4
+        differences it), or σ²(RX'RX)⁻¹ from the final PIRLS where H is not positive definite."""
+        if "_vcov" not in self.__dict__:
+            nt, xn = self.model.layout.ntheta, self.model.design.xnames
+            H = self.hessian
+            try:
+                np.linalg.cholesky(H)
+                V = 2.0 * np.linalg.inv(H)[nt:, nt:]
+            except np.linalg.LinAlgError:
+                _warnings.warn("the Hessian of the criterion is not positive definite: vcov from the final PIRLS step")
+                V = self._rx_vcov()
+            self.__dict__["_vcov"] = pd.DataFrame(V, index=xn, columns=xn)
+        return self.__dict__["_vcov"]
+
+    def _rx_vcov(self) -> np.ndarray:
+        m = self.model
+        with jax.enable_x64(True):
+            k = _Kernel(m._spec, m._arrays)
+            eta = jnp.asarray(self.pieces["eta"])
+            w, z = k.working(eta, observed=False)
+            eff = solve_effects(jnp.asarray(self.theta), k.structure(k.pat_joint, w, z, k.X), reml=False)
+            RX = np.asarray(eff.RX)
+        RXinv = np.linalg.inv(RX)
+        return RXinv.T @ RXinv
+
+    @property
+    def stderr(self) -> pd.Series:
+        """Standard errors of β̂."""
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.model.design.xnames, name="stderr")
+
+    def coefs(self, level: float = 0.95) -> pd.DataFrame:
+        """Wald z tests and intervals of the fixed effects (glmer's summary table).
+
+        Args:
+            level: coverage of the Wald interval.
+
+        Returns:
+            DataFrame indexed by coefficient: estimate, se, z, p (two-sided), lower, upper.
+        """
+        from scipy import special
+
+        est, se = self.fixef, self.stderr
+        z = est / se
+        q = float(special.ndtri(0.5 + level / 2))
+        return pd.DataFrame(
+            {
+                "estimate": est,
+                "se": se,
+                "z": z,
+                "p": 2.0 * special.ndtr(-np.abs(z.to_numpy())),
+                "lower": est - q * se,
+                "upper": est + q * se,
+            }
+        )
+
+    # -- random effects: the linear model's tables --------------------------------------
+    @property
+    def group_labels(self) -> list[str]:
+        """lme4's label of each random-effects term (see :func:`jaxlme.results.group_labels`)."""
+        from .results import group_labels
+
+        return group_labels(self.model.design.terms)
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes b̂ per grouping factor (lme4's ``ranef``), one row per level."""
+        from .results import LMMResult
+
+        return LMMResult.ranef.func(self)
+
+    def covariance_matrices(self) -> dict[str, pd.DataFrame]:
+        """Σ_t = Λ_t Λ_t' of each term, keyed by its label."""
+        from .results import LMMResult
+
+        return LMMResult.covariance_matrices(self)
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """SDs and correlations of the random effects (lme4's ``as.data.frame(VarCorr())``,
+        which has no residual row for binomial and Poisson fits)."""
+        from .results import LMMResult
+
+        vc = LMMResult._varcorr(self)
+        return vc[vc["group"] != "Residual"].reset_index(drop=True)
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Levels of each grouping factor."""
+        return {t.name: t.nlevels for t in self.model.design.terms}
+
+    # -- per observation -------------------------------------------------------------
+    @property
+    def linear_predictor(self) -> pd.Series:
+        """η = Xβ̂ + Zb̂ + offset per row used in the fit."""
+        return pd.Series(np.asarray(self.pieces["eta"]), index=self.model.design.rows, name="eta")
+
+    @property
+    def fitted(self) -> pd.Series:
+        """Conditional means μ = g⁻¹(η) (lme4's ``fitted``: proportions for binomial)."""
+        return pd.Series(np.asarray(self.pieces["mu"]), index=self.model.design.rows, name="fitted")
+
+    @property
+    def pearson_residuals(self) -> pd.Series:
+        """(y - μ)·√w / √V(μ) (lme4's ``residuals(fit, "pearson")``)."""
+        mu = np.asarray(self.pieces["mu"])
+        with jax.enable_x64(True):
+            v = np.asarray(self.family.variance(jnp.asarray(mu)))
+        r = (self.model.y - mu) * np.sqrt(self.model.prior_weights / v)
+        return pd.Series(r, index=self.model.design.rows, name="pearson_residuals")
+
+    def predict(self, newdata=None, type: str = "link", re_form=None, allow_new_levels: bool = False):  # noqa: A002
+        """Predictions (lme4's ``predict.merMod``) on the link or the response scale.
+
+        Args:
+            newdata: rows to predict (DataFrame or dict); None: the fitting rows.
+            type: "link" (η) or "response" (μ = g⁻¹(η)).
+            re_form: random-effects terms to condition on: None (all), "~0"/"NA" (none) or a
+                formula of some terms, as :func:`jaxlme.predict.predict`.
+            allow_new_levels: predict unseen levels with zero random effects.
+
+        Returns:
+            A Series ``predicted`` indexed like ``newdata`` (or the fitting rows).
+        """
+        if type not in ("link", "response"):
+            raise ValueError(f"type must be 'link' or 'response', got {type!r}")
+        if newdata is None and re_form is None:
+            out = self.linear_predictor.rename("predicted")
+        else:
+            from .predict import predict
+
+            out = predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
+        if type == "response":
+            with jax.enable_x64(True):
+                out = pd.Series(
+                    np.asarray(self.family.link.linkinv(jnp.asarray(out.to_numpy(dtype=float)))),
+                    index=out.index,
+                    name="predicted",
+                )
+        return out
+
+    # -- parametric bootstrap ------------------------------------------------------------
+    def simulate(self, n: int, seed: int | None = 0) -> np.ndarray:
+        """(n, nobs) responses simulated from the fitted model (new random effects each; lme4's
+        ``simulate``): binomial as proportions of the trials, Poisson as counts."""
+        from .bootstrap import resolve_seed
+
+        m = self.model
+        x = jnp.asarray(np.concatenate([self.theta, self.fixef.to_numpy()]))
+        with jax.enable_x64(True):
+            keys = jax.random.split(jax.random.PRNGKey(resolve_seed(seed)), int(n))
+            return np.asarray(_simulate_many(keys, x, m._arrays, m._spec))
+
+    def bootstrap(self, n: int, seed: int | None = 0, chunk_size: int = 64):
+        """Parametric bootstrap (lme4's ``bootMer``): ``n`` responses simulated from the fit,
+        each refitted (θ and β, from the fit's estimates) in vmapped lanes of one compiled
+        program, ``chunk_size`` replicates at a time.
+
+        Args:
+            n: number of replicates.
+            seed: seed of the simulated responses (None: fresh entropy, recorded).
+            chunk_size: replicates refitted per program call.
+
+        Returns:
+            A :class:`jaxlme.bootstrap.BootstrapResult` (``fixef``, ``vc``, ``theta``,
+            ``ci()``, ``summary()``; ``sigma`` is 1: binomial and Poisson have no dispersion).
+        """
+        from .bootstrap import BootstrapResult, resolve_seed
+
+        m = self.model
+        seed = resolve_seed(seed)
+        n, chunk = int(n), max(1, min(int(chunk_size), int(n)))
+        t0 = time.perf_counter()
+        with jax.enable_x64(True):
+            keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), n))
+            pad = (-n) % chunk
+            keys = np.concatenate([keys, keys[: pad or 0]]) if pad else keys
+            x_hat = jnp.asarray(np.concatenate([self.theta / m.theta_scale, self.fixef.to_numpy()]))
+            scale = jnp.asarray(m.theta_scale)
+            options = NewtonOptions(hessian="bfgs", maxiter=200)
+            args = (jnp.asarray(keys[:chunk]), x_hat, scale, m._arrays)
+            prog, _ = m._compiled("glmm_boot", _boot_program, args, {"options": options})
+            outs = [
+                jax.device_get(prog(jnp.asarray(keys[i : i + chunk]), x_hat, scale, m._arrays))
+                for i in range(0, len(keys), chunk)
+            ]
+        x, f, status, it = (np.concatenate([o[j] for o in outs])[:n] for j in range(4))
+        nt = m.layout.ntheta
+        return BootstrapResult._build(
+            self,
+            replicate=np.arange(n),
+            fixef=x[:, nt:],
+            sigma=np.ones(n),
+            theta=x[:, :nt],
+            objective=f,
+            status=status,
+            iterations=it,
+            n_requested=n,
+            seed=seed,
+            elapsed=time.perf_counter() - t0,
+            chunk_size=chunk,
+            n_devices=1,
+        )
+
+    @property
+    def method(self) -> str:
+        """The likelihood approximation: "Laplace" or "AGQ(n)"."""
+        return "Laplace" if self.model.nagq == 1 else f"AGQ({self.model.nagq})"
+
+    # -- text ------------------------------------------------------------------------
+    def summary(self, correlation: bool | None = None) -> str:
+        """glmer's summary layout: criterion, family, fit statistics, scaled residuals,
+        random effects, fixed effects with z tests, correlation of the fixed effects."""
+        from .results import LMMResult, _correlation_block
+
+        d = self.model.design
+        nagq = self.model.nagq
+        how = "Laplace Approximation" if nagq == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {nagq}"
+        out = [f"Generalized linear mixed model fit by maximum likelihood ({how}) [glmerMod]"]
+        out.append(f" Family: {self.family.name}  ( {self.family.link.name} )")
+        out.append(f"Formula: {self.model.formula}")
+        if d.n_dropped:
+            out.append(f"  ({d.n_dropped} observation(s) deleted due to missingness)")
+        out.append("")
+        out.append(f"{'AIC':>10} {'BIC':>10} {'logLik':>10} {'deviance':>10} {'df.resid':>9}")
+        out.append(f"{self.aic:10.1f} {self.bic:10.1f} {self.loglike:10.1f} {self.deviance:10.1f} {self.df_resid:9d}")
+        out.append("")
+        out.append("Scaled residuals:")
+        q = np.quantile(self.pearson_residuals, [0, 0.25, 0.5, 0.75, 1.0])
+        out.append("    " + " ".join(f"{h:>8}" for h in ["Min", "1Q", "Median", "3Q", "Max"]))
+        out.append("    " + " ".join(f"{v:8.4f}" for v in q))
+        out.append("")
+        out.append("Random effects:")
+        out.append("\n".join(LMMResult._varcorr_text(self).splitlines()[:-1]))  # no residual line
+        groups = ", ".join(f"{k}, {v}" for k, v in self.ngroups.items())
+        out.append(f"Number of obs: {self.nobs}, groups:  {groups}")
+        out.append("")
+        out.append("Fixed effects:")
+        ct = self.coefs()
+        fe = pd.DataFrame({"Estimate": ct["estimate"], "Std. Error": ct["se"], "z value": ct["z"], "Pr(>|z|)": ct["p"]})
+        out.append(fe.to_string(float_format=lambda v: f"{v:.4g}" if abs(v) < 1e-3 else f"{v:.4f}"))
+        if d.aliased:
+            out.append(f"fixed-effect model matrix is rank deficient; dropped: {', '.join(d.aliased)}")
+        out += _correlation_block(self, correlation)
+        out.append("")
+        status = self.opt.status if self.converged else f"NOT CONVERGED ({self.opt.status})"
+        out.append(f"Optimizer: {status} in {self.opt.iterations} iterations, max|grad| = {self.opt.gradient_norm:.2e}")
+        if self.singular:
+            out.append("boundary (singular) fit: see isSingular")
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return (
+            f"<GLMMResult {self.family.name}({self.family.link.name}) {self.model.formula!r}: "
+            f"deviance={self.deviance:.4f}, converged={self.converged}, singular={self.singular}>"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def glmm(
+    formula: str,
+    data,
+    family: str = "binomial",
+    link: str | None = None,
+    *,
+    weights=None,
+    offset=None,
+    nagq: int = 1,
+    **fit_kwargs,
+) -> GLMMResult:
+    """Fit a generalized linear mixed model in one call (lme4's ``glmer``).
+
+    Args:
+        formula: lme4-style formula, e.g. ``"cbind(k, n - k) ~ x + (1 | g)"``.
+        data: DataFrame (or dict of columns).
+        family: "binomial" or "poisson".
+        link: link name; None for the canonical link.
+        weights: prior weights (binomial proportions: the trials).
+        offset: extra offset (column name or values), added to the formula's ``offset()``.
+        nagq: 1 (Laplace) or the number of adaptive Gauss-Hermite nodes (one scalar term).
+        **fit_kwargs: passed to :meth:`GLMM.fit`.
+
+    Returns:
+        The fitted :class:`GLMMResult`.
+    """
+    return GLMM(formula, data, family, link, weights=weights, offset=offset, nagq=nagq).fit(**fit_kwargs)
+
+
+def lrt(*results: GLMMResult, names=None) -> pd.DataFrame:
+    """Likelihood-ratio tests of nested GLMMs (lme4's ``anova(m1, m2, ...)``).
+
+    Models are sorted by their number of parameters; each row is tested against the one
+    before it: Chisq = 2 Δ logLik (clamped at 0), Df = Δ npar, p = P(χ²_Df > Chisq).
+
+    Args:
+        *results: two or more :class:`GLMMResult` of the same family, fitted to the same
+            observations (or one list of them).
+        names: row names (default: the formulas).
+
+    Returns:
+        A DataFrame with columns npar, AIC, BIC, logLik, deviance, Chisq, Df, p.
+    """
+    from scipy import special
+
+    if len(results) == 1 and isinstance(results[0], (list, tuple)):
+        results = tuple(results[0])
+    if len(results) < 2:
+        raise ValueError("lrt needs at least two fitted models to compare")
+    for r in results:
+        if not isinstance(r, GLMMResult):
+            raise TypeError(f"lrt of GLMMs compares GLMMResult objects, got {type(r).__name__}")
+    first = results[0]
+    for r in results[1:]:
+        if r.family.name != first.family.name or r.nobs != first.nobs or not np.array_equal(r.model.y, first.model.y):
+            raise ValueError("lrt needs models of one family fitted to the same observations and response")
+        if r.model.nagq != first.model.nagq:
+            raise ValueError("lrt needs models fitted with the same nagq (their likelihoods differ otherwise)")
+    names = [r.model.formula for r in results] if names is None else [str(n) for n in names]
+    if len(names) != len(results) or len(set(names)) != len(names):
+        raise ValueError("names must be unique, one per model")
+    order = sorted(range(len(results)), key=lambda i: results[i].npar)
+    rows = []
+    prev = None
+    for i in order:
+        r = results[i]
+        row = {"npar": r.npar, "AIC": r.aic, "BIC": r.bic, "logLik": r.loglike, "deviance": r.deviance}
+        if prev is None:
+            row.update(Chisq=np.nan, Df=np.nan, p=np.nan)
+        else:
+            chisq = max(2.0 * (r.loglike - prev.loglike), 0.0)
+            df = r.npar - prev.npar
+            row.update(Chisq=chisq, Df=df, p=float(special.chdtrc(df, chisq)) if df > 0 else np.nan)
+        rows.append(row)
+        prev = r
+    return pd.DataFrame(rows, index=[names[i] for i in order])
