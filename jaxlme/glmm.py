@@ -44,7 +44,7 @@ from .compiled import compile_program
 from .design import DataError, _as_frame, _model_matrix, _required_variables, build_design
 from .family import Family, binomial_trials, make_family
 from .formula import FormulaError, parse_formula
-from .model import _theta_scale
+from .model import theta_scale
 from .objective import block_diagonals, criterion_terms, factorize, solve_effects
 from .optimizer import STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, OptSummary
@@ -575,7 +575,7 @@ class GLMM:
             }
         self.layout = lay
         self.setup_seconds = time.perf_counter() - t0
-        self.theta_scale = _theta_scale(design, self.layout)
+        self.theta_scale = theta_scale([np.sum(t.Z**2, axis=0) for t in design.terms], len(design.y), self.layout)
         if self.family.name == "binomial":
             self._check_separation(warn)
 
