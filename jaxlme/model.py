@@ -276,7 +276,7 @@ class LMM:
         *,
         theta0=None,
         gtol: float = 1e-6,
-        maxiter: int = 100,
+        maxiter: int = 300,
         optimizer: str = "auto",
         warn: bool = True,
     ) -> LMMResult:
@@ -324,7 +324,7 @@ class LMM:
         devices=None,
         progress: bool = False,
         gtol: float = 1e-6,
-        maxiter: int = 100,
+        maxiter: int = 300,
     ) -> pd.DataFrame:
         """Fit this model's design to many responses at once (genes, voxels, items).
 
@@ -370,11 +370,11 @@ class LMM:
             maxiter=maxiter,
         )
 
-    def _refit_options(self, maxiter: int = 100) -> NewtonOptions:
+    def _refit_options(self, maxiter: int = 300) -> NewtonOptions:
         return NewtonOptions(hessian=self._hessian_method("auto"), maxiter=int(maxiter))
 
     @x64
-    def _refit_structure(self, struct: Structure, reml: bool, theta0, maxiter: int = 100) -> LMMResult:
+    def _refit_structure(self, struct: Structure, reml: bool, theta0, maxiter: int = 300) -> LMMResult:
         """Fit a response given by its cross-products (``struct``: ``self.structure`` with
         another ``zy1``, ``ry``), without warnings; the result's ``y`` is not that response,
         so only θ, β, σ and the criterion are meaningful (the bootstrap's follow-up)."""

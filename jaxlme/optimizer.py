@@ -30,7 +30,7 @@ STATUS = {
 
 class NewtonOptions(NamedTuple):
     gtol: float = 1e-6  # projected-gradient max-norm for convergence
-    maxiter: int = 100
+    maxiter: int = 300  # a cap, not a budget: Newton near a singular optimum can need 100+ steps
     max_halvings: int = 40
     armijo: float = 1e-4
     hessian: str = "exact"  # "exact" (autodiff Newton) or "bfgs" (quasi-Newton: gradients only)
