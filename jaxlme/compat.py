@@ -1569,7 +1569,7 @@ class MixedLMResults:
         if getattr(m, "_fixed_spec", None) is None:
             raise DataError("predict_conditional with new data needs a model built from formulas")
         frame = exog
-        out = self._fixed_part(frame).to_numpy().copy()
+        out = self._fixed_part(frame).to_numpy(dtype=float, copy=True)  # written below: never a read-only view
         gname = m._group_column
         if gname not in frame.columns:
             raise DataError(

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import threading
@@ -130,6 +131,19 @@ _FAST_CPU = {
 _NATIVE_REDUCTIONS_CPU = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """The leading numeric fields of a version string ("0.10.1", "0.9.0.1", "0.11.0.dev1")."""
+    match = re.match(r"\d+(\.\d+)*", version)
+    return tuple(int(x) for x in match.group(0).split(".")) if match else ()
+
+
+# Before jaxlib 0.10.1 the CPU backend uses no YNNPACK fusions by default, so the option has
+# nothing to move there; setting it anyway turns YNNPACK on for products, which crashes the
+# process (SIGSEGV) in the analytic-gradient fit of a large crossed model on jaxlib 0.9.2
+# and 0.10.0.  Those releases keep XLA's defaults.
+_NATIVE_REDUCTIONS_SAFE = _release(jaxlib.__version__) >= (0, 10, 1)
+
+
 def fast_compile_options(small: bool, native_reductions: bool = False) -> dict[str, Any]:
     """Compiler options for a program on this backend (CPU: cheaper code generation for
     small programs; XLA's own reductions for programs that gather-reduce over pairs)."""
@@ -137,7 +151,7 @@ def fast_compile_options(small: bool, native_reductions: bool = False) -> dict[s
         return {}
     if small:
         return dict(_FAST_CPU)
-    return dict(_NATIVE_REDUCTIONS_CPU) if native_reductions else {}
+    return dict(_NATIVE_REDUCTIONS_CPU) if native_reductions and _NATIVE_REDUCTIONS_SAFE else {}
 
 
 def clear_memory_cache() -> None:

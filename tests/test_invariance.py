@@ -79,9 +79,11 @@ def _same_fit(res, base, *, beta, sigma_factor=1.0, criterion_shift=0.0):
     """res is base with β mapped to ``beta``, σ scaled and the criterion shifted."""
     scale = max(1.0, abs(base.objective))
     assert abs(res.objective - (base.objective + criterion_shift)) <= RTOL * scale * 10
+    # θ and σ to 3e-7: a shift c up to 1e9 leaves the centred cross-products ~7 fewer exact
+    # digits, and XLA releases that sum in another order land up to 1.2e-7 apart there
     th = np.abs(base.theta).max() + 1e-3
-    _close(res.theta, base.theta, rtol=0, atol=1e-7 * th)
-    _close(res.sigma, base.sigma * sigma_factor, rtol=1e-7)
+    _close(res.theta, base.theta, rtol=0, atol=3e-7 * th)
+    _close(res.sigma, base.sigma * sigma_factor, rtol=3e-7)
     bscale = np.abs(beta).max()
     _close(res.fixef.to_numpy(), beta, rtol=0, atol=1e-7 * bscale)
 
