@@ -57,6 +57,7 @@ from .objective import (
     program_objective,
 )
 from .optimizer import (
+    MAXITER,
     STATUS,
     _projected_gradient,
     bfgs_update,
@@ -649,7 +650,7 @@ def refit_pool(
     progress: bool = True,
     round_iters: int = 8,
     gtol: float = 1e-6,
-    maxiter: int = 100,
+    maxiter: int = MAXITER,
     memory_bytes: float = 1e9,
     desc: str = "refits",
     _on_round=None,
@@ -818,7 +819,7 @@ def bootstrap(
     progress: bool = True,
     round_iters: int = 8,
     gtol: float = 1e-6,
-    maxiter: int = 100,
+    maxiter: int = MAXITER,
     memory_bytes: float = 1e9,
     _poison=(),
     _on_round=None,

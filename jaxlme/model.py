@@ -32,7 +32,7 @@ from .objective import (
     solve_effects,
     uses_analytic_gradient,
 )
-from .optimizer import STATUS, NewtonOptions, newton_minimize
+from .optimizer import MAXITER, STATUS, NewtonOptions, newton_minimize
 from .results import SINGULAR_TOL, LMMResult, OptSummary
 from .structure import Structure, build_structure, response_crossprods, weighted_rows
 
@@ -276,7 +276,7 @@ class LMM:
         *,
         theta0=None,
         gtol: float = 1e-6,
-        maxiter: int = 300,
+        maxiter: int = MAXITER,
         optimizer: str = "auto",
         warn: bool = True,
     ) -> LMMResult:
@@ -324,7 +324,7 @@ class LMM:
         devices=None,
         progress: bool = False,
         gtol: float = 1e-6,
-        maxiter: int = 300,
+        maxiter: int = MAXITER,
     ) -> pd.DataFrame:
         """Fit this model's design to many responses at once (genes, voxels, items).
 
@@ -370,11 +370,11 @@ class LMM:
             maxiter=maxiter,
         )
 
-    def _refit_options(self, maxiter: int = 300) -> NewtonOptions:
+    def _refit_options(self, maxiter: int = MAXITER) -> NewtonOptions:
         return NewtonOptions(hessian=self._hessian_method("auto"), maxiter=int(maxiter))
 
     @x64
-    def _refit_structure(self, struct: Structure, reml: bool, theta0, maxiter: int = 300) -> LMMResult:
+    def _refit_structure(self, struct: Structure, reml: bool, theta0, maxiter: int = MAXITER) -> LMMResult:
         """Fit a response given by its cross-products (``struct``: ``self.structure`` with
         another ``zy1``, ``ry``), without warnings; the result's ``y`` is not that response,
         so only θ, β, σ and the criterion are meaningful (the bootstrap's follow-up)."""

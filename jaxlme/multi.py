@@ -16,7 +16,7 @@ import pandas as pd
 
 from ._config import enable_compilation_cache
 from .bootstrap import Simulated, _Given, _vc_columns, refit_pool
-from .optimizer import STATUS
+from .optimizer import MAXITER, STATUS
 from .results import group_labels
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,7 +106,7 @@ def fit_many(
     devices=None,
     progress: bool = False,
     gtol: float = 1e-6,
-    maxiter: int = 100,
+    maxiter: int = MAXITER,
     memory_bytes: float = 1e9,
 ) -> pd.DataFrame:
     """Fit ``model``'s design to each column of ``Y``: the implementation of :meth:`jaxlme.LMM.fit_many`.

@@ -28,9 +28,14 @@ STATUS = {
 }
 
 
+#: Newton's iteration cap for fits and refits: a cap, not a budget (near a singular optimum
+#: Newton can need 100+ steps).  One value everywhere, so a follow-up refit reuses the fit's program.
+MAXITER = 300
+
+
 class NewtonOptions(NamedTuple):
     gtol: float = 1e-6  # projected-gradient max-norm for convergence
-    maxiter: int = 300  # a cap, not a budget: Newton near a singular optimum can need 100+ steps
+    maxiter: int = MAXITER
     max_halvings: int = 40
     armijo: float = 1e-4
     hessian: str = "exact"  # "exact" (autodiff Newton) or "bfgs" (quasi-Newton: gradients only)
