@@ -108,7 +108,7 @@ _SOURCE_HASH: str | None = None
 _LAPACK_READY = False
 # The on-disk format: bumped whenever the file layout changes; part of every key and the
 # first bytes of every file, so no file of another format is ever unpickled.
-_FORMAT = 2
+_FORMAT = 3
 _MAGIC = b"jaxlme-executable-v%d\n" % _FORMAT
 
 # XLA CPU options that halve compile time of jaxlme's small programs without slowing them:
@@ -313,12 +313,18 @@ def _deserialize(path: Path):
     data = path.read_bytes()
     if not data.startswith(_MAGIC):
         raise ValueError(f"{path}: not a jaxlme executable of format {_FORMAT}")
-    payload, in_tree, out_tree = pickle.loads(data[len(_MAGIC) :])
+    payload, in_tree, out_tree, device_ids = pickle.loads(data[len(_MAGIC) :])
+    by_id = {d.id: d for d in jax.devices()}
+    if not all(i in by_id for i in device_ids):
+        raise ValueError(f"{path}: compiled for devices {device_ids}, not all present")
     try:
         os.utime(path)  # recently used: the disk bound drops the oldest modification times first
     except OSError:
         pass
-    return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    # The devices it was compiled for: by default JAX would load it onto every device, and
+    # a one-device program loaded that way aborts the process when called (jax 0.8).
+    devices = [by_id[i] for i in device_ids] or None
+    return serialize_executable.deserialize_and_load(payload, in_tree, out_tree, execution_devices=devices)
 
 
 class _Background:
@@ -361,10 +367,21 @@ class _Loading(_Background):
         return super().result()
 
 
+def _device_ids(compiled) -> list[int]:
+    """Ids of the devices a compiled program runs on, in its device-assignment order."""
+    ids: list[int] = []
+    for sharding in jax.tree_util.tree_leaves(compiled.input_shardings):
+        assignment = getattr(sharding, "_device_assignment", None) or sorted(sharding.device_set, key=lambda d: d.id)
+        for d in assignment:
+            if d.id not in ids:
+                ids.append(d.id)
+    return ids
+
+
 def _save(path: Path, compiled) -> None:
     from jax.experimental import serialize_executable
 
-    data = _MAGIC + pickle.dumps(serialize_executable.serialize(compiled))
+    data = _MAGIC + pickle.dumps((*serialize_executable.serialize(compiled), _device_ids(compiled)))
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # created 0o600
     with os.fdopen(fd, "wb") as f:
         f.write(data)

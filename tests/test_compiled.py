@@ -66,6 +66,17 @@ def test_new_process_loads_fit_and_satterthwaite_without_tracing(tmp_path):
     np.testing.assert_allclose(second["df"], first["df"], rtol=1e-12)
 
 
+def test_one_device_programs_reload_on_a_host_with_four_devices(tmp_path):
+    # A loaded executable defaults to all devices; a one-device fit loaded that way aborted
+    # the process (jax 0.8) on the call.  It must run on the device it was compiled for.
+    four = dict(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    first = _child(tmp_path, **four)
+    second = _child(tmp_path, **four)
+    assert second["stats"]["loaded"] == 2 and second["stats"]["compiled"] == 0
+    np.testing.assert_allclose(second["theta"], first["theta"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(second["df"], first["df"], rtol=1e-12)
+
+
 @pytest.mark.parametrize("program", ["fit", "satterthwaite"])  # the second one is prefetched
 def test_corrupt_entry_is_replaced(tmp_path, program):
     _child(tmp_path)
