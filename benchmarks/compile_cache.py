@@ -36,7 +36,7 @@ import jaxlme.compiled as compiled
 warnings.simplefilter("ignore")
 mode, work = sys.argv[1], sys.argv[2]
 if mode == "jax":
-    jaxlme._config.enable_compilation_cache()
+    jaxlme.compiled.enable_compilation_cache()
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     if hasattr(compiled, "_disk_dir"):
         compiled._disk_dir = lambda: None  # jaxlme's own executable cache off

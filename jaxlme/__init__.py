@@ -6,12 +6,12 @@
 """
 
 from . import _config, datasets, diff
+from .comparison import lrt
 from .compat import MixedLM, MixedLMParams, mixedlm
 from .compiled import clear_cache
 from .design import DataError
 from .formula import FormulaError, parse_formula
 from .glmm import GLMM, GLMMResult, glmm
-from .inference import lrt
 from .model import LMM, lmm
 from .results import LMMResult, OptSummary
 

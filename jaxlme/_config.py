@@ -1,4 +1,4 @@
-"""Numerical configuration: float64 inside jaxlme only, and JAX's persistent compile cache.
+"""Configuration: float64 inside jaxlme only, where the compile caches live, and opt-in gc.freeze.
 
 jaxlme computes in float64 without flipping JAX's global ``jax_enable_x64`` flag: every
 public entry point runs under ``jax.enable_x64(True)`` (a context manager), so the user's
@@ -10,7 +10,8 @@ Compiled XLA programs are cached on disk (``~/.cache/jaxlme/xla`` or
 also kept as ready-to-run executables in its ``executables`` subfolder (see
 ``jaxlme.compiled``), so a new process skips tracing them too.  Opt out of both with
 ``JAXLME_NO_CACHE=1``; a JAX cache directory you configured yourself is left untouched
-(jaxlme's executables then go to the default location).
+(jaxlme's executables then go to the default location).  The caches are switched on by
+:func:`jaxlme.compiled.enable_compilation_cache`.
 
 ``JAXLME_GC_FREEZE=1`` (opt-in) makes ``import jaxlme`` move the objects alive at that
 point (mostly the modules of JAX, NumPy and pandas, ~0.8 M objects that live until exit)
@@ -32,7 +33,6 @@ import jax
 
 __all__ = [
     "x64",
-    "enable_compilation_cache",
     "cache_root",
     "disk_cache_bytes",
     "env_number",
@@ -66,9 +66,6 @@ def disk_cache_bytes() -> int:
     return int(env_number("JAXLME_DISK_CACHE_MB", 1024) * 2**20)
 
 
-_cache_done = False
-
-
 def cache_root() -> str | None:
     """jaxlme's cache directory (``$JAXLME_CACHE_DIR`` or ``~/.cache/jaxlme/xla``), or None
     when caching is switched off with ``JAXLME_NO_CACHE``."""
@@ -77,30 +74,6 @@ def cache_root() -> str | None:
     return os.environ.get("JAXLME_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"), "jaxlme", "xla"
     )
-
-
-def enable_compilation_cache() -> str | None:
-    """Point JAX's persistent compilation cache at a per-user directory (once, opt-out)."""
-    global _cache_done
-    if _cache_done:
-        return None
-    _cache_done = True
-    base = cache_root()
-    if base is None:
-        return None
-    if jax.config.jax_compilation_cache_dir:
-        return jax.config.jax_compilation_cache_dir
-    try:
-        os.makedirs(base, exist_ok=True)
-    except OSError:
-        return None
-    jax.config.update("jax_compilation_cache_dir", base)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    from .compiled import prune_disk_cache  # JAX's files here get the same LRU bound
-
-    prune_disk_cache(Path(base), pattern="*")
-    return base
 
 
 def freeze_imported_objects() -> bool:

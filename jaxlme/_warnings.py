@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["warn", "caller_stacklevel"]
+__all__ = ["warn", "caller_stacklevel", "fit_outcome"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -47,3 +47,24 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
         category: The warning class (default ``UserWarning``).
     """
     warnings.warn(message, category, stacklevel=caller_stacklevel())
+
+
+def fit_outcome(opt, singular: bool, degenerate: str | None = None) -> None:
+    """The warnings lme4 gives after a fit: a degenerate fit (``degenerate``: why), else a
+    failure to converge, and a boundary (singular) fit.
+
+    Args:
+        opt: the fit's ``OptSummary`` (``converged``, ``status``, ``iterations``,
+            ``gradient_norm``).
+        singular: whether a variance component is at (or near) zero.
+        degenerate: why the fit is degenerate, or None.
+    """
+    if degenerate is not None:
+        warn(f"Degenerate fit: {degenerate}")
+    elif not opt.converged:
+        warn(
+            f"Model failed to converge: {opt.status} after {opt.iterations} iterations, "
+            f"max|projected gradient| = {opt.gradient_norm:.3g}"
+        )
+    if singular:
+        warn("boundary (singular) fit: a variance component is (close to) zero")

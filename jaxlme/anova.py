@@ -18,7 +18,9 @@ import pandas as pd
 
 from . import _warnings
 from ._config import x64
+from .design import ColumnsSpec, _dummy_name, r_name
 from .inference import satterthwaite
+from .kenward_roger import kr_ftest, kr_parts
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
@@ -80,8 +82,6 @@ def _contests(res: LMMResult, Ls: list[np.ndarray], ddf: str, kr=None) -> list[d
             rows[i] = _row(np.nan, np.nan, np.nan, res.sigma)
             continue
         if ddf == "kenward-roger":
-            from .kenward_roger import kr_ftest, kr_parts
-
             kr = kr_parts(res) if kr is None else kr
             if np.linalg.matrix_rank(L) == L.shape[0]:
                 out = kr_ftest(res, L, kr)
@@ -227,7 +227,6 @@ def _parse_column(name: str, factors: list[tuple[str, str, tuple | None]]):
 
 def _term_map(res: LMMResult) -> _TermMap:
     """lmerTest's term -> columns map of the fitted X, from the design's model spec."""
-    from .design import ColumnsSpec, _dummy_name, r_name
 
     d = res.model.design
     spec = d.fixed_spec
@@ -507,8 +506,6 @@ def anova_table(res: LMMResult, type=3, ddf: str = "satterthwaite") -> pd.DataFr
     Ls = hypotheses(res, type)
     kr = None
     if key == "kenward-roger":
-        from .kenward_roger import kr_parts
-
         kr = kr_parts(res)
     labels = [k for k, L in Ls.items() if L.shape[0]]
     rows = dict(zip(labels, _contests(res, [Ls[k] for k in labels], key, kr)))

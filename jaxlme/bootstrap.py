@@ -45,9 +45,8 @@ except ImportError:  # pragma: no cover - another JAX layout
     from jax.extend.random import threefry_2x32
 
 from . import _warnings
-from ._config import enable_compilation_cache
 from .boundary import boundary_escape, zero_columns
-from .compiled import LRUCache, compile_program, compile_program_async
+from .compiled import LRUCache, compile_program, compile_program_async, enable_compilation_cache
 from .objective import (
     effects_from_corner,
     fixef_sigma,
@@ -57,6 +56,7 @@ from .objective import (
     program_objective,
 )
 from .optimizer import (
+    BFGS_MIN_SIZE,
     MAXITER,
     STATUS,
     _projected_gradient,
@@ -68,7 +68,7 @@ from .optimizer import (
     newton_direction,
     noise_floor,
 )
-from .results import varpar_name
+from .params import varpar_name
 from .structure import ObsData, Structure, response_crossprods
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -684,8 +684,6 @@ def refit_pool(
         ndev = len(devs)
         chunk = default_chunk_size(lay, n, ndev, memory_bytes) if chunk_size is None else int(chunk_size)
         chunk = int(math.ceil(max(chunk, 1) / ndev) * ndev)
-        from .model import BFGS_MIN_SIZE
-
         bfgs = lay.size_rest >= BFGS_MIN_SIZE
         lane_iters = min(int(maxiter), BootOptions().maxiter if _lane_iters is None else int(_lane_iters))
         opt = BootOptions(gtol=float(gtol), maxiter=lane_iters, hessian="bfgs" if bfgs else "fd")

@@ -14,6 +14,9 @@ the covariance ΛΛ' depends on column j of Λ only through cc', so
 
 :func:`boundary_escape` checks both at a converged θ and returns a better start, so the
 fit restarts from it instead of reporting "converged" at a point that is not an optimum.
+
+The other edge of the parameter space is σ → 0 (an exact fit, θ = σ_b/σ running off to
+infinity): :func:`degenerate_fit` names it so no test statistic is reported there.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["boundary_escape", "zero_columns", "ZERO_DIAGONAL"]
+__all__ = ["boundary_escape", "zero_columns", "ZERO_DIAGONAL", "SINGULAR_TOL", "EXACT_FIT_TOL", "degenerate_fit"]
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance on θ components bounded at 0
 
 # θ_jj at or below this (in units of the term's θ scale) counts as on the boundary.
 ZERO_DIAGONAL = 1e-6
@@ -128,3 +133,33 @@ def boundary_escape(
             candidate[diag] = max(candidate[diag], 0.0)
             consider(candidate)
     return None if best is None else (best, best_f)
+
+
+# Residual SD below this fraction of the response's SD: the model reproduces the data
+# (an exact fit), where θ = σ_b/σ runs off towards infinity and every test statistic with it.
+EXACT_FIT_TOL = 1e-6
+
+
+def degenerate_fit(sigma: float, y: np.ndarray, spread: float | None = None) -> str | None:
+    """Why a fit is degenerate, or None: a residual SD that is zero or not finite, or
+    negligible next to the response's spread (the fixed and random effects reproduce y).
+
+    Args:
+        sigma: the fitted residual standard deviation.
+        y: the response the model was fitted to.
+        spread: the response's SD when ``y`` is not at hand (a fit from cross-products;
+            None there when unknown: only a non-finite σ is then reported).
+
+    Returns:
+        A one-line reason, or None for an ordinary fit.
+    """
+    if spread is None:
+        spread = float(np.std(y)) if len(y) else 0.0
+    if not np.isfinite(sigma):
+        return f"the residual standard deviation is {sigma}"
+    if sigma <= EXACT_FIT_TOL * spread:
+        return (
+            f"residual standard deviation {sigma:.3g} is ~0 next to the response's SD {spread:.3g}: "
+            "the model reproduces the data exactly, so variance ratios and tests are meaningless"
+        )
+    return None

@@ -23,6 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import __version__, datasets, plots
+from .design import DataError
+from .formula import FormulaError
+from .inference import varpar_names
+from .model import LMM
+
 __all__ = [
     "main",
     "read_data",
@@ -52,7 +58,6 @@ def read_data(path: str) -> pd.DataFrame:
     Returns:
         The data.
     """
-    from . import datasets
 
     p = Path(path)
     if not p.exists():
@@ -263,13 +268,6 @@ def result_json(res: Any, level: float = 0.95, intervals: pd.DataFrame | None = 
 
 
 def _bootstrap(res: Any, n: int, seed: int | None) -> Any:
-    if not hasattr(res, "bootstrap"):
-        try:
-            import jaxlme.bootstrap  # noqa: F401  (registers LMMResult.bootstrap if it exists)
-        except ImportError:
-            pass
-    if not hasattr(res, "bootstrap"):
-        raise CLIError("--bootstrap is not available: this jaxlme build has no jaxlme.bootstrap module")
     return res.bootstrap(n, seed=seed)
 
 
@@ -295,13 +293,11 @@ def anova_json(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _profile(res: Any, level: float) -> pd.DataFrame:
-    from .inference import varpar_names
 
     return res.confint(method="profile", level=level, parm=varpar_names(res))
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from . import LMM
 
     if args.bootstrap is not None and args.bootstrap < 1:
         raise CLIError("--bootstrap N needs N >= 1")
@@ -353,7 +349,6 @@ def _plot(res: Any, boot: Any, path: str, level: float) -> None:
         import matplotlib
 
         matplotlib.use("Agg")
-        from . import plots
     except ImportError:
         raise CLIError("--plot needs matplotlib: pip install 'jaxlme[plot]'") from None
     plots.diagnostics(res, path, level=level)
@@ -366,7 +361,6 @@ def _plot(res: Any, boot: Any, path: str, level: float) -> None:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from . import datasets
 
     for name in datasets.names():
         print(f"{name:<12} {datasets.describe(name)}")
@@ -457,8 +451,6 @@ def demo(out=None) -> list[dict[str, Any]]:
         ``lower``, ``upper`` (95% t interval).
     """
     import formulaic
-
-    from . import LMM, datasets
 
     out = out or sys.stdout
 
@@ -564,7 +556,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
 
     return __version__
 
@@ -572,7 +563,6 @@ def _version() -> str:
 def _error_text(exc: Exception) -> str:
     """The message after ``jaxlme: error:``: one line, except a formula syntax error, which
     keeps its formula and caret lines (``^`` under the offending character)."""
-    from .formula import FormulaError
 
     lines = str(exc).splitlines() or [""]
     if isinstance(exc, FormulaError) and len(lines) == 3 and lines[2].strip() == "^":
@@ -603,8 +593,6 @@ def main(argv: list[str] | None = None) -> int:
         reader that closes the pipe early (``jaxlme ... | head``) ends the command quietly
         with status 0: it asked for no more output.
     """
-    from .design import DataError
-    from .formula import FormulaError
 
     args = build_parser().parse_args(argv)
     try:

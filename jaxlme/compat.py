@@ -36,10 +36,14 @@ import pandas as pd
 
 from . import _warnings
 from ._config import x64
+from .compiled import compile_program
 from .design import DataError
 from .formula import FormulaError
+from .inference import _satterthwaite_program
 from .model import LMM
+from .objective import criterion_terms, factorize, fixef_sigma, lambda_blocks, program_flags, rx_beta, solve_effects
 from .results import LMMResult
+from .transforms import r_context
 
 __all__ = ["MixedLM", "MixedLMParams", "MixedLMResults", "VCSpec", "mixedlm"]
 
@@ -604,8 +608,6 @@ class MixedLM:
         import jax
         import jax.numpy as jnp
 
-        from .objective import criterion_terms, factorize, rx_beta
-
         lay = var.lmm.layout
         cen = var.lmm.centering
         T = np.asarray(cen.T)
@@ -816,8 +818,6 @@ class MixedLM:
 def _from_formula(cls, formula, data, re_formula, vc_formula, subset, missing, groups, context):
     import formulaic
 
-    from .transforms import r_context
-
     if not isinstance(data, pd.DataFrame):
         data = pd.DataFrame(data)
     if not isinstance(formula, str) or "~" not in formula:
@@ -1026,8 +1026,6 @@ def _constrained_fit(var: _Variant, reml: bool, theta0: np.ndarray, ties: list[l
 def _result_at(var: _Variant, res: LMMResult, theta: np.ndarray, reml: bool, converged: bool, status: str) -> LMMResult:
     import jax
 
-    from .objective import solve_effects
-
     lmm = var.lmm
     effects = jax.device_get(solve_effects(jax.device_put(np.asarray(theta, dtype=float)), lmm.structure, reml))
     opt = dataclasses.replace(
@@ -1051,8 +1049,6 @@ def _tied_fit(var: _Variant, res: LMMResult, reml: bool) -> LMMResult:
 def _beta_jacobian(theta, struct):
     """∂β̃/∂θ (centred fixed effects), forward mode through one factorization."""
     import jax
-
-    from .objective import fixef_sigma
 
     return jax.jacfwd(lambda t: fixef_sigma(t, struct, True)[0])(theta)
 
@@ -1150,8 +1146,6 @@ class MixedLMResults:
         self.llf = float(res.loglike)
         import jax
 
-        from .objective import lambda_blocks
-
         with jax.enable_x64(True):
             lams = [np.asarray(x) for x in lambda_blocks(jax.device_put(res.theta), var.lmm.layout)]
         k = model.k_re
@@ -1244,10 +1238,6 @@ class MixedLMResults:
         small (θ-sized) derivatives are formed.  Rows of parameters held fixed by ``free``
         are zero; variances whose θ is on the boundary (not a free parameter) are NaN."""
         import jax
-
-        from .compiled import compile_program
-        from .inference import _satterthwaite_program
-        from .objective import program_flags
 
         res, var = self.lmm, self._var
         lmm = var.lmm

@@ -61,6 +61,7 @@ __all__ = [
     "fast_compile_options",
     "clear_memory_cache",
     "clear_cache",
+    "enable_compilation_cache",
     "LRUCache",
     "memory_cache_size",
     "disk_cache_bytes",
@@ -198,6 +199,36 @@ def prune_disk_cache(folder: Path | None = None, max_bytes: int | None = None, p
         total -= size
         removed += 1
     return removed
+
+
+_cache_done = False
+
+
+def enable_compilation_cache() -> str | None:
+    """Point JAX's persistent compilation cache at jaxlme's cache directory (once; opt out
+    with ``JAXLME_NO_CACHE=1``; a directory the user configured is kept).
+
+    Returns:
+        The directory JAX caches in, or None when caching is off or already set up.
+    """
+    global _cache_done
+    if _cache_done:
+        return None
+    _cache_done = True
+    base = cache_root()
+    if base is None:
+        return None
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    try:
+        os.makedirs(base, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", base)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    prune_disk_cache(Path(base), pattern="*")  # JAX's files here get the same LRU bound
+    return base
 
 
 def clear_cache(disk: bool = False) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import _warnings
-from .formula import FormulaError, ParsedFormula, RandomTerm, parse_formula
+from .formula import FormulaError, ParsedFormula, RandomTerm, _split_top_level, parse_formula
 from .transforms import RModelSpec, r_context, required_variables, to_python
 
 __all__ = ["DataError", "ReTermDesign", "Design", "build_design", "r_name"]
@@ -390,7 +390,6 @@ def split_uncorrelated(random: tuple[RandomTerm, ...]) -> list[RandomTerm]:
         FormulaError: a piece such as ``x*z`` that is not a single term, or a subtracted piece
             other than the intercept.
     """
-    from .formula import _split_top_level
 
     out: list[RandomTerm] = []
     for term in random:

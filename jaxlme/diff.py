@@ -39,6 +39,7 @@ from ._config import x64
 from .design import build_design
 from .objective import lambda_blocks, objective, solve_effects
 from .optimizer import NewtonOptions, newton_minimize
+from .params import theta_scale
 from .structure import (
     Layout,
     Structure,
@@ -250,20 +251,16 @@ def criterion(theta, cp: Structure, *, reml: bool = True) -> jax.Array:
 
 
 def _theta_scale(cp: Structure) -> jax.Array:
-    """Per-θ 1/rms of the Z column of Λ's row (as ``LMM`` scales its optimizer), from the
-    diagonal of the cross-products."""
+    """:func:`jaxlme.params.theta_scale` (as ``LMM`` scales its optimizer), read off the
+    diagonal of the cross-products; constant to derivatives."""
     lay = cp.layout
     diag_rest = jnp.diagonal(cp.arr_fixed)
-    scales = []
-    for i, t in enumerate(lay.terms):
-        if i == 0:
-            ss = jnp.sum(jnp.diagonal(cp.a11, axis1=1, axis2=2), axis=0)
-        else:
-            ss = jnp.sum(diag_rest[t.offset : t.offset + t.nlevels * t.ncols].reshape(t.nlevels, t.ncols), axis=0)
-        rms = jnp.sqrt(ss / lay.n)
-        rms = jnp.where(jnp.isfinite(rms) & (rms > 0), rms, 1.0)
-        scales += [1.0 / rms[r] for r, _ in t.theta_index]
-    return jax.lax.stop_gradient(jnp.stack(scales))
+    zz = [jnp.sum(jnp.diagonal(cp.a11, axis1=1, axis2=2), axis=0)]
+    zz += [
+        jnp.sum(diag_rest[t.offset : t.offset + t.nlevels * t.ncols].reshape(t.nlevels, t.ncols), axis=0)
+        for t in lay.terms[1:]
+    ]
+    return jax.lax.stop_gradient(theta_scale(zz, lay.n, lay, xp=jnp))
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))

@@ -40,14 +40,17 @@ import pandas as pd
 
 from . import _warnings
 from ._config import x64
+from .bootstrap import BootstrapResult, resolve_seed
+from .boundary import SINGULAR_TOL
 from .compiled import compile_program
 from .design import DataError, _as_frame, _model_matrix, _required_variables, build_design
 from .family import Family, binomial_trials, make_family
 from .formula import FormulaError, parse_formula
-from .model import theta_scale
-from .objective import block_diagonals, criterion_terms, factorize, solve_effects
+from .objective import block_diagonals, criterion_terms, factorize, lambda_blocks, solve_effects
 from .optimizer import STATUS, NewtonOptions, newton_minimize
-from .results import SINGULAR_TOL, OptSummary
+from .params import group_labels, theta_scale
+from .predict import predict
+from .results import LMMResult, OptSummary, _fixef_and_footer
 from .structure import (
     Layout,
     StructurePattern,
@@ -158,7 +161,6 @@ class _Kernel:
 
     # -- pieces ---------------------------------------------------------------------
     def lambdas(self, theta):
-        from .objective import lambda_blocks
 
         return lambda_blocks(theta, self.layout)
 
@@ -695,13 +697,7 @@ class GLMM:
         )
         res = GLMMResult(self, opt, pieces, np.asarray(H))
         if warn:
-            if not opt.converged:
-                _warnings.warn(
-                    f"Model failed to converge: {opt.status} after {opt.iterations} iterations, "
-                    f"max|projected gradient| = {opt.gradient_norm:.3g}"
-                )
-            if res.singular:
-                _warnings.warn("boundary (singular) fit: a variance component is (close to) zero")
+            _warnings.fit_outcome(opt, res.singular)
         return res
 
 
@@ -820,29 +816,21 @@ class GLMMResult:
     @property
     def group_labels(self) -> list[str]:
         """lme4's label of each random-effects term (see :func:`jaxlme.results.group_labels`)."""
-        from .results import group_labels
-
         return group_labels(self.model.design.terms)
 
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes b̂ per grouping factor (lme4's ``ranef``), one row per level."""
-        from .results import LMMResult
-
         return LMMResult.ranef.func(self)
 
     def covariance_matrices(self) -> dict[str, pd.DataFrame]:
         """Σ_t = Λ_t Λ_t' of each term, keyed by its label."""
-        from .results import LMMResult
-
         return LMMResult.covariance_matrices(self)
 
     @property
     def varcorr(self) -> pd.DataFrame:
         """SDs and correlations of the random effects (lme4's ``as.data.frame(VarCorr())``,
         which has no residual row for binomial and Poisson fits)."""
-        from .results import LMMResult
-
         vc = LMMResult._varcorr(self)
         return vc[vc["group"] != "Residual"].reset_index(drop=True)
 
@@ -889,8 +877,6 @@ class GLMMResult:
         if newdata is None and re_form is None:
             out = self.linear_predictor.rename("predicted")
         else:
-            from .predict import predict
-
             out = predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
         if type == "response":
             with jax.enable_x64(True):
@@ -905,7 +891,6 @@ class GLMMResult:
     def simulate(self, n: int, seed: int | None = 0) -> np.ndarray:
         """(n, nobs) responses simulated from the fitted model (new random effects each; lme4's
         ``simulate``): binomial as proportions of the trials, Poisson as counts."""
-        from .bootstrap import resolve_seed
 
         m = self.model
         x = jnp.asarray(np.concatenate([self.theta, self.fixef.to_numpy()]))
@@ -927,7 +912,6 @@ class GLMMResult:
             A :class:`jaxlme.bootstrap.BootstrapResult` (``fixef``, ``vc``, ``theta``,
             ``ci()``, ``summary()``; ``sigma`` is 1: binomial and Poisson have no dispersion).
         """
-        from .bootstrap import BootstrapResult, resolve_seed
 
         m = self.model
         seed = resolve_seed(seed)
@@ -973,8 +957,6 @@ class GLMMResult:
     def summary(self, correlation: bool | None = None) -> str:
         """glmer's summary layout: criterion, family, fit statistics, scaled residuals,
         random effects, fixed effects with z tests, correlation of the fixed effects."""
-        from .results import LMMResult, _correlation_block
-
         d = self.model.design
         nagq = self.model.nagq
         how = "Laplace Approximation" if nagq == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {nagq}"
@@ -1000,15 +982,7 @@ class GLMMResult:
         out.append("Fixed effects:")
         ct = self.coefs()
         fe = pd.DataFrame({"Estimate": ct["estimate"], "Std. Error": ct["se"], "z value": ct["z"], "Pr(>|z|)": ct["p"]})
-        out.append(fe.to_string(float_format=lambda v: f"{v:.4g}" if abs(v) < 1e-3 else f"{v:.4f}"))
-        if d.aliased:
-            out.append(f"fixed-effect model matrix is rank deficient; dropped: {', '.join(d.aliased)}")
-        out += _correlation_block(self, correlation)
-        out.append("")
-        status = self.opt.status if self.converged else f"NOT CONVERGED ({self.opt.status})"
-        out.append(f"Optimizer: {status} in {self.opt.iterations} iterations, max|grad| = {self.opt.gradient_norm:.2e}")
-        if self.singular:
-            out.append("boundary (singular) fit: see isSingular")
+        out += _fixef_and_footer(self, fe, correlation)
         return "\n".join(out)
 
     def __repr__(self) -> str:

@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 
 from . import _warnings
-from ._config import enable_compilation_cache, x64
-from .boundary import boundary_escape, zero_columns
+from ._config import x64
+from .boundary import SINGULAR_TOL, boundary_escape, degenerate_fit, zero_columns
 from .centering import center_design
-from .compiled import compile_program
-from .design import build_design
+from .compiled import compile_program, enable_compilation_cache
+from .dask_frames import dask_crossproducts, is_dask_frame
+from .design import DataError, build_design
 from .inference import prefetch_satterthwaite
+from .multi import fit_many
 from .objective import (
     objective,
     objective_gradient,
@@ -32,8 +34,11 @@ from .objective import (
     solve_effects,
     uses_analytic_gradient,
 )
-from .optimizer import MAXITER, STATUS, NewtonOptions, newton_minimize
-from .results import SINGULAR_TOL, LMMResult, OptSummary
+from .optimizer import BFGS_MIN_SIZE, MAXITER, STATUS, NewtonOptions, newton_minimize
+from .params import crossproducts_start, moment_start, theta_scale
+from .parquet import BATCH_SIZE, parquet_crossproducts
+from .partitions import finalize
+from .results import LMMResult, OptSummary
 from .structure import Structure, build_structure, response_crossprods, weighted_rows
 
 __all__ = ["LMM", "lmm", "fit_program"]
@@ -59,12 +64,6 @@ def _fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: b
     state = newton_minimize(fun, theta0 / scale, lb, (struct,), options, split=split)
     effects = solve_effects(state.x * scale, struct, reml)
     return state._replace(x=state.x * scale), effects  # g stays in θ̃ units (as tested)
-
-
-# Rows of the dense rest block from which "auto" fits with BFGS.  The Hessian costs about
-# 3·ntheta gradients there, against ~1.5× the iterations for BFGS; measured on InstEval
-# (1145 rows): Newton 6.7 s, BFGS 1.3 s.  Small models keep Newton's few, cheap iterations.
-BFGS_MIN_SIZE = 400
 
 
 def fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
@@ -137,7 +136,6 @@ class LMM:
             (fitted values, residuals, ``simulate``, Kenward-Roger) raises, saying so (see
             :func:`jaxlme.partitions.fitted_values`).
         """
-        from .partitions import finalize
 
         enable_compilation_cache()
         t0 = time.perf_counter()
@@ -181,7 +179,6 @@ class LMM:
         Returns:
             The :class:`LMM`; ``pass_seconds`` holds each pass's time.
         """
-        from .parquet import BATCH_SIZE, parquet_crossproducts
 
         plan, total, secs = parquet_crossproducts(
             formula, source, weights=weights, batch_size=batch_size or BATCH_SIZE, progress=progress
@@ -207,7 +204,6 @@ class LMM:
         Returns:
             The :class:`LMM`; ``pass_seconds`` holds each pass's time.
         """
-        from .dask_frames import dask_crossproducts
 
         plan, total, secs = dask_crossproducts(formula, ddf, weights=weights, progress=progress)
         model = cls.from_crossproducts(plan, total, warn=warn)
@@ -355,7 +351,6 @@ class LMM:
             :func:`jaxlme.inference.varpar_names`), ``sigma``, ``objective`` (REML criterion
             or ML deviance), ``converged``, ``status`` and ``iterations``.
         """
-        from .multi import fit_many
 
         self._rows_needed("fit_many")
         return fit_many(
@@ -536,15 +531,7 @@ class LMM:
             opt = dataclasses.replace(opt, status=f"degenerate fit: {reason}", converged=False)
         res = LMMResult(self, reml=bool(reml), opt=opt, effects=effects, y=y_fit)
         if warn:
-            if reason is not None:
-                _warnings.warn(f"Degenerate fit: {reason}")
-            elif not opt.converged:
-                _warnings.warn(
-                    f"Model failed to converge: {opt.status} after {opt.iterations} iterations, "
-                    f"max|projected gradient| = {opt.gradient_norm:.3g}"
-                )
-            if res.singular:
-                _warnings.warn("boundary (singular) fit: a variance component is (close to) zero")
+            _warnings.fit_outcome(opt, res.singular, reason)
         return res
 
 
@@ -554,145 +541,11 @@ def _continued(after, before):
     return after._replace(it=after.it + before.it, nfev=after.nfev + before.nfev)
 
 
-# Residual SD below this fraction of the response's SD: the model reproduces the data
-# (an exact fit), where θ = σ_b/σ runs off towards infinity and every test statistic with it.
-EXACT_FIT_TOL = 1e-6
-
-
-def degenerate_fit(sigma: float, y: np.ndarray, spread: float | None = None) -> str | None:
-    """Why a fit is degenerate, or None: a residual SD that is zero or not finite, or
-    negligible next to the response's spread (the fixed and random effects reproduce y).
-
-    Args:
-        sigma: the fitted residual standard deviation.
-        y: the response the model was fitted to.
-        spread: the response's SD when ``y`` is not at hand (a fit from cross-products;
-            None there when unknown: only a non-finite σ is then reported).
-
-    Returns:
-        A one-line reason, or None for an ordinary fit.
-    """
-    if spread is None:
-        spread = float(np.std(y)) if len(y) else 0.0
-    if not np.isfinite(sigma):
-        return f"the residual standard deviation is {sigma}"
-    if sigma <= EXACT_FIT_TOL * spread:
-        return (
-            f"residual standard deviation {sigma:.3g} is ~0 next to the response's SD {spread:.3g}: "
-            "the model reproduces the data exactly, so variance ratios and tests are meaningless"
-        )
-    return None
-
-
-def theta_scale(zz, n: int, layout) -> np.ndarray:
-    """Per-θ scale 1/rms(Z column of Λ's row), so the optimizer sees unit-scale columns.
-
-    Λ = S⁻¹Λ̃ keeps Λ lower triangular, so θ = θ̃·scale elementwise with the same bounds.
-
-    Args:
-        zz: per term, Σ Z² of each column over the rows (unweighted).
-        n: the rows.
-        layout: the model's layout.
-
-    Returns:
-        (ntheta,) scales.
-    """
-    scales = []
-    for s, tl in zip(zz, layout.terms):
-        rms = np.sqrt(np.asarray(s) / n)
-        rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
-        scales += [1.0 / rms[i] for i, _ in tl.theta_index]
-    return np.asarray(scales)
-
-
-def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Starting θ: method-of-moments variances when every term is scalar, else
-    Λ = diag(1/rms(Z)) (lme4's and MixedModels.jl's Λ = I, in unit-scale columns).
-
-    For a term with column z, each level's least-squares effect on the OLS
-    residuals e, b̂_g = Σz·e / Σz², has variance about τ² + σ²/Σz²; those moment equations
-    with var(e) ≈ σ² + Σ_j τ_j², solved by a few fixed-point sweeps, give θ = τ/σ, kept at
-    least 0.1 so the optimizer starts inside.  Each factor is treated as if alone, so this
-    is a start, not an estimate: InstEval's is (0.29, 0.46, 0.11) against the optimum
-    (0.28, 0.44, 0.07), from which BFGS takes 12 evaluations instead of 33 from Λ = I
-    (0.60-0.70 against 1.08 s).  Anything non-finite falls back to Λ = I.
-    """
-    start = layout.theta_start * theta_scale
-    if any(t.ncols > 1 for t in layout.terms):
-        # moments for the scalar terms next to Λ = I for the others measured worse: the
-        # 10^7-row (1 + x | g1) + (1 | g2) fit took 66 evaluations instead of 58
-        return start
-    y = np.asarray(y, dtype=float)
-    X = design.X
-    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else y - y.mean()
-    total = float(np.mean(resid**2))
-    moments = []  # (between-level variance of b̂, its noise per unit σ²)
-    for term in design.terms:
-        z = term.Z[:, 0]
-        w = np.bincount(term.index, weights=z * z, minlength=term.nlevels)
-        ze = np.bincount(term.index, weights=z * resid, minlength=term.nlevels)
-        ok = w > 0
-        if ok.sum() < 2:
-            return start
-        b, w = ze[ok] / w[ok], w[ok]
-        between = float(np.sum(w * (b - np.sum(w * b) / np.sum(w)) ** 2) / np.sum(w))
-        moments.append((between, float(ok.sum() / np.sum(w))))
-    sigma2 = total
-    for _ in range(20):
-        tau2 = [max(b - sigma2 * noise, 0.01 * sigma2) for b, noise in moments]
-        sigma2 = max(total - sum(tau2), 0.05 * total)
-    theta = np.sqrt(np.asarray(tau2) / sigma2)
-    if total <= 0 or not np.all(np.isfinite(theta)):
-        return start
-    return np.maximum(theta, 0.1)  # one θ per scalar term, in the terms' order
-
-
-def crossproducts_start(cp, layout, theta_scale: np.ndarray) -> np.ndarray:
-    """:func:`moment_start` from summed cross-products (a model without rows): the same
-    moment equations, with the OLS residuals' sums Z'e = Z'y − Z'Xβ̂ and e'e read off the
-    sums of the (centred, √w-scaled) rows.  Equal to :func:`moment_start` up to rounding."""
-    start = layout.theta_start * theta_scale
-    if any(t.ncols > 1 for t in layout.terms) or cp.p == 0:
-        return start
-    q, p, k1 = layout.q_rest, cp.p, layout.terms[0].nlevels
-    XtX, Xty = cp.arr[q:, q:], cp.ry[q : q + p]
-    try:
-        beta = np.linalg.solve(XtX, Xty)
-    except np.linalg.LinAlgError:
-        return start
-    total = float(cp.ry[-1] - beta @ Xty) / cp.n
-    rows, levs = cp.keys // k1, cp.keys % k1
-    zx1 = np.zeros((k1, p))  # Z1'X per level
-    sel = rows >= q
-    zx1[levs[sel], rows[sel] - q] = cp.vals[sel, 0]
-    moments = [(cp.a11[:, 0, 0], cp.zy1[:, 0] - zx1 @ beta)]
-    for t in layout.rest_terms:
-        idx = t.offset + np.arange(t.nlevels)
-        moments.append((np.diag(cp.arr)[idx], cp.ry[idx] - cp.arr[np.ix_(idx, np.arange(q, q + p))] @ beta))
-    eq = []
-    for w, ze in moments:
-        ok = w > 0
-        if ok.sum() < 2:
-            return start
-        b, w = ze[ok] / w[ok], w[ok]
-        between = float(np.sum(w * (b - np.sum(w * b) / np.sum(w)) ** 2) / np.sum(w))
-        eq.append((between, float(ok.sum() / np.sum(w))))
-    sigma2 = total
-    for _ in range(20):
-        tau2 = [max(b - sigma2 * noise, 0.01 * sigma2) for b, noise in eq]
-        sigma2 = max(total - sum(tau2), 0.05 * total)
-    theta = np.sqrt(np.asarray(tau2) / sigma2)
-    if total <= 0 or not np.all(np.isfinite(theta)):
-        return start
-    return np.maximum(theta, 0.1)
-
-
 _objective_jit = jax.jit(objective, static_argnames=("reml",))
 
 
 def _partitioned(data) -> bool:
     """Data given as Parquet files or a Dask DataFrame rather than rows in memory."""
-    from .dask_frames import is_dask_frame
 
     if isinstance(data, (str, os.PathLike)):
         return True
@@ -702,11 +555,8 @@ def _partitioned(data) -> bool:
 
 
 def _from_partitioned(formula, data, weights, warn) -> LMM:
-    from .dask_frames import is_dask_frame
 
     if weights is not None and not isinstance(weights, str):
-        from .design import DataError
-
         raise DataError("weights of Parquet files or a Dask DataFrame must be a column name")
     if is_dask_frame(data):
         return LMM.from_dask(formula, data, weights=weights, warn=warn)

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ._config import enable_compilation_cache
 from .bootstrap import Simulated, _Given, _vc_columns, refit_pool
-from .optimizer import MAXITER, STATUS
-from .results import group_labels
+from .boundary import EXACT_FIT_TOL
+from .compiled import enable_compilation_cache
+from .optimizer import BFGS_MIN_SIZE, MAXITER, STATUS
+from .params import group_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LMM
@@ -123,8 +124,6 @@ def fit_many(
         One row per response: fixed effects, SDs/correlations, sigma, objective, converged,
         status, iterations (``attrs``: method, formula, seconds, chunk_size, n_devices).
     """
-    from .model import EXACT_FIT_TOL
-
     enable_compilation_cache()
     t0 = time.perf_counter()
     values, names = response_matrix(model, Y)
@@ -135,8 +134,6 @@ def fit_many(
     if design.weights is not None:
         ys = ys * np.sqrt(design.weights)[:, None]  # obs rows carry √w
     if theta0 is None:
-        from .model import BFGS_MIN_SIZE
-
         # as the core fit: lme4's start for Newton, the moment start where BFGS runs
         theta0 = model._start() if lay.size_rest >= BFGS_MIN_SIZE else lay.theta_start * model.theta_scale
     theta0 = np.asarray(theta0, dtype=float).reshape(-1)

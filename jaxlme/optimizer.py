@@ -32,6 +32,11 @@ STATUS = {
 #: Newton can need 100+ steps).  One value everywhere, so a follow-up refit reuses the fit's program.
 MAXITER = 300
 
+# Rows of the dense rest block from which "auto" fits with BFGS: there the finite-difference
+# Hessian's ~3·ntheta gradients per iteration cost more than BFGS's extra iterations
+# (measured: benchmarks/optimizer_choice.py).  Small models keep Newton's few, cheap steps.
+BFGS_MIN_SIZE = 400
+
 
 class NewtonOptions(NamedTuple):
     gtol: float = 1e-6  # projected-gradient max-norm for convergence

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .design import DataError
+from .design import DataError, model_variables
 from .partitions import LevelSet, PartitionPlan, _parsed, collect_levels
 from .structure import CrossProducts
 
@@ -84,8 +84,6 @@ def parquet_crossproducts(
         :class:`CrossProducts`, and seconds per pass.
     """
     import sys
-
-    from .design import model_variables
 
     parsed = _parsed(formula)
     files = parquet_files(source)

@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .bootstrap import bootstrap
 from .design import DataError, for_formulaic, r_name, split_uncorrelated
+from .formula import FormulaError, parse_formula
+from .inference import satterthwaite
 from .structure import weighted_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -142,7 +145,6 @@ def _norm(expr: str) -> str:
 
 def _terms_of_formula(d, re_form: str) -> list[bool]:
     """The model's terms named by a formula of random-effects terms (``"~(1|g) + (x|h)"``)."""
-    from .formula import FormulaError, parse_formula
 
     text = re_form.strip()
     rhs = text[1:] if text.startswith("~") else text
@@ -321,7 +323,6 @@ def predict(
 
 def _satterthwaite_df(res: LMMResult, X: np.ndarray) -> np.ndarray:
     """Satterthwaite df of each row's x'β̂ (lmerTest's ``contest(fit, L, joint = FALSE)``)."""
-    from .inference import satterthwaite
 
     ok = np.isfinite(X).all(axis=1)
     df = np.full(X.shape[0], np.nan)
@@ -420,8 +421,6 @@ def predict_interval(
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level}")
     if boot is None:
-        from .bootstrap import bootstrap
-
         boot = bootstrap(res, n, seed, **bootstrap_kwargs)
     elif boot.result is not res:
         raise ValueError("boot is the bootstrap of another fit; bootstrap this result or pass boot=None")

@@ -9,54 +9,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from . import anova as _anova
+from . import bootstrap as _bootstrap
+from . import emmeans as _emmeans
+from . import inference as _inference
+from . import predict as _predict
+from . import r2 as _r2
+from .boundary import SINGULAR_TOL
+from .params import group_labels
+
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LMM
 
-__all__ = ["OptSummary", "LMMResult", "SINGULAR_TOL", "COR_MAX", "abbreviate", "group_labels", "varpar_name"]
-
-SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance on θ components bounded at 0
-
-
-def group_labels(terms) -> list[str]:
-    """lme4's label of each random-effects term (``as.data.frame(VarCorr(fit))$grp``).
-
-    The grouping factor's name, with ``.1``, ``.2``, ... appended to its later terms (R's
-    ``make.unique``): ``(1 | g) + (0 + x | g)`` gives ``g`` and ``g.1``, and ``(x || g)``
-    (split into those two terms) the same.  ``terms`` are the design's terms, in lme4's
-    order.  Every name of a variance parameter (varcorr, confint, bootstrap) is built
-    from these labels, so a factor's terms are never merged.
-
-    Args:
-        terms: ``Design.terms`` (anything with a ``name``), in order.
-
-    Returns:
-        One label per term.
-    """
-    seen: dict[str, int] = {}
-    taken = {t.name for t in terms}
-    out = []
-    for t in terms:
-        k = seen.get(t.name, 0)
-        label = t.name
-        if k:
-            label = f"{t.name}.{k}"
-            while label in taken:  # make.unique also skips names already in use
-                k += 1
-                label = f"{t.name}.{k}"
-        seen[t.name] = k + 1
-        taken.add(label)
-        out.append(label)
-    return out
-
-
-def varpar_name(label: str, columns, i: int, j: int) -> str:
-    """Name of one variance parameter of a term: ``sd_x|g`` (i == j) or ``cor_y.x|g`` for
-    the correlation of columns i > j (lme4's ``confint(oldNames = FALSE)`` form, with the
-    term's label from :func:`group_labels`, so ``sd_Days|Subject.1`` stays distinct)."""
-    if i == j:
-        return f"sd_{columns[i]}|{label}"
-    return f"cor_{columns[i]}.{columns[j]}|{label}"
-
+__all__ = ["OptSummary", "LMMResult", "COR_MAX", "abbreviate"]
 
 COR_MAX = 12  # lme4's getOption("lme4.summary.cor.max"): larger models omit the correlation block
 _WIDTH = 80  # R's getOption("width"): a wider correlation block is printed in column blocks
@@ -183,6 +148,21 @@ def _correlation_block(res: LMMResult, correlation: bool | None) -> list[str]:
         for i in range(p - 1):
             out.append(rows[i].ljust(w0) + "".join(" " + cells[i][j].ljust(widths[j]) for j in range(j0, j1)))
         j0 = j1
+    return out
+
+
+def _fixef_and_footer(res, fe: pd.DataFrame, correlation: bool | None) -> list[str]:
+    """The summary's lines from the fixed-effects table on: the table, dropped columns, the
+    correlation block and the optimizer's outcome (shared by linear and generalized fits)."""
+    out = [fe.to_string(float_format=lambda v: f"{v:.4g}" if abs(v) < 1e-3 else f"{v:.4f}")]
+    if res.model.design.aliased:
+        out.append(f"fixed-effect model matrix is rank deficient; dropped: {', '.join(res.model.design.aliased)}")
+    out += _correlation_block(res, correlation)
+    out.append("")
+    status = res.opt.status if res.converged else f"NOT CONVERGED ({res.opt.status})"
+    out.append(f"Optimizer: {status} in {res.opt.iterations} iterations, max|grad| = {res.opt.gradient_norm:.2e}")
+    if res.singular:
+        out.append("boundary (singular) fit: see isSingular")
     return out
 
 
@@ -376,16 +356,12 @@ class LMMResult:
     # -- parametric bootstrap (jaxlme.bootstrap) -------------------------------------------
     def simulate(self, n: int, seed: int | None = 0):
         """(n, nobs) responses simulated from the fitted model; see ``jaxlme.bootstrap.simulate``."""
-        from .bootstrap import simulate
-
         self.model._rows_needed("simulate")
-        return simulate(self, n, seed)
+        return _bootstrap.simulate(self, n, seed)
 
     def bootstrap(self, n: int, seed: int | None = 0, **kwargs):
         """Parametric bootstrap with ``n`` refits; see ``jaxlme.bootstrap.bootstrap``."""
-        from .bootstrap import bootstrap
-
-        return bootstrap(self, n, seed, **kwargs)
+        return _bootstrap.bootstrap(self, n, seed, **kwargs)
 
     # -- text --------------------------------------------------------------------------
     def summary(self, correlation: bool | None = None) -> str:
@@ -445,15 +421,7 @@ class LMMResult:
             fe["Pr(>|t|)"] = ct["p"].to_numpy()
         except Exception:  # noqa: BLE001
             pass
-        out.append(fe.to_string(float_format=lambda v: f"{v:.4g}" if abs(v) < 1e-3 else f"{v:.4f}"))
-        if d.aliased:
-            out.append(f"fixed-effect model matrix is rank deficient; dropped: {', '.join(d.aliased)}")
-        out += _correlation_block(self, correlation)
-        out.append("")
-        status = self.opt.status if self.converged else f"NOT CONVERGED ({self.opt.status})"
-        out.append(f"Optimizer: {status} in {self.opt.iterations} iterations, max|grad| = {self.opt.gradient_norm:.2e}")
-        if self.singular:
-            out.append("boundary (singular) fit: see isSingular")
+        out += _fixef_and_footer(self, fe, correlation)
         return "\n".join(out)
 
     def _varcorr_text(self) -> str:
@@ -491,9 +459,7 @@ class LMMResult:
     def coefs(self, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
         """Fixed-effect t tests: estimate, se, df, t, p, lower, upper; ``ddf`` "satterthwaite",
         "kenward-roger", "residual" or "normal"; see ``jaxlme.inference.coefs``."""
-        from .inference import coefs
-
-        return coefs(self, ddf=ddf, level=level)
+        return _inference.coefs(self, ddf=ddf, level=level)
 
     def anova(self, *others: LMMResult, type=None, ddf: str | None = None, **kwargs) -> pd.DataFrame:  # noqa: A002
         """lmerTest's ``anova()``: alone, the F table of the fixed-effect terms; with other
@@ -511,32 +477,22 @@ class LMMResult:
         if others:
             if type is not None or ddf is not None:
                 raise ValueError("type and ddf apply to one model's F table; anova with other models is an LRT")
-            from .inference import lrt
-
-            return lrt(self, *others, **kwargs)
+            return _inference.lrt(self, *others, **kwargs)
         if kwargs:
             raise TypeError(f"anova() of one model takes type and ddf, not {', '.join(kwargs)}")
-        from .anova import anova_table
-
-        return anova_table(self, 3 if type is None else type, "satterthwaite" if ddf is None else ddf)
+        return _anova.anova_table(self, 3 if type is None else type, "satterthwaite" if ddf is None else ddf)
 
     def confint(self, method: str = "profile", level: float = 0.95, **kwargs) -> pd.DataFrame:
         """Confidence intervals (wald/profile/boot); see ``jaxlme.inference.confint``."""
-        from .inference import confint
-
-        return confint(self, method=method, level=level, **kwargs)
+        return _inference.confint(self, method=method, level=level, **kwargs)
 
     def emmeans(self, specs, by=None, ddf: str = "satterthwaite", level: float = 0.95, at=None, **kwargs):
         """Estimated marginal means (R's emmeans); see ``jaxlme.emmeans.emmeans``."""
-        from .emmeans import emmeans
-
-        return emmeans(self, specs, by=by, ddf=ddf, level=level, at=at, **kwargs)
+        return _emmeans.emmeans(self, specs, by=by, ddf=ddf, level=level, at=at, **kwargs)
 
     def contrast(self, specs, method="pairwise", by=None, adjust: str | None = None, **kwargs):
         """Contrasts among estimated marginal means (R's emmeans::contrast); see ``jaxlme.emmeans.contrast``."""
-        from .emmeans import contrast
-
-        return contrast(self, specs, method=method, by=by, adjust=adjust, **kwargs)
+        return _emmeans.contrast(self, specs, method=method, by=by, adjust=adjust, **kwargs)
 
     def predict(
         self,
@@ -551,9 +507,7 @@ class LMMResult:
         """Predictions conditional on all, some (``re_form``) or none of the random effects,
         with optional standard errors and confidence/prediction intervals; see
         ``jaxlme.predict.predict``."""
-        from .predict import predict
-
-        return predict(
+        return _predict.predict(
             self,
             newdata,
             re_form=re_form,
@@ -567,32 +521,22 @@ class LMMResult:
     def predict_interval(self, newdata=None, n: int = 1000, seed: int | None = 0, level: float = 0.95, **kwargs):
         """Parametric-bootstrap intervals of population-level predictions; see
         ``jaxlme.predict.predict_interval``."""
-        from .predict import predict_interval
-
-        return predict_interval(self, newdata, n=n, seed=seed, level=level, **kwargs)
+        return _predict.predict_interval(self, newdata, n=n, seed=seed, level=level, **kwargs)
 
     def r2(self) -> pd.Series:
         """Nakagawa & Schielzeth's marginal and conditional R² (performance::r2_nakagawa); see
         ``jaxlme.r2.r2``."""
-        from .r2 import r2
-
-        return r2(self)
+        return _r2.r2(self)
 
     def icc(self) -> pd.Series:
         """Adjusted and unadjusted intraclass correlation (performance::icc); see ``jaxlme.r2.icc``."""
-        from .r2 import icc
-
-        return icc(self)
+        return _r2.icc(self)
 
     def ranef_condvar(self) -> dict[str, np.ndarray]:
         """{group: (nlevels, r, r)} conditional covariances of the random effects (lme4's condVar);
         see ``jaxlme.predict.ranef_condvar``."""
-        from .predict import ranef_condvar
-
-        return ranef_condvar(self)
+        return _predict.ranef_condvar(self)
 
     def ranef_condsd(self) -> dict[str, pd.DataFrame]:
         """{group: DataFrame levels × columns} conditional SDs of the random effects."""
-        from .predict import ranef_condsd
-
-        return ranef_condsd(self)
+        return _predict.ranef_condsd(self)

@@ -15,7 +15,7 @@ import pytest
 from helpers import DATA
 
 import jaxlme
-from jaxlme import inference
+from jaxlme import anova
 
 REF = json.loads((DATA / "anova_reference.json").read_text())
 MODELS = [k for k in REF if k != "cake_contrast"]
@@ -42,7 +42,7 @@ def test_f_test_matches_contestmd(ddf):
     c = REF["cake_contrast"]
     ref = c["tests"][ddf]
     L = pd.DataFrame(c["L"], columns=c["coef_names"])
-    out = inference.f_test(fit("cake"), L, ddf=ddf)
+    out = anova.f_test(fit("cake"), L, ddf=ddf)
     assert list(out.index[:4]) == ["F", "NumDF", "DenDF", "p"]
     np.testing.assert_allclose(out["F"], ref["f"], rtol=1e-4)
     np.testing.assert_allclose(out["NumDF"], ref["numdf"], rtol=0)
@@ -51,9 +51,9 @@ def test_f_test_matches_contestmd(ddf):
     np.testing.assert_allclose(out[["Sum Sq", "Mean Sq"]], [ref["sum_sq"], ref["mean_sq"]], rtol=1e-4)
     # the same test from a plain array, and with the rows in another basis (same hypothesis)
     arr = np.asarray(c["L"], dtype=float)
-    np.testing.assert_allclose(inference.f_test(fit("cake"), arr, ddf=ddf)["F"], out["F"], rtol=1e-10)
+    np.testing.assert_allclose(anova.f_test(fit("cake"), arr, ddf=ddf)["F"], out["F"], rtol=1e-10)
     mixed = np.array([[1.0, 1.0], [0.0, 2.0]]) @ arr
-    other = inference.f_test(fit("cake"), mixed, ddf=ddf)
+    other = anova.f_test(fit("cake"), mixed, ddf=ddf)
     np.testing.assert_allclose(other["F"], out["F"], rtol=1e-8)
     if ddf == "kenward-roger":  # KR's df is invariant; lmerTest's eigen-contrast combination is not
         np.testing.assert_allclose(other["DenDF"], out["DenDF"], rtol=1e-8)
@@ -62,27 +62,27 @@ def test_f_test_matches_contestmd(ddf):
 def test_f_test_single_row_is_the_squared_t_test():
     res = fit("sleepstudy")
     L = pd.Series({"Days": 1.0})
-    out = inference.f_test(res, L)
+    out = anova.f_test(res, L)
     ct = res.coefs()
     np.testing.assert_allclose(out["F"], ct.loc["Days", "t"] ** 2, rtol=1e-10)
     np.testing.assert_allclose(out["DenDF"], ct.loc["Days", "df"], rtol=1e-10)
     np.testing.assert_allclose(out["p"], ct.loc["Days", "p"], rtol=1e-8)
-    kr = inference.f_test(res, L, ddf="kenward-roger")
+    kr = anova.f_test(res, L, ddf="kenward-roger")
     np.testing.assert_allclose(kr["DenDF"], REF["sleepstudy"]["kr_df"][1], rtol=1e-4)
 
 
 def test_f_test_bad_input():
     res = fit("sleepstudy")
     with pytest.raises(ValueError, match="unknown ddf"):
-        inference.f_test(res, [[0, 1]], ddf="lme4")
+        anova.f_test(res, [[0, 1]], ddf="lme4")
     with pytest.raises(ValueError, match="2 columns"):
-        inference.f_test(res, [[0, 1, 0]])
+        anova.f_test(res, [[0, 1, 0]])
     with pytest.raises(ValueError, match="not fixed effects"):
-        inference.f_test(res, pd.DataFrame({"days": [1.0]}))
+        anova.f_test(res, pd.DataFrame({"days": [1.0]}))
     with pytest.raises(ValueError, match="missing or infinite"):
-        inference.f_test(res, [[0, np.nan]])
+        anova.f_test(res, [[0, np.nan]])
     with pytest.raises(ValueError, match="only available for REML"):
-        inference.f_test(fit("sleepstudy", reml=False), [[0, 1]], ddf="kenward-roger")
+        anova.f_test(fit("sleepstudy", reml=False), [[0, 1]], ddf="kenward-roger")
 
 
 # -- ANOVA tables -------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_anova_types_differ_where_lmertest_does():
 
     H = hypotheses(res, 3)["x"]
     assert H.shape == (1, 6) and np.count_nonzero(H) > 1
-    naive = inference.f_test(res, pd.DataFrame({"x": [1.0]}))
+    naive = anova.f_test(res, pd.DataFrame({"x": [1.0]}))
     assert abs(naive["F"] / res.anova(type=3).loc["x", "F value"] - 1) > 1e-2
 
 
@@ -171,7 +171,7 @@ def test_kr_f_test_of_a_rank_deficient_l_falls_back_to_satterthwaite():
     res = fit("cake")
     L = pd.DataFrame({"recipeB": [1.0, 2.0], "recipeC": [-1.0, -2.0]})
     with pytest.warns(UserWarning, match="using Satterthwaite instead"):
-        out = inference.f_test(res, L, ddf="kenward-roger")
-    single = inference.f_test(res, L.iloc[:1], ddf="satterthwaite")
+        out = anova.f_test(res, L, ddf="kenward-roger")
+    single = anova.f_test(res, L.iloc[:1], ddf="satterthwaite")
     assert out["NumDF"] == 1
     np.testing.assert_allclose(out[["F", "DenDF", "p"]], single[["F", "DenDF", "p"]], rtol=1e-8)

@@ -317,7 +317,7 @@ def test_large_batch_default_chunking_10k():
 # -- large dense blocks: BFGS lanes, run one after another -----------------------------------------
 def test_bfgs_lanes_match_core_refit_on_a_large_crossed_model():
     """Rest block ≥ BFGS_MIN_SIZE rows: lanes use BFGS from the Hessian at θ̂ and lax.map."""
-    from jaxlme.model import BFGS_MIN_SIZE
+    from jaxlme.optimizer import BFGS_MIN_SIZE
 
     rng = np.random.default_rng(4)
     n, k1, k2 = 4000, 400, BFGS_MIN_SIZE + 20  # just past the switch: the dense block sets the cost

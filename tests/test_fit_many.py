@@ -10,7 +10,7 @@ import pytest
 from helpers import crossed_large, load_csv
 
 import jaxlme
-from jaxlme.results import varpar_name
+from jaxlme.params import varpar_name
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 

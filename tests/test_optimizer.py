@@ -15,9 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxlme
-from jaxlme.model import BFGS_MIN_SIZE
 from jaxlme.objective import lower_cholesky, weighted_inverse
-from jaxlme.optimizer import NewtonOptions, bfgs_update, newton_minimize
+from jaxlme.optimizer import BFGS_MIN_SIZE, NewtonOptions, bfgs_update, newton_minimize
 
 REFERENCE = [r for r in json.loads((DATA / "lme4_reference.json").read_text()) if r["data"] != "InstEval"]
 
@@ -211,7 +210,7 @@ def test_split_objective_takes_the_accepted_points_gradient_from_the_line_search
 def test_bfgs_starts_from_moment_estimates_near_the_optimum():
     """Scalar terms start at method-of-moments θ (truth here: 0.7 and 0.4 over σ = 1), from
     which BFGS reaches the optimum it reaches from Λ = I, in fewer evaluations."""
-    from jaxlme.model import moment_start
+    from jaxlme.params import moment_start
 
     model = jaxlme.LMM("y ~ 1 + (1 | g1) + (1 | g2)", _crossed(600, BFGS_MIN_SIZE + 20, 6000))
     start = model._start()

@@ -148,7 +148,7 @@ def test_the_check_can_fail():
 
 def test_kenward_roger_fallback():
     """A rank-deficient contrast for Kenward-Roger: lmerTest's fallback warning, at the caller."""
-    from jaxlme import inference
+    from jaxlme import anova
 
     res = jaxlme.lmm("strength ~ cask + (1 | batch)", jaxlme.datasets.load("Pastes"))
     b, c = list(res.fixef.index[1:])
@@ -156,5 +156,5 @@ def test_kenward_roger_fallback():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         line = _next_line()
-        inference.f_test(res, L, ddf="kenward-roger")
+        anova.f_test(res, L, ddf="kenward-roger")
     _assert_here(caught, "using Satterthwaite instead", line)

@@ -1,0 +1,176 @@
+"""The variance parameters: their names, their scale and where the optimizer starts.
+
+θ holds, term by term, the lower-triangular factor Λ of each random-effects term's
+covariance relative to σ² (lme4's order: column-major lower triangle).  This module names
+those parameters the way lme4 does (``sd_Days|Subject``, ``cor_Days.(Intercept)|Subject``,
+term labels made unique as lme4's ``make.unique``), scales them so the optimizer sees
+unit-scale columns, and computes starting values.  Everything that names or starts θ reads
+it, so the fit, the bootstrap, profiles and the statsmodels front end agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["group_labels", "varpar_name", "theta_scale", "moment_start", "crossproducts_start"]
+
+
+def group_labels(terms) -> list[str]:
+    """lme4's label of each random-effects term (``as.data.frame(VarCorr(fit))$grp``).
+
+    The grouping factor's name, with ``.1``, ``.2``, ... appended to its later terms (R's
+    ``make.unique``): ``(1 | g) + (0 + x | g)`` gives ``g`` and ``g.1``, and ``(x || g)``
+    (split into those two terms) the same.  ``terms`` are the design's terms, in lme4's
+    order.  Every name of a variance parameter (varcorr, confint, bootstrap) is built
+    from these labels, so a factor's terms are never merged.
+
+    Args:
+        terms: ``Design.terms`` (anything with a ``name``), in order.
+
+    Returns:
+        One label per term.
+    """
+    seen: dict[str, int] = {}
+    taken = {t.name for t in terms}
+    out = []
+    for t in terms:
+        k = seen.get(t.name, 0)
+        label = t.name
+        if k:
+            label = f"{t.name}.{k}"
+            while label in taken:  # make.unique also skips names already in use
+                k += 1
+                label = f"{t.name}.{k}"
+        seen[t.name] = k + 1
+        taken.add(label)
+        out.append(label)
+    return out
+
+
+def varpar_name(label: str, columns, i: int, j: int) -> str:
+    """Name of one variance parameter of a term: ``sd_x|g`` (i == j) or ``cor_y.x|g`` for
+    the correlation of columns i > j (lme4's ``confint(oldNames = FALSE)`` form, with the
+    term's label from :func:`group_labels`, so ``sd_Days|Subject.1`` stays distinct)."""
+    if i == j:
+        return f"sd_{columns[i]}|{label}"
+    return f"cor_{columns[i]}.{columns[j]}|{label}"
+
+
+def theta_scale(zz, n, layout, xp=np) -> np.ndarray:
+    """Per-θ scale 1/rms(Z column of Λ's row), so the optimizer sees unit-scale columns.
+
+    Λ = S⁻¹Λ̃ keeps Λ lower triangular, so θ = θ̃·scale elementwise with the same bounds.
+
+    Args:
+        zz: per term, Σ Z² of each column over the rows (unweighted).
+        n: the rows.
+        layout: the model's layout.
+        xp: the array namespace: ``numpy``, or ``jax.numpy`` inside a traced function.
+
+    Returns:
+        (ntheta,) scales.
+    """
+    scales = []
+    for s, tl in zip(zz, layout.terms):
+        rms = xp.sqrt(xp.asarray(s) / n)
+        rms = xp.where(xp.isfinite(rms) & (rms > 0), rms, 1.0)
+        scales += [1.0 / rms[i] for i, _ in tl.theta_index]
+    return xp.stack(scales) if scales else xp.zeros(0)
+
+
+def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Starting θ: method-of-moments variances when every term is scalar, else
+    Λ = diag(1/rms(Z)) (lme4's and MixedModels.jl's Λ = I, in unit-scale columns).
+
+    For a term with column z, each level's least-squares effect on the OLS
+    residuals e, b̂_g = Σz·e / Σz², has variance about τ² + σ²/Σz²; those moment equations
+    with var(e) ≈ σ² + Σ_j τ_j², solved by a few fixed-point sweeps, give θ = τ/σ, kept at
+    least 0.1 so the optimizer starts inside.  Each factor is treated as if alone, so this
+    is a start, not an estimate, close enough to save BFGS most of its evaluations on large
+    crossed models.  Anything non-finite falls back to Λ = I.
+
+    Args:
+        design: the model's design (X, and each term's Z column and level index).
+        layout: the model's layout.
+        theta_scale: per-θ scale (:func:`theta_scale`).
+        y: the response (√w-scaled for weighted fits).
+
+    Returns:
+        (ntheta,) starting θ.
+    """
+    start = layout.theta_start * theta_scale
+    if any(t.ncols > 1 for t in layout.terms):
+        # moments for the scalar terms beside Λ = I for the others start worse (measured:
+        # benchmarks/bench_big.py)
+        return start
+    y = np.asarray(y, dtype=float)
+    X = design.X
+    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else y - y.mean()
+    total = float(np.mean(resid**2))
+    sums = []
+    for term in design.terms:
+        z = term.Z[:, 0]
+        sums.append(
+            (
+                np.bincount(term.index, weights=z * z, minlength=term.nlevels),
+                np.bincount(term.index, weights=z * resid, minlength=term.nlevels),
+            )
+        )
+    theta = _moment_solve(total, sums)
+    return start if theta is None else theta
+
+
+def crossproducts_start(cp, layout, theta_scale: np.ndarray) -> np.ndarray:
+    """:func:`moment_start` from summed cross-products (a model without rows): the same
+    moment equations, with the OLS residuals' sums Z'e = Z'y − Z'Xβ̂ and e'e read off the
+    sums of the (centred, √w-scaled) rows.  Equal to :func:`moment_start` up to rounding.
+
+    Args:
+        cp: the model's summed cross-products (``jaxlme.structure.CrossProducts``).
+        layout: the model's layout.
+        theta_scale: per-θ scale (:func:`theta_scale`).
+
+    Returns:
+        (ntheta,) starting θ.
+    """
+    start = layout.theta_start * theta_scale
+    if any(t.ncols > 1 for t in layout.terms) or cp.p == 0:
+        return start
+    q, p, k1 = layout.q_rest, cp.p, layout.terms[0].nlevels
+    XtX, Xty = cp.arr[q:, q:], cp.ry[q : q + p]
+    try:
+        beta = np.linalg.solve(XtX, Xty)
+    except np.linalg.LinAlgError:
+        return start
+    total = float(cp.ry[-1] - beta @ Xty) / cp.n
+    rows, levs = cp.keys // k1, cp.keys % k1
+    zx1 = np.zeros((k1, p))  # Z1'X per level
+    sel = rows >= q
+    zx1[levs[sel], rows[sel] - q] = cp.vals[sel, 0]
+    moments = [(cp.a11[:, 0, 0], cp.zy1[:, 0] - zx1 @ beta)]
+    for t in layout.rest_terms:
+        idx = t.offset + np.arange(t.nlevels)
+        moments.append((np.diag(cp.arr)[idx], cp.ry[idx] - cp.arr[np.ix_(idx, np.arange(q, q + p))] @ beta))
+    theta = _moment_solve(total, moments)
+    return start if theta is None else theta
+
+
+def _moment_solve(total: float, sums) -> np.ndarray | None:
+    """θ = τ/σ from the per-term moment equations (see :func:`moment_start`): ``sums`` holds
+    per term (Σz² per level, Σz·e per level); None where they do not determine a start."""
+    moments = []  # (between-level variance of b̂, its noise per unit σ²)
+    for w, ze in sums:
+        ok = w > 0
+        if ok.sum() < 2:
+            return None
+        b, w = ze[ok] / w[ok], w[ok]
+        between = float(np.sum(w * (b - np.sum(w * b) / np.sum(w)) ** 2) / np.sum(w))
+        moments.append((between, float(ok.sum() / np.sum(w))))
+    sigma2 = total
+    for _ in range(20):
+        tau2 = [max(b - sigma2 * noise, 0.01 * sigma2) for b, noise in moments]
+        sigma2 = max(total - sum(tau2), 0.05 * total)
+    theta = np.sqrt(np.asarray(tau2) / sigma2)
+    if total <= 0 or not np.all(np.isfinite(theta)):
+        return None
+    return np.maximum(theta, 0.1)  # kept inside, so the optimizer starts off the boundary
