@@ -26,7 +26,7 @@ import numpy as np
 from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import SymbolicZero
 
-from .structure import Layout, Structure, is_small
+from .structure import LARGE_REST, Layout, Structure, is_small
 
 __all__ = [
     "Factor",
@@ -444,7 +444,7 @@ def effects_from_corner(corner: jax.Array, lay: Layout, reml: bool = True) -> tu
 # programs get (``compiled.fast_compile_options(native_reductions=True)``) -- under
 # XLA CPU's defaults its pass is 5x slower -- so plain ``objective`` keeps autodiff.  With
 # dense Schur products (no pairs) it gains nothing: the 10^7-row fit took 12% longer.
-ANALYTIC_GRADIENT_MIN_SIZE = 400
+ANALYTIC_GRADIENT_MIN_SIZE = LARGE_REST
 
 
 def uses_analytic_gradient(layout: Layout) -> bool:

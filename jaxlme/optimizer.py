@@ -16,6 +16,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .structure import LARGE_REST
+
 __all__ = ["NewtonOptions", "NewtonState", "newton_minimize", "STATUS"]
 
 STATUS = {
@@ -35,7 +37,7 @@ MAXITER = 300
 # Rows of the dense rest block from which "auto" fits with BFGS: there the finite-difference
 # Hessian's ~3·ntheta gradients per iteration cost more than BFGS's extra iterations
 # (measured: benchmarks/optimizer_choice.py).  Small models keep Newton's few, cheap steps.
-BFGS_MIN_SIZE = 400
+BFGS_MIN_SIZE = LARGE_REST
 
 
 class NewtonOptions(NamedTuple):

@@ -30,6 +30,7 @@ from .design import Design
 __all__ = [
     "TermLayout",
     "Layout",
+    "LARGE_REST",
     "Structure",
     "ObsData",
     "build_structure",
@@ -242,10 +243,17 @@ def _count_pairs(levs: np.ndarray, k1: int) -> int:
     return int((c * (c + 1) // 2).sum())
 
 
+# Rows of the dense rest block from which a model is "large": its evaluations, not the
+# compiler, set the time a fit takes.  The choices that depend on size (cheap code
+# generation below it; BFGS, the analytic gradient and moment starts from it) share this
+# one boundary, so every large model gets all of them together.
+LARGE_REST = 400
+
+
 def is_small(layout: Layout) -> bool:
     """A model whose programs run in milliseconds, so compile time is what the user waits
     for: its programs get cheaper code generation (see ``jaxlme.compiled``)."""
-    return layout.size_rest < 400 and layout.n <= 200_000
+    return layout.size_rest < LARGE_REST and layout.n <= 200_000
 
 
 def _put(a, dtype=np.float64) -> jax.Array:

@@ -1,0 +1,75 @@
+"""jaxlme.params: lme4's names for variance parameters, the θ scale and the starting θ."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlme
+from jaxlme import params
+
+
+def _terms(*names):
+    return [SimpleNamespace(name=n) for n in names]
+
+
+@pytest.mark.parametrize(
+    ("names", "labels"),
+    [
+        (["Subject"], ["Subject"]),
+        (["g", "g"], ["g", "g.1"]),
+        (["g", "h", "g", "g"], ["g", "h", "g.1", "g.2"]),
+        (["g.1", "g", "g"], ["g.1", "g", "g.2"]),  # make.unique skips a label already taken
+    ],
+)
+def test_group_labels_are_rs_make_unique(names, labels):
+    assert params.group_labels(_terms(*names)) == labels
+
+
+def test_varpar_names_are_lme4s_new_names():
+    cols = ["(Intercept)", "Days"]
+    assert params.varpar_name("Subject", cols, 0, 0) == "sd_(Intercept)|Subject"
+    assert params.varpar_name("Subject", cols, 1, 1) == "sd_Days|Subject"
+    assert params.varpar_name("Subject.1", cols, 1, 0) == "cor_Days.(Intercept)|Subject.1"
+
+
+def test_fit_names_every_parameter_once_in_lme4s_order():
+    res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+    ci = res.confint(method="wald")
+    assert list(ci.index[:3]) == ["sd_(Intercept)|Subject", "cor_Days.(Intercept)|Subject", "sd_Days|Subject"]
+
+
+def test_theta_scale_is_one_over_rms_of_each_column_in_numpy_and_jax():
+    model = jaxlme.LMM("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+    days = jaxlme.datasets.load("sleepstudy")["Days"].to_numpy(float)
+    rms = np.sqrt(np.mean(days**2))
+    # θ = (λ11, λ21, λ22): rows of Λ belong to the intercept, then Days
+    np.testing.assert_allclose(model.theta_scale, [1.0, 1 / rms, 1 / rms], rtol=1e-12)
+    zz = [np.array([180.0, np.sum(days**2)])]
+    np.testing.assert_allclose(params.theta_scale(zz, 180, model.layout), model.theta_scale, rtol=1e-12)
+    with jax.enable_x64(True):  # as inside jaxlme's programs
+        out = params.theta_scale([jnp.asarray(z) for z in zz], 180, model.layout, xp=jnp)
+    np.testing.assert_allclose(np.asarray(out), model.theta_scale, rtol=1e-12)
+
+
+def test_theta_scale_of_an_all_zero_column_is_one():
+    model = jaxlme.LMM("Yield ~ 1 + (1 | Batch)", jaxlme.datasets.load("Dyestuff"))
+    assert params.theta_scale([np.array([0.0])], 30, model.layout).tolist() == [1.0]
+
+
+def test_moment_start_is_near_the_optimum_of_scalar_crossed_terms():
+    model = jaxlme.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", jaxlme.datasets.load("Penicillin"))
+    start = params.moment_start(model.design, model.layout, model.theta_scale, model.design.y)
+    theta = model.fit().theta
+    assert np.all(start >= 0.1)
+    np.testing.assert_allclose(start, theta, rtol=0.5)  # a start, not the estimate: within half
+
+
+def test_moment_start_keeps_lme4s_start_for_vector_terms():
+    model = jaxlme.LMM("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+    start = params.moment_start(model.design, model.layout, model.theta_scale, model.design.y)
+    np.testing.assert_allclose(start, model.layout.theta_start * model.theta_scale)
