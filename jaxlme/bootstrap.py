@@ -59,6 +59,7 @@ from .optimizer import (
     BFGS_MIN_SIZE,
     MAXITER,
     STATUS,
+    Status,
     _projected_gradient,
     bfgs_update,
     decrease_below_resolution,
@@ -319,7 +320,7 @@ def _lane_update(st: _Lanes, xn, fn, gn, Hn, corner_n, finite, lb, opt: BootOpti
     # its rounding noise and shrinks the projected gradient (else lanes stall halving)
     gnorm_n = jnp.max(jnp.abs(_projected_gradient(xn, gn, lb)[0]), initial=0.0)
     noise_ok = (fn <= f + 1e-11 * (1.0 + jnp.abs(f))) & (gnorm_n < 0.5 * st.gnorm)
-    run = st.status == 0  # finished and empty lanes keep their state (and are not counted)
+    run = st.status == Status.RUNNING  # finished and empty lanes keep their state (and are not counted)
     ok = finite & (armijo_ok | noise_ok) & run
     x2 = jnp.where(ok, xn, x)
     f2 = jnp.where(ok, fn, f)
@@ -337,16 +338,14 @@ def _lane_update(st: _Lanes, xn, fn, gn, Hn, corner_n, finite, lb, opt: BootOpti
         small_change = small_change | (ok & tiny & (gnorm <= noise_floor(f2)))
     ls_fail = (~ok) & (nhalf >= opt.max_halvings)
     flat = (gnorm <= 1e-3) & (min_eig >= -1e-6)  # not a saddle (lanes do pass near them)
+    S = Status
+    stopped = jnp.where(flat, S.NO_FURTHER_DECREASE, jnp.where(ls_fail, S.LINE_SEARCH_FAILED, S.MAX_ITERATIONS))
     status = jnp.where(
         stationary,
-        1,
-        jnp.where(
-            small_change,
-            2,
-            jnp.where(ls_fail | (it >= opt.maxiter), jnp.where(flat, 2, jnp.where(ls_fail, 4, 3)), 0),
-        ),
+        S.CONVERGED,
+        jnp.where(small_change, S.NO_FURTHER_DECREASE, jnp.where(ls_fail | (it >= opt.maxiter), stopped, S.RUNNING)),
     )
-    status = jnp.where(jnp.isfinite(f2), status, 5)  # the very first evaluation failed
+    status = jnp.where(jnp.isfinite(f2), status, S.NONFINITE)  # the very first evaluation failed
     status = jnp.where(run, status, st.status)
     return _Lanes(x2, f2, g2, H2, d2, gnorm, nhalf, it, status.astype(st.status.dtype), corner2)
 
@@ -373,7 +372,7 @@ def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, o
 
     def cond(c):
         st, k = c
-        return (k < budget) & (jnp.sum(st.status == 0) > min_active)
+        return (k < budget) & (jnp.sum(st.status == Status.RUNNING) > min_active)
 
     npts = lay.ntheta + 1
     zy1_pts, ry_pts = jnp.repeat(zy1, npts, axis=0), jnp.repeat(ry, npts, axis=0)
@@ -757,7 +756,7 @@ def refit_pool(
                     lanes.nhalf[take] = 0
                     lanes.it[take] = 0
                     lanes.status[take] = 0
-                running = int(np.sum(lanes.status == 0))
+                running = int(np.sum(lanes.status == Status.RUNNING))
                 # refill when half the pool is idle, unless nothing is left to refill with
                 min_active = (chunk // 2) // ndev if next_rep < n else 0
                 if pool is None:  # the source compiles on a background thread meanwhile
@@ -772,7 +771,7 @@ def refit_pool(
                 new_lanes, beta, sigma = jax.device_get(out)
                 lanes = _Lanes(*(np.array(a) for a in new_lanes))
                 fin = np.flatnonzero(lanes.status > 0)
-                left = fin[(lanes.status[fin] == 3) | (lanes.status[fin] == 4)]
+                left = fin[np.isin(lanes.status[fin], (Status.MAX_ITERATIONS, Status.LINE_SEARCH_FAILED))]
                 # lanes that stopped on a zero diagonal of a vector-valued term's Λ: checked
                 # afterwards for a spurious boundary optimum (boundary.py)
                 edge = [i for i in fin if lanes.status[i] in (1, 2) and zero_columns(lanes.x[i], lay)]
@@ -1003,7 +1002,7 @@ def _store(fit, r, status, beta, sigma, theta, obj, iters) -> None:
     sigma[r] = fit.sigma
     theta[r] = fit.theta
     obj[r] = fit.objective
-    status[r] = 1 if fit.opt.status.startswith("converged (gradient") else 2
+    status[r] = fit.opt.code if fit.opt.converged else Status.NO_FURTHER_DECREASE
     iters[r] += fit.opt.iterations
 
 

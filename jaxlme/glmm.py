@@ -47,7 +47,7 @@ from .design import DataError, _as_frame, _model_matrix, _required_variables, bu
 from .family import Family, binomial_trials, make_family
 from .formula import FormulaError, parse_formula
 from .objective import block_diagonals, criterion_terms, factorize, lambda_blocks, solve_effects
-from .optimizer import STATUS, NewtonOptions, newton_minimize
+from .optimizer import STATUS, NewtonOptions, Status, newton_minimize
 from .params import group_labels, theta_scale
 from .predict import predict
 from .results import LMMResult, OptSummary, _fixef_and_footer
@@ -689,11 +689,12 @@ class GLMM:
             iterations=int(state.it),
             evaluations=int(state.nfev),
             status=STATUS.get(status, str(status)),
-            converged=status in (1, 2),
+            converged=Status(status).converged,
             fit_seconds=fit_s,
             compile_seconds=compile_s,
             setup_seconds=self.setup_seconds,
             gtol=gtol,
+            code=status,
         )
         res = GLMMResult(self, opt, pieces, np.asarray(H))
         if warn:

@@ -34,7 +34,7 @@ from .objective import (
     solve_effects,
     uses_analytic_gradient,
 )
-from .optimizer import BFGS_MIN_SIZE, MAXITER, STATUS, NewtonOptions, newton_minimize
+from .optimizer import BFGS_MIN_SIZE, MAXITER, STATUS, NewtonOptions, Status, newton_minimize
 from .params import crossproducts_start, moment_start, theta_scale
 from .parquet import BATCH_SIZE, parquet_crossproducts
 from .partitions import finalize
@@ -477,21 +477,21 @@ class LMM:
         # floor (seen on InstEval with other start scalings): finish with Newton's exact
         # Hessian from where it stopped, usually a step or two, and keep the better answer.
         polished = False
-        if options.hessian == "bfgs" and int(state.status) not in (1, 2):
+        if options.hessian == "bfgs" and not Status(int(state.status)).converged:
             newton = options._replace(hessian="exact", maxiter=min(options.maxiter, 10))
             x_bfgs = jax.device_put(np.asarray(state.x))
             compiled_newton, polish_compile_s = fit_program(x_bfgs, scale, struct, reml, newton)
             compile_s += polish_compile_s
             polish, polish_effects = jax.device_get(compiled_newton(x_bfgs, scale, struct))
-            if int(polish.status) in (1, 2) or float(polish.f) < float(state.f):
+            if Status(int(polish.status)).converged or float(polish.f) < float(state.f):
                 state, effects, polished = _continued(polish, state), polish_effects, True
             t0 += polish_compile_s
-        if int(state.status) == 3:  # the iteration cap, often while creeping towards a bound
+        if int(state.status) == Status.MAX_ITERATIONS:  # the iteration cap, often while creeping towards a bound
             snapped = self._snap_to_bounds(np.asarray(state.x))
             if snapped is not None:
                 cand, cand_effects = jax.device_get(compiled(jax.device_put(snapped), scale, struct))
                 tol = 1e-10 * max(1.0, abs(float(state.f)))
-                if int(cand.status) in (1, 2) and float(cand.f) <= float(state.f) + tol:
+                if Status(int(cand.status)).converged and float(cand.f) <= float(state.f) + tol:
                     state, effects = _continued(cand, state), cand_effects
         state, effects, escapes, trapped = self._leave_boundary(state, effects, compiled, scale, struct, reml)
         fit_s = time.perf_counter() - t0
@@ -515,12 +515,13 @@ class LMM:
             iterations=int(state.it),
             evaluations=int(state.nfev),
             status="boundary point that is not a local minimum" if trapped else STATUS.get(status, str(status)),
-            converged=status in (1, 2) and not trapped,
+            converged=Status(status).converged and not trapped,
             fit_seconds=fit_s,
             compile_seconds=compile_s,
             setup_seconds=self.setup_seconds,
             gtol=options.gtol,
             boundary_escapes=escapes,
+            code=status,
         )
         if y is None and not self.design.has_rows:
             y_fit, spread = np.zeros(0), self._spread

@@ -10,6 +10,7 @@ host round-trips), so it jit-compiles, runs on GPU and vmaps over bootstrap repl
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -18,15 +19,37 @@ import jax.numpy as jnp
 
 from .structure import LARGE_REST
 
-__all__ = ["NewtonOptions", "NewtonState", "newton_minimize", "STATUS"]
+__all__ = ["NewtonOptions", "NewtonState", "newton_minimize", "Status", "STATUS"]
+
+
+class Status(enum.IntEnum):
+    """Why the optimizer stopped (an integer on the device, named on the host)."""
+
+    RUNNING = 0
+    CONVERGED = 1  # projected gradient below gtol, no negative curvature on the free set
+    NO_FURTHER_DECREASE = 2  # f flat to rounding next to a small gradient: converged too
+    MAX_ITERATIONS = 3
+    LINE_SEARCH_FAILED = 4
+    NONFINITE = 5
+
+    @property
+    def message(self) -> str:
+        """The text ``OptSummary.status`` shows."""
+        return STATUS[self]
+
+    @property
+    def converged(self) -> bool:
+        """Whether this outcome counts as an optimum."""
+        return self in (Status.CONVERGED, Status.NO_FURTHER_DECREASE)
+
 
 STATUS = {
-    0: "running",
-    1: "converged (gradient)",
-    2: "converged (no further decrease)",
-    3: "max iterations",
-    4: "line search failed",
-    5: "non-finite objective",
+    Status.RUNNING: "running",
+    Status.CONVERGED: "converged (gradient)",
+    Status.NO_FURTHER_DECREASE: "converged (no further decrease)",
+    Status.MAX_ITERATIONS: "max iterations",
+    Status.LINE_SEARCH_FAILED: "line search failed",
+    Status.NONFINITE: "non-finite objective",
 }
 
 
@@ -269,7 +292,7 @@ def newton_minimize(
         return xn, fn, pieces, ok, k
 
     def cond(s: NewtonState):
-        return s.status == 0
+        return s.status == Status.RUNNING
 
     def body(s: NewtonState):
         d, _ = _direction(s.x, s.g, s.H, lb)
@@ -301,16 +324,21 @@ def newton_minimize(
             tiny = below_resolution(x, g, H, lb, f)
             small_change = small_change | tiny
             near = near | tiny
+        S = Status
         status = jnp.where(
             stationary,
-            1,
+            S.CONVERGED,
             jnp.where(
                 ~ok,
-                jnp.where(loose, 1, jnp.where(near, 2, 4)),
-                jnp.where(small_change & near, 2, jnp.where(it >= options.maxiter, jnp.where(loose, 1, 3), 0)),
+                jnp.where(loose, S.CONVERGED, jnp.where(near, S.NO_FURTHER_DECREASE, S.LINE_SEARCH_FAILED)),
+                jnp.where(
+                    small_change & near,
+                    S.NO_FURTHER_DECREASE,
+                    jnp.where(it >= options.maxiter, jnp.where(loose, S.CONVERGED, S.MAX_ITERATIONS), S.RUNNING),
+                ),
             ),
         )
-        status = jnp.where(jnp.isfinite(f), status, 5)
+        status = jnp.where(jnp.isfinite(f), status, S.NONFINITE)
         return NewtonState(x, f, g, H, it, s.nfev + k + (split is None), status)
 
     return jax.lax.while_loop(cond, body, state)

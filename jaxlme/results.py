@@ -184,6 +184,7 @@ class OptSummary:
     setup_seconds: float
     gtol: float
     boundary_escapes: int = 0  # restarts from points that leave a spurious boundary optimum
+    code: int = 0  # the optimizer's ``jaxlme.optimizer.Status`` (``status`` is its text, or why not an optimum)
 
     def __str__(self) -> str:
         def fmt(v):
