@@ -14,7 +14,7 @@ also kept as ready-to-run executables in its ``executables`` subfolder (see
 :func:`jaxlme.compiled.enable_compilation_cache`.
 
 ``JAXLME_GC_FREEZE=1`` (opt-in) makes ``import jaxlme`` move the objects alive at that
-point (mostly the modules of JAX, NumPy and pandas, ~0.8 M objects that live until exit)
+point (mostly the modules of JAX, NumPy and pandas, which live until exit)
 out of the cyclic garbage collector's scans with ``gc.freeze()``: later collections, and
 the interpreter's last one at exit, skip them (see ``benchmarks/COMPILE_CACHE.md`` for the
 measured effect).  It is a process-wide change, so importing a library does not do it

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from jax.sharding import Mesh, PartitionSpec
 
-try:  # the function jax.extend.random re-exports; that package also imports Pallas (11 ms)
+try:  # the function jax.extend.random re-exports; that package also imports Pallas, a slow import
     from jax._src.random.threefry2x32 import threefry_2x32
 except ImportError:  # pragma: no cover - another JAX layout
     from jax.extend.random import threefry_2x32
@@ -157,10 +157,9 @@ def standard_normals(key: jax.Array, i: jax.Array, m: int, dtype=jnp.float64) ->
     """``m`` independent N(0, 1) draws for replicate ``i``: the Box-Muller transform of
     53-bit uniforms from Threefry-2x32 (``key``: :func:`seed_key`) of counters (i, j).
 
-    One hash call over the counters, then log/sqrt/cos/sin.  ``jax.random.normal``'s
-    inverse-erf polynomial and its second threefry stream made the bootstrap's program a
-    fifth larger (sleepstudy's compile: 0.65 -> 0.51 s), and a per-replicate
-    ``fold_in`` key a second hash to lower and compile (-0.04 s of its first call)."""
+    One hash call over the counters, then log/sqrt/cos/sin: a smaller program, quicker to
+    compile, than ``jax.random.normal``'s inverse-erf polynomial and second threefry stream,
+    and no per-replicate ``fold_in`` key, which would add a second hash to lower and compile."""
     h = (m + 1) // 2
     count = jnp.arange(2 * h, dtype=jnp.uint32)
     words = threefry_2x32(key, jnp.concatenate([jnp.full(2 * h, i, jnp.uint32), count]))
@@ -311,8 +310,7 @@ def _lane_update(st: _Lanes, xn, fn, gn, Hn, corner_n, finite, lb, opt: BootOpti
     convergence rules.  Under the vmap every reduction is a kernel, which the first call
     compiles and every iteration launches, so the lane logic keeps them few.  A lane that
     is not running (status ≠ 0) comes out unchanged: masking here rather than selecting
-    between old and new states afterwards saves a select per state array (sleepstudy's
-    compile: -0.05 s)."""
+    between old and new states afterwards saves a select per state array, and compile time."""
     x, f, g, H = st.x, st.f, st.g, st.H
     decrease = jnp.dot(jnp.where(jnp.isfinite(f), g, 0.0), xn - x)
     armijo_ok = (fn <= f + opt.armijo * jnp.minimum(decrease, 0.0)) & ((fn < f) | (decrease < 0))
@@ -396,7 +394,7 @@ def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, o
 
         beta, sigma = jax.vmap(effects)(lanes.x, zy1, ry)
     else:  # from the factor of each lane's last accepted evaluation: no second factorization
-        # to compile (sleepstudy's first call: -0.07 s)
+        # to compile on the first call
         beta, sigma = jax.vmap(lambda c: effects_from_corner(c, lay, reml))(lanes.corner)
     return lanes, beta, sigma
 
@@ -439,9 +437,9 @@ def _lane_bytes(layout) -> int:
 
 def default_chunk_size(layout, n: int, ndev: int = 1, memory_bytes: float = 1e9, max_chunk: int = 256) -> int:
     """Pool size: a power of two, ≤ max_chunk (known-good on CPU), ≤ the memory budget,
-    and about n/16 so the pool refills many times and the full-width tail is short
-    (sleepstudy, 1000 replicates: chunk 64 → 0.13 s, 256 → 0.19 s, 1024 → 0.90 s);
-    rounded to a multiple of ndev."""
+    and about n/16 so the pool refills many times and the full-width tail is short (a
+    larger pool spends its time on lanes that have already converged); rounded to a
+    multiple of ndev."""
     by_mem = max(1, int(memory_bytes // _lane_bytes(layout)))
     want = max(16, 2 ** math.ceil(math.log2(max(1, n / 16))))
     c = max(1, min(by_mem, max_chunk, want))
@@ -930,8 +928,8 @@ def _escapes(model, reml, edges, theta, max_passes: int = 8) -> dict:
     treats non-finite values as failures).  Its points then follow from earlier values at
     most three deep (θ; the candidates or the column's quadratic form; the form's
     candidates), so a few passes replay each check exactly as with a direct criterion, and
-    sleepstudy-sized replicates cost a fraction of a millisecond each instead of one
-    device round trip per point.  A check unfinished after ``max_passes`` runs directly."""
+    a small replicate costs a share of a batched call instead of one device round trip per
+    point.  A check unfinished after ``max_passes`` runs directly."""
     lay, scale = model.layout, model.theta_scale
     known: dict[int, dict[bytes, float]] = {r: {} for r in edges}
     out: dict = {}

@@ -615,9 +615,9 @@ def run() -> None:
     """The ``jaxlme`` executable: :func:`main`, then a quick exit.
 
     Tearing down the interpreter after a fit (module dictionaries, JAX's and XLA's objects,
-    compiled executables) takes 0.3-0.5 s on a 2-core machine, a third of a sleepstudy
-    run.  A command has nothing left to do by then: flush the output, run the ``atexit``
-    handlers (the documented clean-up hook) and leave without the teardown.  Unexpected
+    compiled executables) takes a large share of a small model's run.  A command has
+    nothing left to do by then: flush the output, run the ``atexit`` handlers (the
+    documented clean-up hook) and leave without the teardown.  Unexpected
     exceptions propagate as usual.
     """
     status = main()

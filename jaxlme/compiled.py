@@ -1,8 +1,8 @@
 """Ahead-of-time compilation of jaxlme's programs, with an on-disk cache of executables.
 
 JAX's persistent compilation cache skips XLA's compile in a new process, but every process
-still traces and lowers each program first (0.2-0.5 s per program here, more than the
-sleepstudy fit itself).  :func:`compile_program` keys a compiled program on everything it
+still traces and lowers each program first (for a small model, longer than the fit
+itself).  :func:`compile_program` keys a compiled program on everything it
 depends on -- the program's name and static arguments, the argument shapes and dtypes,
 the compiler options, the JAX/jaxlib versions, the backend and the number of devices, and a hash of
 jaxlme's own source -- and keeps the executable in memory and, serialized, on disk
@@ -13,8 +13,7 @@ overlaps Python work; :func:`prefetch` starts a load the caller will need soon (
 prefetches the Satterthwaite program a summary uses).
 
 Small programs (where compile time dwarfs run time) are compiled with cheaper CPU code
-generation: about half the compile seconds, same run time (measured: sleepstudy fit
-1.6 s -> 0.85 s, bootstrap pool 1.6 s -> 0.8 s).
+generation: about half the compile time, same run time.
 
 Opt out of the disk cache with ``JAXLME_NO_CACHE=1`` (as for the XLA cache).
 
@@ -115,20 +114,18 @@ _MAGIC = b"jaxlme-executable-v%d\n" % _FORMAT
 # XLA CPU options that halve compile time of jaxlme's small programs without slowing them:
 # the older loop emitters instead of the fusion emitters, and LLVM at -O1.
 # LLVM works on the program split into this many parts on a thread pool: fewer parts than
-# XLA's default save per-part overhead (bootstrap pool on 2 cores: 0.545 -> 0.51 s).
+# XLA's default save per-part overhead.
 _FAST_CPU = {
     "xla_cpu_use_fusion_emitters": False,
     "xla_backend_optimization_level": 1,
     "xla_cpu_parallel_codegen_split_count": max(4, os.cpu_count() or 1),
     # 128-bit vectors: less instruction selection work, no slower on these small arrays
-    # (bootstrap pool: 0.49-0.55 -> 0.46 s)
     "xla_cpu_prefer_vector_width": 128,
 }
 # Programs with the analytic gradient's pass over the Schur pairs keep reductions with
-# XLA's own emitters rather than YNNPACK (matrix products still go to YNNPACK): on InstEval
-# that 2.1 M-element gather-multiply-reduce takes 22 ms in a YNN reduce fusion and 4 ms
-# without.  Other large programs keep XLA's defaults (the 10^7-row dense-Schur fit measured
-# 7% slower and 0.9 GiB larger with this option).
+# XLA's own emitters rather than YNNPACK (matrix products still go to YNNPACK): a large
+# gather-multiply-reduce runs several times faster outside a YNN reduce fusion.  Other
+# large programs keep XLA's defaults (dense-Schur fits are slower and use more memory with it).
 _NATIVE_REDUCTIONS_CPU = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
 
 
@@ -323,7 +320,7 @@ def _usable_dir(folder: Path | None) -> Path | None:
 def _ready_lapack() -> None:
     """A deserialized CPU executable calls LAPACK, whose entry points JAX binds when it
     first *lowers* a LAPACK op.  jaxlib's ``prepare_lapack_call`` does just the binding
-    (0.08 s less than lowering a tiny Cholesky, which also starts up MLIR); the lowering
+    (cheaper than lowering a tiny Cholesky, which also starts up MLIR); the lowering
     stays as the fallback for a jaxlib without it."""
     global _LAPACK_READY
     if not _LAPACK_READY:
@@ -386,8 +383,7 @@ class _Background:
 
 class _Loading(_Background):
     """An executable being read from disk on a background thread: the load overlaps Python
-    work on this thread (binding LAPACK, the fit itself, building results): 0.06-0.12 s per
-    sleepstudy program on this CPU."""
+    work on this thread (binding LAPACK, the fit itself, building results)."""
 
     def __init__(self, path: Path):
         self.path = path

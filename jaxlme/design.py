@@ -184,8 +184,8 @@ class ColumnsSpec:
     formulaic's ModelSpec interface (``column_names``, ``required_variables``,
     ``get_model_matrix``) and its coding -- a factor's levels sorted (a categorical's in
     category order), treatment contrasts against the first level, all levels for the first
-    factor when there is no intercept -- without formulaic, whose import costs ~0.15 s of
-    every process (a sleepstudy fit takes 0.02 s).  Tested against formulaic."""
+    factor when there is no intercept -- without formulaic, whose import would cost every
+    process more than a small fit takes.  Tested against formulaic."""
 
     intercept: bool
     variables: tuple[str, ...]
@@ -642,7 +642,7 @@ def build_design(
     cols = [c for c in data.columns if c in used]
     frame = data[cols]
     na_rows = np.zeros(len(frame), dtype=bool)
-    for j in range(frame.shape[1]):  # column by column: pandas' row-wise any() took 70 ms on InstEval
+    for j in range(frame.shape[1]):  # column by column: faster than pandas' row-wise any()
         na_rows |= frame.iloc[:, j].isna().to_numpy()
     w_name, w = _prior_weights(weights, data) if weights is not None else (None, None)
     if w is not None:

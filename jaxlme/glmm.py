@@ -355,9 +355,9 @@ def _fit_program(x0, scale, eta0, a, spec: _Spec, options: NewtonOptions):
 
     # PIRLS at every point starts from the modes at the start: fewer iterations than from 0
     u0 = k.pirls(x0[:nt] * scale, x0[nt:], eta0)[1]
-    # BFGS starts from the Hessian at the start (|eigenvalues|, so positive definite): from
-    # a scaled identity it took 53 iterations on grouseticks (β of a covariate in metres
-    # next to θ), from this 9 (see the commit message)
+    # BFGS starts from the Hessian at the start (|eigenvalues|, so positive definite): a
+    # scaled identity needs many more iterations when the parameters' scales differ (β of a
+    # covariate in metres next to θ)
     w, V = jnp.linalg.eigh(_fd_hessian(fun, x0, eta0, u0))
     floor = 1e-8 * jnp.maximum(jnp.max(jnp.abs(w)), 1.0)
     H0 = (V * jnp.maximum(jnp.abs(w), floor)) @ V.T

@@ -75,7 +75,7 @@ def _deviance_vp(varpar: jax.Array, struct, reml: bool) -> jax.Array:
 
     The rest block's log-determinants and log r² are weighted sums of 2 log L_ii, so they
     go through ``weighted_chol_logdiag`` and its cheap analytic derivative rather than
-    through the Cholesky factorization (InstEval's Hessian: ~3× faster).
+    through the Cholesky factorization (a much faster Hessian on large models).
     """
     theta, sigma = varpar[:-1], varpar[-1]
     lay = struct.layout
@@ -134,8 +134,8 @@ def _satterthwaite_parts(varpar: jax.Array, struct, reml: bool):
 def _satterthwaite_parts_fd(varpar: jax.Array, struct, reml: bool, step: float = 1e-6):
     """As :func:`_satterthwaite_parts` for large models, by forward differences of the exact
     (autodiff) gradient and of Var(β̂), one point at a time (``lax.map``: unbatched, the
-    dense block keeps its fast recursive inverse).  InstEval: 0.5 s instead of 1.1 s, equal
-    to ~1e-5 relative, far below what df needs (lmerTest differentiates numerically too)."""
+    dense block keeps its fast recursive inverse): faster than autodiff's Hessian on large
+    models, and as accurate as df needs (lmerTest differentiates numerically too)."""
     if uses_analytic_gradient(struct.layout):  # Var(β̂) from each point's own factorization
         _, _, H, Vs = fd_hessian(lambda x: _deviance_vp_value_and_grad(x, struct, reml), varpar, step, False, True)
     else:
@@ -255,7 +255,7 @@ def coefs(res: LMMResult, ddf: str = "satterthwaite", level: float = 0.95) -> pd
         df = np.full(d.p, np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se
-    from scipy import special  # lazily, and not scipy.stats: that import alone costs ~0.5 s
+    from scipy import special  # lazily, and not scipy.stats: that import alone is slow
 
     p = 2.0 * special.stdtr(df, -np.abs(t))
     q = special.stdtrit(df, 0.5 + level / 2.0)

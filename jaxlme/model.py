@@ -448,8 +448,8 @@ class LMM:
 
     def _fit(self, struct, reml, theta0, options, warn, y=None) -> LMMResult:
         lay = self.layout
-        # BFGS, which starts without curvature, pays for a distant start (InstEval: 33 -> 12
-        # evaluations); Newton converges in a few steps from Λ = I and keeps lme4's start
+        # BFGS, which starts without curvature, pays for a distant start in evaluations;
+        # Newton converges in a few steps from Λ = I and keeps lme4's start
         start = self._start(y) if options.hessian == "bfgs" else lay.theta_start * self.theta_scale
         theta_init = np.asarray(start if theta0 is None else theta0, dtype=float).reshape(-1)
         if theta_init.shape[0] != lay.ntheta:
@@ -474,7 +474,7 @@ class LMM:
             if float(current.f) < float(state.f) - 1e-6:
                 state, effects = current, current_effects
         # BFGS can stall in the objective's rounding noise with the gradient still above its
-        # floor (seen on InstEval with other start scalings): finish with Newton's exact
+        # floor: finish with Newton's exact
         # Hessian from where it stopped, usually a step or two, and keep the better answer.
         polished = False
         if options.hessian == "bfgs" and not Status(int(state.status)).converged:

@@ -52,7 +52,7 @@ def lambda_blocks(theta: jax.Array, layout: Layout) -> list[jax.Array]:
     Each block is a constant 0/1 placement matrix times the term's θ segment: one small
     product, whose derivative is one product too.  (An indexed ``.at[].set`` made a scatter
     per call, and a gather and a scatter-add per derivative, which XLA on CPU expands into
-    loops: a fifth of the bootstrap program's operations.)
+    loops.)
     """
     blocks, start = [], 0
     for t in layout.terms:
@@ -224,7 +224,7 @@ def _dense_entries(C: jax.Array, s: Structure) -> jax.Array:
     if lay.nnz == lay.size_rest * k1:
         # every rest row meets every level (e.g. one term: [X y]'Z1), and build_structure
         # orders entries by (row, level): C is already that matrix, so no scatter (a loop
-        # on CPU, and in the bootstrap's compile 0.04 s of sleepstudy's 0.39 s)
+        # on CPU, and compile time to spend)
         return C.reshape(lay.size_rest, k1 * r1)
     Cd = jnp.zeros((lay.size_rest, k1, r1), C.dtype).at[s.rows, s.levs].add(C)
     return Cd.reshape(lay.size_rest, k1 * r1)
@@ -379,7 +379,7 @@ def _weighted_inverse_fast(L: jax.Array, c: jax.Array) -> jax.Array:
 
     With L = [[A, 0], [B, D]]:  G22 = G(D, c2),  T = B A⁻¹,  G21 = -G22 T,
     G11 = G(A, c1) - Tᵀ G21.  About (5/6) n³ flops, against 3 n³ for forming L⁻¹ with one
-    triangular solve and multiplying out: measured 30 ms against 80 ms at n = 1145.
+    triangular solve and multiplying out.
 
     Under ``vmap`` the direct formula is used instead: batched, the recursion's triangular
     solves hang jax 0.10.2's CPU runtime (all threads idle) from three levels deep.
@@ -442,8 +442,8 @@ def effects_from_corner(corner: jax.Array, lay: Layout, reml: bool = True) -> tu
 # Reverse-mode autodiff scatters the gradient back through every Schur pair; the analytic
 # gradient replaces that by one gather pass.  It pays only with the compiler options those
 # programs get (``compiled.fast_compile_options(native_reductions=True)``) -- under
-# XLA CPU's defaults its pass is 5x slower -- so plain ``objective`` keeps autodiff.  With
-# dense Schur products (no pairs) it gains nothing: the 10^7-row fit took 12% longer.
+# XLA CPU's defaults its pass is slower -- so plain ``objective`` keeps autodiff.  With
+# dense Schur products (no pairs) it gains nothing and costs time.
 ANALYTIC_GRADIENT_MIN_SIZE = LARGE_REST
 
 
@@ -540,8 +540,8 @@ def weighted_value_and_gradient(
     ∂f/∂m = G (``weighted_inverse``); its pull-back through Λ̃ gives the rest terms'
     derivatives and H = ∂f/∂(A_RR − S); term 1's derivative is then
     −Σ_pairs H_t v_a' ∂W_k v_b, one gather pass over the pairs with ∂W_k from forward mode
-    on the k1 small blocks.  InstEval, inside the fit's loop: 52 ms against 58 ms for
-    reverse-mode autodiff (evaluation alone: 16 ms).
+    on the k1 small blocks, in place of reverse-mode autodiff's scatter back through
+    every pair.
 
     Two halves, :func:`weighted_value_pieces` and :func:`gradient_from_pieces`, so that an
     optimizer can take the gradient at a line search's accepted point from the
@@ -584,7 +584,7 @@ def gradient_from_pieces(
     G_low = jnp.where(row > col, 2.0, jnp.where(row == col, 1.0, 0.0)) * weighted_inverse(L, c)
     if scalar:
         # Λ̃ diagonal: m = low ⊙ λλ' + I, so H = G_low ⊙ λλ' and ∂f/∂λ_i = (Kλ + K'λ)_i
-        # with K = G_low ⊙ low (written out: the generic pull-back took 8 of 55 ms here)
+        # with K = G_low ⊙ low (written out: cheaper than the generic pull-back)
         lam = _lambda_vector(theta, lay)
         K = G_low * low
         u = K @ lam + lam @ K

@@ -300,7 +300,7 @@ def predict(
     frame = pd.DataFrame({"fit": out, "se": np.sqrt(np.maximum(var, 0.0))}, index=index)
     if interval is None:
         return frame
-    from scipy import special  # not scipy.stats: its import alone costs ~0.5 s
+    from scipy import special  # not scipy.stats: its import alone is slow
 
     if interval == "prediction":
         var = var + res.sigma**2

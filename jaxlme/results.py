@@ -226,7 +226,7 @@ class LMMResult:
         self.aic = self.objective + 2.0 * self.npar
         self.bic = self.objective + np.log(self.nobs) * self.npar
 
-    # -- tables: built on first use (pandas objects cost more than a sleepstudy refit) ---
+    # -- tables: built on first use (pandas objects cost more than a small model's refit) ---
     @functools.cached_property
     def fixef(self) -> pd.Series:
         """Fixed-effects estimates β̂ (lme4's ``fixef``)."""
@@ -276,7 +276,7 @@ class LMMResult:
         return self._varcorr()
 
     # -- per-observation quantities: O(n), so computed on first use (a fit or refit of
-    # 10^7 rows returns without them: 0.4 s of its 1 s there) -----------------------------
+    # many rows returns without them) ----------------------------------------------------
     @functools.cached_property
     def fitted(self) -> pd.Series:
         """Conditional fitted values Xβ̂ + Zb̂ (+ the offset; lme4's ``fitted``), a Series named
