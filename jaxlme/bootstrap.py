@@ -69,7 +69,7 @@ from .optimizer import (
     newton_direction,
     noise_floor,
 )
-from .params import varpar_name
+from .params import vc_frame
 from .structure import ObsData, Structure, response_crossprods
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1028,28 +1028,6 @@ def _follow_up(model, reml, theta_start, stubborn, maxiter, status, beta, sigma,
 # ----------------------------------------------------------------------------------------
 # results
 # ----------------------------------------------------------------------------------------
-def _vc_columns(model, labels, theta: np.ndarray, sigma: np.ndarray) -> pd.DataFrame:
-    """SDs and correlations of every random-effects term (``labels``: the terms' group
-    labels, :func:`results.group_labels`), and sigma, per replicate."""
-    lay = model.layout
-    cols: dict[str, np.ndarray] = {}
-    for t, term, label, lam in zip(lay.terms, model.design.terms, labels, lay.lambdas(theta)):
-        r = t.ncols
-        cov = sigma[:, None, None] ** 2 * lam @ np.swapaxes(lam, 1, 2)
-        sd = np.sqrt(np.maximum(np.einsum("nii->ni", cov), 0.0))
-        names = list(term.columns)
-        for i in range(r):
-            cols[varpar_name(label, names, i, i)] = sd[:, i]
-        if t.correlated:
-            for j in range(r):
-                for i in range(j + 1, r):
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        c = cov[:, i, j] / (sd[:, i] * sd[:, j])
-                    cols[varpar_name(label, names, i, j)] = np.where(sd[:, i] * sd[:, j] > 0, c, np.nan)
-    cols["sigma"] = sigma
-    return pd.DataFrame(cols)
-
-
 @dataclass(eq=False)
 class BootstrapResult:
     """Replicates of a parametric bootstrap (one row per completed replicate).
@@ -1085,7 +1063,7 @@ class BootstrapResult:
         for t, term, label in zip(lay.terms, result.model.design.terms, labels):
             c = list(term.columns)
             theta_names += [f"{label}.{c[i]}" if i == j else f"{label}.{c[i]}.{c[j]}" for i, j in t.theta_index]
-        vc = _vc_columns(result.model, labels, theta, sigma)
+        vc = vc_frame(result.model.layout, result.model.design.terms, labels, theta, sigma)
         vc.index = index
         return cls(
             result=result,
@@ -1144,7 +1122,7 @@ class BootstrapResult:
     def estimates(self) -> pd.Series:
         """The original fit's values of the bootstrapped parameters (same order as ``ci``)."""
         r = self.result
-        one = _vc_columns(r.model, r.group_labels, r.theta[None, :], np.array([r.sigma]))
+        one = vc_frame(r.model.layout, r.model.design.terms, r.group_labels, r.theta[None, :], np.array([r.sigma]))
         return pd.concat([r.fixef, one.iloc[0]]).rename("estimate")
 
     def parameters(self, usable_only: bool = True) -> pd.DataFrame:

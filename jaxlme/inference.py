@@ -38,7 +38,7 @@ from .objective import (
     weighted_value_and_gradient,
 )
 from .optimizer import NewtonOptions, fd_hessian, fd_points, newton_minimize
-from .params import varpar_name
+from .params import theta_from_vc, varpar_name, vc_values
 from .structure import is_small
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -471,50 +471,6 @@ def _phi_kinds(layout) -> np.ndarray:
     return np.array(kinds + [2])
 
 
-def _phi_to_theta(phi: jax.Array, layout) -> tuple[jax.Array, jax.Array]:
-    """(SDs, correlations, σ) -> (θ, σ): Λ_t = diag(s) chol(R) / σ."""
-    sigma = phi[-1]
-    parts, start = [], 0
-    for tl in layout.terms:
-        idx = tl.theta_index
-        vals = phi[start : start + len(idx)]
-        start += len(idx)
-        r = tl.ncols
-        s = jnp.stack([vals[k] for k, (i, j) in enumerate(idx) if i == j])
-        if tl.correlated and r > 1:
-            R = jnp.eye(r, dtype=phi.dtype)
-            for k, (i, j) in enumerate(idx):
-                if i != j:
-                    R = R.at[i, j].set(vals[k]).at[j, i].set(vals[k])
-            if r == 2:
-                rho = R[1, 0]
-                C = jnp.array([[1.0, 0.0], [0.0, 0.0]], phi.dtype)
-                C = C.at[1, 0].set(rho).at[1, 1].set(jnp.sqrt(1.0 - rho**2))
-            else:
-                C = jnp.linalg.cholesky(R)
-            lam = s[:, None] * C / sigma
-        else:
-            lam = jnp.diag(s) / sigma
-        parts.append(jnp.stack([lam[i, j] for i, j in idx]))
-    return jnp.concatenate(parts), sigma
-
-
-def _theta_to_phi(theta: np.ndarray, sigma: float, layout) -> np.ndarray:
-    out = []
-    for tl, lam in zip(layout.terms, layout.lambdas(theta)):
-        idx = tl.theta_index
-        S = lam @ lam.T
-        sd = np.sqrt(np.maximum(np.diag(S), 0.0))
-        for i, j in idx:
-            if i == j:
-                out.append(sigma * sd[i])
-            else:
-                den = sd[i] * sd[j]
-                out.append(S[i, j] / den if den > 0 else 0.0)
-    out.append(sigma)
-    return np.array(out, dtype=float)
-
-
 _COR_MAX = 1.0 - 1e-7
 
 
@@ -539,7 +495,7 @@ def _profile_program(psi0, kinds, lb, k, value, c, bvalue, use_beta, struct, opt
     def fun(psi, struct):
         phi = _psi_to_phi(psi, kinds)
         phi = jnp.where(jnp.arange(phi.shape[0]) == k, value, phi)
-        theta, sigma = _phi_to_theta(phi, struct.layout)
+        theta, sigma = theta_from_vc(phi[:-1], phi[-1], struct.layout)
         ldL2, _, pwrss, RX, beta = _pieces(theta, struct)
         RXinv = jax.scipy.linalg.solve_triangular(RX, jnp.eye(RX.shape[0], dtype=RX.dtype), lower=True)
         acc = jnp.sum((RXinv @ c) ** 2)  # c'(RX RX')⁻¹c: min of the quadratic form with c'β fixed
@@ -567,7 +523,7 @@ class _Profiler:
         self.jkinds = jnp.asarray(self.kinds)
         self.lb = jnp.asarray(np.where(self.kinds == 0, 0.0, -np.inf))
         self.options = NewtonOptions(gtol=1e-7, maxiter=200)
-        phi0 = _theta_to_phi(ml.theta, ml.sigma, res.model.layout)
+        phi0 = np.append(vc_values(res.model.layout, ml.theta, ml.sigma, undefined=0.0), ml.sigma)
         # polish the optimum in ψ (same program, nothing fixed): D̂ and the Hessian for step sizes
         st = self._run(_phi_to_psi(phi0, self.kinds), -1, 0.0, 0, 0.0, False)
         self.psi_hat = np.asarray(st.x)

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .bootstrap import Simulated, _Given, _vc_columns, refit_pool
+from .bootstrap import Simulated, _Given, refit_pool
 from .boundary import EXACT_FIT_TOL
 from .compiled import enable_compilation_cache
 from .optimizer import BFGS_MIN_SIZE, MAXITER, STATUS
-from .params import group_labels
+from .params import group_labels, vc_frame
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LMM
@@ -155,7 +155,7 @@ def fit_many(
     )
     if pool.interrupted:
         raise KeyboardInterrupt
-    vc = _vc_columns(model, group_labels(design.terms), pool.theta, pool.sigma)
+    vc = vc_frame(model.layout, design.terms, group_labels(design.terms), pool.theta, pool.sigma)
     spread = np.std(y_net, axis=0)
     degenerate = ~np.isfinite(pool.sigma) | (pool.sigma <= EXACT_FIT_TOL * spread)
     status = np.array([STATUS.get(int(c), f"status {int(c)}") for c in pool.status], dtype=object)

@@ -10,9 +10,21 @@ it, so the fit, the bootstrap, profiles and the statsmodels front end agree.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
-__all__ = ["group_labels", "varpar_name", "theta_scale", "moment_start", "crossproducts_start"]
+__all__ = [
+    "group_labels",
+    "varpar_name",
+    "vc_values",
+    "vc_frame",
+    "theta_from_vc",
+    "theta_scale",
+    "moment_start",
+    "crossproducts_start",
+]
 
 
 def group_labels(terms) -> list[str]:
@@ -54,6 +66,106 @@ def varpar_name(label: str, columns, i: int, j: int) -> str:
     if i == j:
         return f"sd_{columns[i]}|{label}"
     return f"cor_{columns[i]}.{columns[j]}|{label}"
+
+
+def vc_values(layout, theta, sigma, undefined: float = np.nan) -> np.ndarray:
+    """Variance parameters on the data's scale, in θ's order: the SD σ·|Λ_t row i| where θ
+    holds a diagonal entry (i, i), the correlation of columns i and j where it holds (i, j).
+
+    Args:
+        layout: the model's layout.
+        theta: (..., ntheta) θ (any leading batch shape).
+        sigma: (...) residual SDs.
+        undefined: the correlation where an SD is 0 (lme4 prints NaN there).
+
+    Returns:
+        (..., ntheta) SDs and correlations, named by :func:`varpar_name` in this order.
+    """
+    theta = np.asarray(theta, dtype=float)
+    sigma = np.asarray(sigma, dtype=float)
+    out = np.empty(theta.shape)
+    k = 0
+    for tl, lam in zip(layout.terms, layout.lambdas(theta)):
+        cov = lam @ np.swapaxes(lam, -1, -2)
+        sd = np.sqrt(np.maximum(np.diagonal(cov, axis1=-2, axis2=-1), 0.0))
+        for i, j in tl.theta_index:
+            if i == j:
+                out[..., k] = sigma * sd[..., i]
+            else:
+                den = sd[..., i] * sd[..., j]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[..., k] = np.where(den > 0, cov[..., i, j] / np.where(den > 0, den, 1.0), undefined)
+            k += 1
+    return out
+
+
+def vc_frame(layout, terms, labels, theta: np.ndarray, sigma: np.ndarray) -> pd.DataFrame:
+    """SDs and correlations of every random-effects term, and σ, one row per (θ, σ): each
+    term's SDs, then its correlations (column-major, as lme4's ``VarCorr``), named by
+    :func:`varpar_name`.
+
+    Args:
+        layout: the model's layout.
+        terms: the design's terms (their ``columns``), in the layout's order.
+        labels: the terms' labels (:func:`group_labels`).
+        theta: (n, ntheta) θ.
+        sigma: (n,) residual SDs.
+
+    Returns:
+        DataFrame with one column per variance parameter and ``sigma``.
+    """
+    values = vc_values(layout, theta, sigma)
+    cols: dict[str, np.ndarray] = {}
+    k = 0
+    for tl, term, label in zip(layout.terms, terms, labels):
+        at = {ij: k + m for m, ij in enumerate(tl.theta_index)}
+        k += len(tl.theta_index)
+        names, r = list(term.columns), tl.ncols
+        for i in range(r):
+            cols[varpar_name(label, names, i, i)] = values[:, at[(i, i)]]
+        if tl.correlated:
+            for j in range(r):
+                for i in range(j + 1, r):
+                    cols[varpar_name(label, names, i, j)] = values[:, at[(i, j)]]
+    cols["sigma"] = np.asarray(sigma, dtype=float)
+    return pd.DataFrame(cols)
+
+
+def theta_from_vc(vc: jax.Array, sigma: jax.Array, layout) -> tuple[jax.Array, jax.Array]:
+    """The inverse of :func:`vc_values` on the device (differentiable): Λ_t = diag(s)
+    chol(R) / σ from the SDs s and correlations R of each term, in θ's order.
+
+    Args:
+        vc: (ntheta,) SDs and correlations in θ's order.
+        sigma: the residual SD.
+        layout: the model's layout.
+
+    Returns:
+        (θ, σ).
+    """
+    parts, start = [], 0
+    for tl in layout.terms:
+        idx = tl.theta_index
+        vals = vc[start : start + len(idx)]
+        start += len(idx)
+        r = tl.ncols
+        s = jnp.stack([vals[k] for k, (i, j) in enumerate(idx) if i == j])
+        if tl.correlated and r > 1:
+            R = jnp.eye(r, dtype=vc.dtype)
+            for k, (i, j) in enumerate(idx):
+                if i != j:
+                    R = R.at[i, j].set(vals[k]).at[j, i].set(vals[k])
+            if r == 2:  # closed form: no Cholesky to differentiate through
+                rho = R[1, 0]
+                C = jnp.array([[1.0, 0.0], [0.0, 0.0]], vc.dtype)
+                C = C.at[1, 0].set(rho).at[1, 1].set(jnp.sqrt(1.0 - rho**2))
+            else:
+                C = jnp.linalg.cholesky(R)
+            lam = s[:, None] * C / sigma
+        else:
+            lam = jnp.diag(s) / sigma
+        parts.append(jnp.stack([lam[i, j] for i, j in idx]))
+    return jnp.concatenate(parts), sigma
 
 
 def theta_scale(zz, n, layout, xp=np) -> np.ndarray:

@@ -73,3 +73,32 @@ def test_moment_start_keeps_lme4s_start_for_vector_terms():
     model = jaxlme.LMM("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
     start = params.moment_start(model.design, model.layout, model.theta_scale, model.design.y)
     np.testing.assert_allclose(start, model.layout.theta_start * model.theta_scale)
+
+
+def test_vc_values_and_theta_from_vc_are_inverse_and_match_varcorr():
+    res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+    lay = res.model.layout
+    vc = params.vc_values(lay, res.theta, res.sigma)
+    table = res.varcorr
+    assert vc[0] == pytest.approx(table["sdcor"].iloc[0], rel=1e-12)  # sd_(Intercept)
+    assert vc[1] == pytest.approx(table["sdcor"].iloc[2], rel=1e-12)  # the correlation
+    assert vc[2] == pytest.approx(table["sdcor"].iloc[1], rel=1e-12)  # sd_Days
+    with jax.enable_x64(True):
+        theta, sigma = params.theta_from_vc(jnp.asarray(vc), jnp.asarray(res.sigma), lay)
+    np.testing.assert_allclose(np.asarray(theta), res.theta, rtol=1e-10, atol=1e-12)
+    assert float(sigma) == res.sigma
+    # batched: one row per (θ, σ), named columns in VarCorr's order
+    frame = params.vc_frame(
+        lay, res.model.design.terms, res.group_labels, np.stack([res.theta] * 2), np.full(2, res.sigma)
+    )
+    assert list(frame.columns) == ["sd_(Intercept)|Subject", "sd_Days|Subject", "cor_Days.(Intercept)|Subject", "sigma"]
+    np.testing.assert_allclose(frame.iloc[1, :3], vc[[0, 2, 1]], rtol=1e-12)
+
+
+def test_correlation_of_a_zero_sd_is_undefined():
+    res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+    theta = np.array([1.0, 0.5, 0.0])  # Λ's rows (1, 0) and (0.5, 0): parallel, correlation 1
+    zero = np.array([0.0, 0.0, 0.0])
+    assert np.isnan(params.vc_values(res.model.layout, zero, 1.0)[1])
+    assert params.vc_values(res.model.layout, zero, 1.0, undefined=0.0)[1] == 0.0
+    assert params.vc_values(res.model.layout, theta, 1.0)[1] == pytest.approx(1.0)  # Λ's rows parallel
