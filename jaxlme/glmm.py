@@ -40,7 +40,7 @@ import pandas as pd
 
 from . import _warnings
 from ._config import x64
-from .bootstrap import BootstrapResult, resolve_seed
+from .bootstrap import BootstrapResult
 from .boundary import SINGULAR_TOL
 from .compiled import compile_program
 from .design import DataError, _as_frame, _model_matrix, _required_variables, build_design
@@ -51,6 +51,7 @@ from .optimizer import STATUS, NewtonOptions, Status, newton_minimize
 from .params import group_labels, theta_scale
 from .predict import predict
 from .results import LMMResult, OptSummary, _fixef_and_footer
+from .simulation import resolve_seed
 from .structure import (
     Layout,
     StructurePattern,

@@ -22,7 +22,6 @@ import pandas as pd
 from . import _warnings
 from . import kenward_roger as _kenward_roger
 from ._config import x64
-from .bootstrap import resolve_seed, simulate
 from .compiled import compile_program, prefetch
 from .objective import (
     _blocks,
@@ -39,6 +38,7 @@ from .objective import (
 )
 from .optimizer import NewtonOptions, fd_hessian, fd_points, newton_minimize
 from .params import theta_from_vc, varpar_name, vc_values
+from .simulation import resolve_seed, simulate
 from .structure import is_small
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -666,8 +666,6 @@ def confint(
             )
             lower[name], upper[name] = lo, hi
     else:
-        if not hasattr(res, "bootstrap"):
-            raise NotImplementedError("method='boot' needs LMMResult.bootstrap (jaxlme.bootstrap), not available")
         boot = res.bootstrap(nsim, seed=seed, progress=False)
         ci = boot.ci(level, method="percentile")
         for name in allnames:

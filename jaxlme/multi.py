@@ -2,7 +2,7 @@
 
 Genes, voxels, items: only the response changes between the fits, so each costs its O(n)
 cross-products and a refit of θ on the model's structure.  The refits run as the
-bootstrap's vmapped lanes (:func:`jaxlme.bootstrap.refit_pool`), with the given responses
+bootstrap's vmapped lanes (:func:`jaxlme.pool.refit_pool`), with the given responses
 transferred to the device chunk by chunk instead of simulated there.
 """
 
@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .bootstrap import Simulated, _Given, refit_pool
 from .boundary import EXACT_FIT_TOL
 from .compiled import enable_compilation_cache
 from .optimizer import BFGS_MIN_SIZE, MAXITER, STATUS
 from .params import group_labels, vc_frame
+from .pool import _Given, refit_pool
+from .simulation import Simulated
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LMM

@@ -15,6 +15,7 @@ from . import emmeans as _emmeans
 from . import inference as _inference
 from . import predict as _predict
 from . import r2 as _r2
+from . import simulation as _simulation
 from .boundary import SINGULAR_TOL
 from .params import group_labels
 
@@ -356,9 +357,9 @@ class LMMResult:
 
     # -- parametric bootstrap (jaxlme.bootstrap) -------------------------------------------
     def simulate(self, n: int, seed: int | None = 0):
-        """(n, nobs) responses simulated from the fitted model; see ``jaxlme.bootstrap.simulate``."""
+        """(n, nobs) responses simulated from the fitted model; see ``jaxlme.simulation.simulate``."""
         self.model._rows_needed("simulate")
-        return _bootstrap.simulate(self, n, seed)
+        return _simulation.simulate(self, n, seed)
 
     def bootstrap(self, n: int, seed: int | None = 0, **kwargs):
         """Parametric bootstrap with ``n`` refits; see ``jaxlme.bootstrap.bootstrap``."""

@@ -21,7 +21,18 @@ MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
 CORE = ["formula", "design", "centering", "structure", "objective", "optimizer", "params", "boundary", "compiled"]
 UPPER = ["model", "results", "glmm", "inference", "anova", "kenward_roger", "emmeans", "predict", "r2", "bootstrap"]
 # Analyses take a result object; the result class imports them to delegate, never the reverse.
-ANALYSES = ["inference", "anova", "kenward_roger", "emmeans", "predict", "r2", "bootstrap", "multi"]
+ANALYSES = [
+    "inference",
+    "anova",
+    "kenward_roger",
+    "emmeans",
+    "predict",
+    "r2",
+    "bootstrap",
+    "simulation",
+    "pool",
+    "multi",
+]
 
 
 def _imports(module: str) -> list[tuple[str, bool]]:

@@ -367,7 +367,7 @@ def test_standard_normals_are_independent_standard_normals():
     """The Box-Muller draws: mean 0, variance 1, normal quantiles and tails, the cosine and
     sine halves uncorrelated, an odd count honoured, and different seeds or replicates
     giving independent draws."""
-    from jaxlme.bootstrap import seed_key, standard_normals
+    from jaxlme.simulation import seed_key, standard_normals
 
     m = 200_001
     draw = jax.jit(standard_normals, static_argnums=2)
@@ -390,7 +390,7 @@ def test_standard_normals_are_independent_standard_normals():
 @pytest.mark.parametrize("seed", [0, 1, 42, 2**31 + 5, 2**40 + 3, -1])
 def test_seed_key_is_jax_prngkey(seed):
     """The host-made key is JAX's own threefry key of the seed (high and low 32 bits)."""
-    from jaxlme.bootstrap import seed_key
+    from jaxlme.simulation import seed_key
 
     with jax.enable_x64(True):
         np.testing.assert_array_equal(seed_key(seed), np.asarray(jax.random.PRNGKey(seed)))
@@ -400,7 +400,7 @@ def test_progress_bar_waits_two_seconds_and_is_off_on_request(sleep):
     """tqdm's bar (shown only once a run passes 2 s); progress=False makes none at all."""
     from tqdm.auto import tqdm
 
-    from jaxlme.bootstrap import _NoBar, _progress_bar
+    from jaxlme.pool import _NoBar, _progress_bar
 
     bar = _progress_bar(10, True)
     try:
@@ -438,7 +438,7 @@ def test_drawn_crossproducts_have_the_per_row_simulations_distribution():
     (bootstrap.draw_crossproducts): their joint law equals that of the cross-products of
     per-row simulated responses.  Checked on sleepstudy with 3000 draws each: every
     component's mean within 5 standard errors, y*'y* and a few others' variances within 15%."""
-    from jaxlme.bootstrap import _sim_params, crossproducts_gram, draw_crossproducts
+    from jaxlme.simulation import _sim_params, crossproducts_gram, draw_crossproducts
     from jaxlme.structure import response_crossprods
 
     res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
