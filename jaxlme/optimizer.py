@@ -19,7 +19,16 @@ import jax.numpy as jnp
 
 from .structure import LARGE_REST
 
-__all__ = ["NewtonOptions", "NewtonState", "newton_minimize", "Status", "STATUS"]
+__all__ = [
+    "NewtonOptions",
+    "NewtonState",
+    "newton_minimize",
+    "LaneState",
+    "lane_trial",
+    "lane_update",
+    "Status",
+    "STATUS",
+]
 
 
 class Status(enum.IntEnum):
@@ -64,11 +73,36 @@ BFGS_MIN_SIZE = LARGE_REST
 
 
 class NewtonOptions(NamedTuple):
-    gtol: float = 1e-6  # projected-gradient max-norm for convergence
+    """Static options of the solver (hashable: part of every compiled program's key).
+
+    Attributes:
+        gtol: converged when max|projected gradient| <= gtol.
+        maxiter: iteration cap (:data:`MAXITER` for fits; the refit pool's lanes stop
+            earlier and a standalone fit finishes what they leave).
+        max_halvings: consecutive rejected trials before the line search gives up.
+        armijo: sufficient-decrease constant of the line search.
+        hessian: "exact" (autodiff Newton), "bfgs" (quasi-Newton: gradients only) or "fd"
+            (forward differences of the exact gradient; the refit pool's lanes).
+        fd_step: relative step of the forward differences ("fd").
+        saddle_tol: a stationary point is a minimum only when the smallest eigenvalue of
+            the Hessian on the free set is >= -saddle_tol.
+    """
+
+    gtol: float = 1e-6
     maxiter: int = MAXITER
     max_halvings: int = 40
     armijo: float = 1e-4
-    hessian: str = "exact"  # "exact" (autodiff Newton) or "bfgs" (quasi-Newton: gradients only)
+    hessian: str = "exact"
+    fd_step: float = 1e-6
+    saddle_tol: float = 1e-8
+
+
+# A lane accepts a trial that raises f by no more than its rounding noise (this fraction of
+# 1 + |f|) if it halves the projected gradient: near the optimum f is flat to rounding.
+_ROUNDING = 1e-11
+# A lane that stops (cap or failed line search) with max|projected gradient| below this and
+# no negative curvature counts as converged with no further decrease, like the fit's rule.
+_FLAT_GNORM = 1e-3
 
 
 class NewtonState(NamedTuple):
@@ -304,7 +338,7 @@ def newton_minimize(
         gnorm = jnp.max(jnp.abs(pg), initial=0.0)
         small_change = jnp.abs(s.f - f) <= 1e-14 * (1.0 + jnp.abs(f))
         it = s.it + 1
-        loose = (gnorm <= options.gtol) & (_free_min_eig(x, g, H, lb) >= -1e-8)
+        loose = (gnorm <= options.gtol) & (_free_min_eig(x, g, H, lb) >= -options.saddle_tol)
         stationary = loose  # BFGS: its steps are not quadratically convergent
         if not bfgs:
             # Newton converges quadratically: once |g| ≤ gtol, one more step costs one
@@ -340,3 +374,74 @@ def newton_minimize(
         return NewtonState(x, f, g, H, it, s.nfev + k + (split is None), status)
 
     return jax.lax.while_loop(cond, body, state)
+
+
+class LaneState(NamedTuple):
+    """The solver's state for batched refits, one row per lane (leading axis: lanes).
+
+    A lane takes one trial per iteration (its line search folded into the iterations:
+    a rejected trial halves the next one's step), so vmapped lanes do the same work each
+    iteration and none waits on another's inner loop.
+    """
+
+    x: jax.Array  # (B, k)
+    f: jax.Array  # (B,)  +inf before the first accepted evaluation
+    g: jax.Array  # (B, k)
+    H: jax.Array  # (B, k, k)
+    d: jax.Array  # (B, k) Newton direction at (x, g, H): the next trial is x + alpha d
+    gnorm: jax.Array  # (B,) max |projected g| at x
+    nhalf: jax.Array  # (B,) consecutive rejected trials: the next trial's step is 2^-nhalf
+    it: jax.Array  # (B,) iterations used
+    status: jax.Array  # (B,) 0 running, 1-5 as optimizer.STATUS, -1 empty slot
+    corner: jax.Array  # (B, p+1, p+1) fixed-effect corner of the factor at x ("fd" lanes)
+
+
+def lane_trial(st: LaneState, lb) -> jax.Array:
+    """The lane's next trial point x + α d (d: the direction the last iteration left, α
+    halved for each rejected trial since the last accepted one)."""
+    return jnp.maximum(st.x + 0.5 ** st.nhalf.astype(st.x.dtype) * st.d, lb)
+
+
+def lane_update(st: LaneState, xn, fn, gn, Hn, corner_n, finite, lb, opt: NewtonOptions) -> LaneState:
+    """Accept or reject a lane's trial and compute its next direction and status.
+
+    One ``eigh`` per iteration gives both the next direction and the curvature test of the
+    convergence rules.  Under the vmap every reduction is a kernel, which the first call
+    compiles and every iteration launches, so the lane logic keeps them few.  A lane that
+    is not running (status ≠ 0) comes out unchanged: masking here rather than selecting
+    between old and new states afterwards saves a select per state array, and compile time."""
+    x, f, g, H = st.x, st.f, st.g, st.H
+    decrease = jnp.dot(jnp.where(jnp.isfinite(f), g, 0.0), xn - x)
+    armijo_ok = (fn <= f + opt.armijo * jnp.minimum(decrease, 0.0)) & ((fn < f) | (decrease < 0))
+    # near the optimum f is flat to rounding: accept a step that does not raise f beyond
+    # its rounding noise and shrinks the projected gradient (else lanes stall halving)
+    gnorm_n = jnp.max(jnp.abs(_projected_gradient(xn, gn, lb)[0]), initial=0.0)
+    noise_ok = (fn <= f + _ROUNDING * (1.0 + jnp.abs(f))) & (gnorm_n < 0.5 * st.gnorm)
+    run = st.status == Status.RUNNING  # finished and empty lanes keep their state (and are not counted)
+    ok = finite & (armijo_ok | noise_ok) & run
+    x2 = jnp.where(ok, xn, x)
+    f2 = jnp.where(ok, fn, f)
+    g2 = jnp.where(ok, gn, g)
+    H2 = jnp.where(ok, Hn, H)
+    corner2 = jnp.where(ok, corner_n, st.corner)
+    gnorm = jnp.where(ok, gnorm_n, st.gnorm)
+    nhalf = jnp.where(ok, 0, st.nhalf + run)
+    it = st.it + run
+    d2, _, min_eig = newton_direction(x2, g2, H2, lb)
+    stationary = ok & (gnorm <= opt.gtol) & (min_eig >= -opt.saddle_tol)
+    small_change = ok & jnp.isfinite(f) & (jnp.abs(f - fn) <= 1e-14 * (1.0 + jnp.abs(fn))) & (gnorm <= _FLAT_GNORM)
+    if opt.hessian == "bfgs":  # as the core: a predicted decrease below f's resolution
+        tiny = decrease_below_resolution(g2, d2, f2)
+        small_change = small_change | (ok & tiny & (gnorm <= noise_floor(f2)))
+    ls_fail = (~ok) & (nhalf >= opt.max_halvings)
+    flat = (gnorm <= _FLAT_GNORM) & (min_eig >= -opt.saddle_tol)  # not a saddle (lanes do pass near them)
+    S = Status
+    stopped = jnp.where(flat, S.NO_FURTHER_DECREASE, jnp.where(ls_fail, S.LINE_SEARCH_FAILED, S.MAX_ITERATIONS))
+    status = jnp.where(
+        stationary,
+        S.CONVERGED,
+        jnp.where(small_change, S.NO_FURTHER_DECREASE, jnp.where(ls_fail | (it >= opt.maxiter), stopped, S.RUNNING)),
+    )
+    status = jnp.where(jnp.isfinite(f2), status, S.NONFINITE)  # the very first evaluation failed
+    status = jnp.where(run, status, st.status)
+    return LaneState(x2, f2, g2, H2, d2, gnorm, nhalf, it, status.astype(st.status.dtype), corner2)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,72 +51,46 @@ from .optimizer import (
     BFGS_MIN_SIZE,
     MAXITER,
     STATUS,
+    LaneState,
+    NewtonOptions,
     Status,
-    _projected_gradient,
     bfgs_update,
-    decrease_below_resolution,
     fd_assemble,
     fd_hessian,
     fd_points,
-    newton_direction,
-    noise_floor,
+    lane_trial,
+    lane_update,
 )
 from .structure import Structure, response_crossprods
 
-if TYPE_CHECKING:  # pragma: no cover
-    pass
-
-__all__ = ["BootOptions", "PoolOutput", "refit_pool", "default_chunk_size", "STATUS"]
+__all__ = ["LANE_OPTIONS", "PoolOutput", "refit_pool", "default_chunk_size", "STATUS"]
 
 _INACTIVE = -1  # status of an empty pool slot
 
 
-class BootOptions(NamedTuple):
-    """Static options of the batched refit (part of the compile-cache key)."""
-
-    gtol: float = 1e-6  # projected-gradient max-norm for convergence (as the core fit)
-    maxiter: int = 30  # iterations a replicate gets in the batched loop; at the cap,
-    # max|projected gradient| <= 1e-3 without negative curvature counts as "converged (no
-    # further decrease)" (status 2), like the core's line-search rule, and anything else is
-    # refitted on its own by the follow-up (see _follow_up)
-    max_halvings: int = 30  # consecutive rejected steps before giving up
-    armijo: float = 1e-4
-    fd_step: float = 1e-6  # relative forward-difference step for the Hessian
-    hessian: str = "fd"  # "fd": forward differences of gradients (ntheta + 1 gradients per
+# The lanes' options: a short iteration budget (a lane still running at the cap is finished
+# by a standalone fit, see _follow_up), forward-difference Hessians of the exact gradient,
+# and a saddle test loose enough for the noise those differences carry.
+LANE_OPTIONS = NewtonOptions(maxiter=30, max_halvings=30, hessian="fd", saddle_tol=1e-6)
 
 
-class _Lanes(NamedTuple):
-    """Per-lane optimizer state (leading axis: lanes)."""
-
-    x: jax.Array  # (B, k)
-    f: jax.Array  # (B,)  +inf before the first accepted evaluation
-    g: jax.Array  # (B, k)
-    H: jax.Array  # (B, k, k)
-    d: jax.Array  # (B, k) Newton direction at (x, g, H): the next trial is x + alpha d
-    gnorm: jax.Array  # (B,) max |projected g| at x
-    nhalf: jax.Array  # (B,) consecutive rejected trials: the next trial's step is 2^-nhalf
-    it: jax.Array  # (B,) iterations used
-    status: jax.Array  # (B,) 0 running, 1-5 as optimizer.STATUS, -1 empty slot
-    corner: jax.Array  # (B, p+1, p+1) fixed-effect corner of the factor at x ("fd" lanes)
-
-
-def _lane_step(st: _Lanes, s: Structure, lb, reml: bool, opt: BootOptions) -> _Lanes:
+def _lane_step(st: LaneState, s: Structure, lb, reml: bool, opt: NewtonOptions) -> LaneState:
     """One BFGS iteration for one lane (the "bfgs" lanes, run one after another)."""
-    xn = _lane_trial(st, lb)
+    xn = lane_trial(st, lb)
     fn, gn = jax.value_and_grad(lambda t: program_objective(t, s, reml))(xn)
     Hn = bfgs_update(st.H, xn - st.x, gn - st.g)  # no-op at the start, where xn == x
     finite = jnp.isfinite(fn) & jnp.all(jnp.isfinite(gn))  # (bfgs_update keeps H finite)
     # the corner is unused: the round's end solves these lanes' effects afresh
-    return _lane_update(st, xn, fn, gn, Hn, st.corner, finite, lb, opt)
+    return lane_update(st, xn, fn, gn, Hn, st.corner, finite, lb, opt)
 
 
-def _lanes_step(st: _Lanes, struct: Structure, zy1, ry, lb, reml: bool, opt: BootOptions) -> _Lanes:
+def _lanes_step(st: LaneState, struct: Structure, zy1, ry, lb, reml: bool, opt: NewtonOptions) -> LaneState:
     """One Newton iteration of every lane, with forward-difference Hessians of the exact
     gradient (the "fd" lanes).  All lanes' points are evaluated by one flat vmap (``zy1``,
     ``ry``: each lane's cross-products repeated for its k + 1 points) rather than a vmap
     over lanes of a vmap over points: a nesting that XLA's program carries as an extra
     batch dimension through every operation of the objective."""
-    xn = jax.vmap(_lane_trial, in_axes=(0, None))(st, lb)
+    xn = jax.vmap(lane_trial, in_axes=(0, None))(st, lb)
     pts, h = jax.vmap(lambda x: fd_points(x, opt.fd_step))(xn)
     nb, npts, k = pts.shape
 
@@ -130,59 +104,8 @@ def _lanes_step(st: _Lanes, struct: Structure, zy1, ry, lb, reml: bool, opt: Boo
     fs, gs, corners = fs.reshape(nb, npts), gs.reshape(nb, npts, k), corners.reshape((nb, npts) + corners.shape[1:])
     fn, gn, Hn = jax.vmap(fd_assemble)(fs, gs, h)
     finite = jnp.isfinite(fn) & jnp.all(jnp.isfinite(Hn), axis=(1, 2))  # every g_j enters H's column j
-    update = functools.partial(_lane_update, lb=lb, opt=opt)
+    update = functools.partial(lane_update, lb=lb, opt=opt)
     return jax.vmap(update)(st, xn, fn, gn, Hn, corners[:, 0], finite)
-
-
-def _lane_trial(st: _Lanes, lb) -> jax.Array:
-    """The lane's next trial point x + α d (d: the direction the last iteration left, α
-    halved for each rejected trial since the last accepted one)."""
-    return jnp.maximum(st.x + 0.5 ** st.nhalf.astype(st.x.dtype) * st.d, lb)
-
-
-def _lane_update(st: _Lanes, xn, fn, gn, Hn, corner_n, finite, lb, opt: BootOptions) -> _Lanes:
-    """Accept or reject a lane's trial and compute its next direction and status.
-
-    One ``eigh`` per iteration gives both the next direction and the curvature test of the
-    convergence rules.  Under the vmap every reduction is a kernel, which the first call
-    compiles and every iteration launches, so the lane logic keeps them few.  A lane that
-    is not running (status ≠ 0) comes out unchanged: masking here rather than selecting
-    between old and new states afterwards saves a select per state array, and compile time."""
-    x, f, g, H = st.x, st.f, st.g, st.H
-    decrease = jnp.dot(jnp.where(jnp.isfinite(f), g, 0.0), xn - x)
-    armijo_ok = (fn <= f + opt.armijo * jnp.minimum(decrease, 0.0)) & ((fn < f) | (decrease < 0))
-    # near the optimum f is flat to rounding: accept a step that does not raise f beyond
-    # its rounding noise and shrinks the projected gradient (else lanes stall halving)
-    gnorm_n = jnp.max(jnp.abs(_projected_gradient(xn, gn, lb)[0]), initial=0.0)
-    noise_ok = (fn <= f + 1e-11 * (1.0 + jnp.abs(f))) & (gnorm_n < 0.5 * st.gnorm)
-    run = st.status == Status.RUNNING  # finished and empty lanes keep their state (and are not counted)
-    ok = finite & (armijo_ok | noise_ok) & run
-    x2 = jnp.where(ok, xn, x)
-    f2 = jnp.where(ok, fn, f)
-    g2 = jnp.where(ok, gn, g)
-    H2 = jnp.where(ok, Hn, H)
-    corner2 = jnp.where(ok, corner_n, st.corner)
-    gnorm = jnp.where(ok, gnorm_n, st.gnorm)
-    nhalf = jnp.where(ok, 0, st.nhalf + run)
-    it = st.it + run
-    d2, _, min_eig = newton_direction(x2, g2, H2, lb)
-    stationary = ok & (gnorm <= opt.gtol) & (min_eig >= -1e-6)
-    small_change = ok & jnp.isfinite(f) & (jnp.abs(f - fn) <= 1e-14 * (1.0 + jnp.abs(fn))) & (gnorm <= 1e-3)
-    if opt.hessian == "bfgs":  # as the core: a predicted decrease below f's resolution
-        tiny = decrease_below_resolution(g2, d2, f2)
-        small_change = small_change | (ok & tiny & (gnorm <= noise_floor(f2)))
-    ls_fail = (~ok) & (nhalf >= opt.max_halvings)
-    flat = (gnorm <= 1e-3) & (min_eig >= -1e-6)  # not a saddle (lanes do pass near them)
-    S = Status
-    stopped = jnp.where(flat, S.NO_FURTHER_DECREASE, jnp.where(ls_fail, S.LINE_SEARCH_FAILED, S.MAX_ITERATIONS))
-    status = jnp.where(
-        stationary,
-        S.CONVERGED,
-        jnp.where(small_change, S.NO_FURTHER_DECREASE, jnp.where(ls_fail | (it >= opt.maxiter), stopped, S.RUNNING)),
-    )
-    status = jnp.where(jnp.isfinite(f2), status, S.NONFINITE)  # the very first evaluation failed
-    status = jnp.where(run, status, st.status)
-    return _Lanes(x2, f2, g2, H2, d2, gnorm, nhalf, it, status.astype(st.status.dtype), corner2)
 
 
 def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, opt):
@@ -309,7 +232,7 @@ class _Given:
         return self._compiled()(self.struct, self.obs, self.put(self.ys[idx]))
 
 
-def _pool_program(model, reml: bool, opt: BootOptions, devices: tuple, pool_args: tuple):
+def _pool_program(model, reml: bool, opt: NewtonOptions, devices: tuple, pool_args: tuple):
     """The compiled pool-round program for this layout, options, chunk and devices (cached
     in memory; single-device programs also on disk, see ``jaxlme.compiled``)."""
     pool_fn = _sharded(
@@ -383,8 +306,8 @@ def refit_pool(
         chunk = default_chunk_size(lay, n, ndev, memory_bytes) if chunk_size is None else int(chunk_size)
         chunk = int(math.ceil(max(chunk, 1) / ndev) * ndev)
         bfgs = lay.size_rest >= BFGS_MIN_SIZE
-        lane_iters = min(int(maxiter), BootOptions().maxiter if _lane_iters is None else int(_lane_iters))
-        opt = BootOptions(gtol=float(gtol), maxiter=lane_iters, hessian="bfgs" if bfgs else "fd")
+        lane_iters = min(int(maxiter), LANE_OPTIONS.maxiter if _lane_iters is None else int(_lane_iters))
+        opt = LANE_OPTIONS._replace(gtol=float(gtol), maxiter=lane_iters, hessian="bfgs" if bfgs else "fd")
         k = lay.ntheta
         theta_start = np.maximum(np.asarray(theta_start, dtype=np.float64).reshape(k), lay.theta_lower)
         lb = np.asarray(lay.theta_lower, dtype=np.float64)
@@ -413,7 +336,7 @@ def refit_pool(
 
         # host-side pool
         idx = np.zeros(chunk, np.int32)
-        lanes = _Lanes(
+        lanes = LaneState(
             x=np.tile(theta_start, (chunk, 1)),
             f=np.full(chunk, np.inf),
             g=np.zeros((chunk, k)),
@@ -468,7 +391,7 @@ def refit_pool(
                 budget = np.int32(round_iters if running else 0)
                 out = pool(struct, lb, zy1, ry, put(lanes), budget, np.int32(min_active))
                 new_lanes, beta, sigma = jax.device_get(out)
-                lanes = _Lanes(*(np.array(a) for a in new_lanes))
+                lanes = LaneState(*(np.array(a) for a in new_lanes))
                 fin = np.flatnonzero(lanes.status > 0)
                 left = fin[np.isin(lanes.status[fin], (Status.MAX_ITERATIONS, Status.LINE_SEARCH_FAILED))]
                 # lanes that stopped on a zero diagonal of a vector-valued term's Λ: checked
