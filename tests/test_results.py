@@ -46,8 +46,9 @@ def test_attributes_are_consistent(sleep):
     assert np.allclose(sleep.stderr, np.sqrt(np.diag(sleep.vcov)), rtol=1e-12)
     np.testing.assert_allclose(sleep.fitted + sleep.residuals, sleep.y, rtol=1e-12)
     cov = sleep.covariance_matrices()["Subject"].to_numpy()
-    sds = sleep.varcorr.set_index(["group", "var1"])["sdcor"]
-    assert np.sqrt(cov[0, 0]) == pytest.approx(sds[("Subject", "(Intercept)")], rel=1e-12)
+    vc = sleep.varcorr
+    sd0 = vc[(vc["group"] == "Subject") & (vc["var1"] == "(Intercept)") & vc["var2"].isna()]["sdcor"]
+    assert np.sqrt(cov[0, 0]) == pytest.approx(float(sd0.iloc[0]), rel=1e-12)
     assert sleep.varcorr["sdcor"].iloc[-1] == pytest.approx(sleep.sigma, rel=1e-12)  # the residual row
     assert list(sleep.ranef["Subject"].columns) == ["(Intercept)", "Days"]
     assert sleep.ngroups == {"Subject": 18}
