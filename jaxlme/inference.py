@@ -24,17 +24,13 @@ from . import kenward_roger as _kenward_roger
 from ._config import x64
 from .compiled import compile_program, prefetch
 from .objective import (
-    _blocks,
-    _expand,
-    _log_det1,
-    _row_weights,
     criterion_terms,
     factorize,
     program_flags,
     rx_beta,
+    unprofiled_deviance,
+    unprofiled_value_and_grad,
     uses_analytic_gradient,
-    weighted_chol_logdiag,
-    weighted_value_and_gradient,
 )
 from .optimizer import NewtonOptions, fd_hessian, fd_points, newton_minimize
 from .params import theta_from_vc, varpar_name, vc_values
@@ -70,47 +66,11 @@ def _pieces(theta: jax.Array, struct):
     return (ct.ldL2, ct.ldRX2, ct.pwrss, *rx_beta(f.L, struct.layout))
 
 
-def _deviance_vp(varpar: jax.Array, struct, reml: bool) -> jax.Array:
-    """Deviance (REML criterion or -2 logLik) as a function of (θ, σ), not profiled over σ.
-
-    The rest block's log-determinants and log r² are weighted sums of 2 log L_ii, so they
-    go through ``weighted_chol_logdiag`` and its cheap analytic derivative rather than
-    through the Cholesky factorization (a much faster Hessian on large models).
-    """
-    theta, sigma = varpar[:-1], varpar[-1]
-    lay = struct.layout
-    L1, _, mat = _blocks(theta, struct)
-    ld1 = _log_det1(L1)
-    q, p = lay.q_rest, lay.p
-    logdets = weighted_chol_logdiag(mat, ((q, 1.0), (p, 1.0 if reml else 0.0), (1, 0.0)))  # ldL2 [+ ldRX2]
-    log_pwrss = weighted_chol_logdiag(mat, ((q, 0.0), (p, 0.0), (1, 1.0)))
-    m = (lay.n - lay.p) if reml else lay.n
-    ld_w = struct.log_det_w  # prior weights' Σ log w (lme4's ldW)
-    return ld1 + logdets + m * (_LOG2PI + 2.0 * jnp.log(sigma)) + jnp.exp(log_pwrss) / sigma**2 - ld_w
-
-
 def _deviance_vp_value_and_grad(varpar: jax.Array, struct, reml: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """:func:`_deviance_vp` and its gradient in (θ, σ) without reverse mode through the Schur
-    pairs (large sparse-Schur models; see objective.weighted_value_and_gradient), and
-    Var(β̂) from the same factorization.
-
-    The deviance is log|L1|² + Σ_{Z,X rows} c_i·2 log L_ii + pwrss/σ² + m log(2πσ²), and
-    d(pwrss/σ²) = (pwrss/σ²)·d(2 log L_yy): the analytic gradient with y's weight pwrss/σ².
-    """
-    theta, sigma = varpar[:-1], varpar[-1]
-    lay = struct.layout
-    q, p = lay.q_rest, lay.p
-    cz, cx, m = _row_weights(lay, reml)  # m: the dof that multiplies log σ²
-
-    def weights(L):
-        return _expand(((q, cz), (p, cx), (1, L[-1, -1] ** 2 / sigma**2)), L.dtype)
-
-    value, grad_theta, L = weighted_value_and_gradient(theta, struct, weights)
-    pwrss = L[-1, -1] ** 2
-    value = value - pwrss / sigma**2 * jnp.log(pwrss) + pwrss / sigma**2 + m * (_LOG2PI + 2.0 * jnp.log(sigma))
-    value = value - struct.log_det_w
-    grad_sigma = 2.0 * m / sigma - 2.0 * pwrss / sigma**3
-    return value, jnp.concatenate([grad_theta, grad_sigma[None]]), _vcov_from_rx(L[q : q + p, q : q + p], sigma)
+    """:func:`jaxlme.objective.unprofiled_value_and_grad`, with Var(β̂) from the same
+    factorization in place of R_X."""
+    value, grad, RX = unprofiled_value_and_grad(varpar, struct, reml)
+    return value, grad, _vcov_from_rx(RX, varpar[-1])
 
 
 def _vcov_vp(varpar: jax.Array, struct) -> jax.Array:
@@ -125,7 +85,7 @@ def _vcov_from_rx(RX: jax.Array, sigma: jax.Array) -> jax.Array:
 
 def _satterthwaite_parts(varpar: jax.Array, struct, reml: bool):
     """Hessian of the deviance, Var(β̂) and its Jacobian, all in (θ, σ); one compiled program."""
-    H = jax.hessian(_deviance_vp)(varpar, struct, reml)
+    H = jax.hessian(unprofiled_deviance)(varpar, struct, reml)
     V = _vcov_vp(varpar, struct)
     J = jax.jacfwd(_vcov_vp)(varpar, struct)
     return H, V, J
@@ -139,7 +99,7 @@ def _satterthwaite_parts_fd(varpar: jax.Array, struct, reml: bool, step: float =
     if uses_analytic_gradient(struct.layout):  # Var(β̂) from each point's own factorization
         _, _, H, Vs = fd_hessian(lambda x: _deviance_vp_value_and_grad(x, struct, reml), varpar, step, False, True)
     else:
-        _, _, H = fd_hessian(jax.value_and_grad(lambda x: _deviance_vp(x, struct, reml)), varpar, step, False)
+        _, _, H = fd_hessian(jax.value_and_grad(lambda x: unprofiled_deviance(x, struct, reml)), varpar, step, False)
         Vs = jax.lax.map(lambda x: _vcov_vp(x, struct), fd_points(varpar, step)[0])
     h = fd_points(varpar, step)[1]
     J = jnp.moveaxis((Vs[1:] - Vs[0][None]) / h[:, None, None], 0, -1)  # (p, p, nvp)

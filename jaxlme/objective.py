@@ -41,6 +41,10 @@ __all__ = [
     "objective_pieces",
     "objective_gradient",
     "solve_effects",
+    "criterion_terms",
+    "fixef_sigma",
+    "unprofiled_deviance",
+    "unprofiled_value_and_grad",
 ]
 
 _LOG2PI = math.log(2.0 * math.pi)  # a Python float: jnp here would be float32 at import
@@ -657,6 +661,52 @@ def _schur_gradient(H: jax.Array, theta: jax.Array, s: Structure) -> jax.Array:
     per_pair = jnp.sum(outer[..., None] * dW[s.levs[s.pair_a]], axis=(1, 2))  # (npairs, n1)
     g1 = jnp.sum(H[:, None] * per_pair, axis=0)
     return jnp.concatenate([g1, jnp.zeros(theta.shape[0] - n1, theta.dtype)])
+
+
+def unprofiled_deviance(varpar: jax.Array, struct: Structure, reml: bool = True) -> jax.Array:
+    """Deviance (REML criterion or -2 logLik) as a function of (θ, σ), not profiled over σ:
+    Satterthwaite's and the profile's criterion.
+
+    The rest block's log-determinants and log r² are weighted sums of 2 log L_ii, so they
+    go through ``weighted_chol_logdiag`` and its cheap analytic derivative rather than
+    through the Cholesky factorization (a much faster Hessian on large models).
+    """
+    theta, sigma = varpar[:-1], varpar[-1]
+    lay = struct.layout
+    L1, _, mat = _blocks(theta, struct)
+    ld1 = _log_det1(L1)
+    q, p = lay.q_rest, lay.p
+    logdets = weighted_chol_logdiag(mat, ((q, 1.0), (p, 1.0 if reml else 0.0), (1, 0.0)))  # ldL2 [+ ldRX2]
+    log_pwrss = weighted_chol_logdiag(mat, ((q, 0.0), (p, 0.0), (1, 1.0)))
+    m = (lay.n - lay.p) if reml else lay.n
+    ld_w = struct.log_det_w  # prior weights' Σ log w (lme4's ldW)
+    return ld1 + logdets + m * (_LOG2PI + 2.0 * jnp.log(sigma)) + jnp.exp(log_pwrss) / sigma**2 - ld_w
+
+
+def unprofiled_value_and_grad(
+    varpar: jax.Array, struct: Structure, reml: bool = True
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`unprofiled_deviance` and its gradient in (θ, σ) without reverse mode through
+    the Schur pairs (large sparse-Schur models; see :func:`weighted_value_and_gradient`),
+    and R_X (Var(β̂) = σ² (R_X R_X')⁻¹) from the same factorization.
+
+    The deviance is log|L1|² + Σ_{Z,X rows} c_i·2 log L_ii + pwrss/σ² + m log(2πσ²), and
+    d(pwrss/σ²) = (pwrss/σ²)·d(2 log L_yy): the analytic gradient with y's weight pwrss/σ².
+    """
+    theta, sigma = varpar[:-1], varpar[-1]
+    lay = struct.layout
+    q, p = lay.q_rest, lay.p
+    cz, cx, m = _row_weights(lay, reml)  # m: the dof that multiplies log σ²
+
+    def weights(L):
+        return _expand(((q, cz), (p, cx), (1, L[-1, -1] ** 2 / sigma**2)), L.dtype)
+
+    value, grad_theta, L = weighted_value_and_gradient(theta, struct, weights)
+    pwrss = L[-1, -1] ** 2
+    value = value - pwrss / sigma**2 * jnp.log(pwrss) + pwrss / sigma**2 + m * (_LOG2PI + 2.0 * jnp.log(sigma))
+    value = value - struct.log_det_w
+    grad_sigma = 2.0 * m / sigma - 2.0 * pwrss / sigma**3
+    return value, jnp.concatenate([grad_theta, grad_sigma[None]]), L[q : q + p, q : q + p]
 
 
 class Effects(NamedTuple):

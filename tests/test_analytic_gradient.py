@@ -280,7 +280,8 @@ def test_satterthwaite_deviance_gradient_equals_autodiff(case, schur):
     """The (θ, σ) deviance behind Satterthwaite's df: the analytic value and gradient that
     large models difference equal autodiff's, REML and ML, at σ off its optimum too; and
     Var(β̂) read off the same factorization equals the direct one."""
-    from jaxlme.inference import _deviance_vp, _deviance_vp_value_and_grad, _vcov_vp
+    from jaxlme.inference import _deviance_vp_value_and_grad, _vcov_vp
+    from jaxlme.objective import unprofiled_deviance as _deviance_vp
 
     s = _structure(case, schur)
     autodiff = jax.jit(jax.value_and_grad(_deviance_vp), static_argnums=2)

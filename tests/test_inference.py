@@ -15,7 +15,7 @@ import pytest
 from helpers import DATA, crossed_large
 
 import jaxlme
-from jaxlme import compiled, inference
+from jaxlme import compiled, inference, objective
 
 REF = json.loads((DATA / "inference_reference.json").read_text())
 
@@ -103,7 +103,7 @@ def test_satterthwaite_contrast_matches_unit_vectors_and_finite_differences():
             return float(ell @ np.asarray(inference._vcov_vp(jnp.asarray(vp), struct)) @ ell)
 
         def dev(vp):
-            return float(inference._deviance_vp(jnp.asarray(vp), struct, True))
+            return float(objective.unprofiled_deviance(jnp.asarray(vp), struct, True))
 
         k = len(vp0)
         h = 1e-3 * (np.abs(vp0) + 0.1)
