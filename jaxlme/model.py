@@ -34,7 +34,7 @@ from .objective import (
     solve_effects,
     uses_analytic_gradient,
 )
-from .optimizer import BFGS_MIN_SIZE, MAXITER, STATUS, NewtonOptions, Status, newton_minimize
+from .optimizer import BFGS_MIN_SIZE, BFGS_MIN_THETA, MAXITER, STATUS, NewtonOptions, Status, newton_minimize
 from .params import crossproducts_start, moment_start, theta_scale
 from .parquet import BATCH_SIZE, parquet_crossproducts
 from .partitions import finalize
@@ -279,8 +279,10 @@ class LMM:
         """Fit by REML (default) or ML; ``theta0`` warm-starts the optimizer.
 
         ``optimizer``: "newton" (autodiff Hessian: fewest iterations), "bfgs" (gradients
-        only: cheaper iterations when the dense crossed block is large) or "auto", which
-        picks BFGS once the rest block has ``BFGS_MIN_SIZE`` rows or more.
+        only: cheaper iterations when the dense crossed block is large or θ has many
+        components) or "auto", which picks BFGS once the rest block has ``BFGS_MIN_SIZE``
+        rows or θ has ``BFGS_MIN_THETA`` components; on a small rest block BFGS is finished
+        by Newton steps.
         """
         options = NewtonOptions(gtol=gtol, maxiter=maxiter, hessian=self._hessian_method(optimizer))
         return self._fit(self.structure, reml, theta0, options, warn)
@@ -289,7 +291,8 @@ class LMM:
         if optimizer not in ("auto", "newton", "bfgs"):
             raise ValueError(f"optimizer must be 'auto', 'newton' or 'bfgs', got {optimizer!r}")
         if optimizer == "auto":
-            return "bfgs" if self.layout.size_rest >= BFGS_MIN_SIZE else "exact"
+            lay = self.layout
+            return "bfgs" if lay.size_rest >= BFGS_MIN_SIZE or lay.ntheta >= BFGS_MIN_THETA else "exact"
         return "exact" if optimizer == "newton" else "bfgs"
 
     @x64
@@ -477,7 +480,8 @@ class LMM:
         # floor: finish with Newton's exact
         # Hessian from where it stopped, usually a step or two, and keep the better answer.
         polished = False
-        if options.hessian == "bfgs" and not Status(int(state.status)).converged:
+        small = lay.size_rest < BFGS_MIN_SIZE  # Newton's Hessian is affordable for a few steps
+        if options.hessian == "bfgs" and (small or not Status(int(state.status)).converged):
             newton = options._replace(hessian="exact", maxiter=min(options.maxiter, 10))
             x_bfgs = jax.device_put(np.asarray(state.x))
             compiled_newton, polish_compile_s = fit_program(x_bfgs, scale, struct, reml, newton)

@@ -70,6 +70,12 @@ MAXITER = 300
 # Hessian's ~3·ntheta gradients per iteration cost more than BFGS's extra iterations
 # (measured: benchmarks/optimizer_choice.py).  Small models keep Newton's few, cheap steps.
 BFGS_MIN_SIZE = LARGE_REST
+# θ components from which "auto" fits with BFGS whatever the rest block's size: the
+# autodiff Hessian (forward over reverse) costs about ntheta gradients, so with many
+# covariance parameters (8 for two uncorrelated 4-column terms, 20 correlated) BFGS's extra
+# iterations are the cheaper way to the optimum; a few Newton steps then finish from
+# BFGS's point, so the answer has Newton's precision (measured: benchmarks/DESIGN_NOTES.md).
+BFGS_MIN_THETA = 8
 
 
 class NewtonOptions(NamedTuple):

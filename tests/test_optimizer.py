@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import jaxlme
 from jaxlme.objective import lower_cholesky, weighted_inverse
-from jaxlme.optimizer import BFGS_MIN_SIZE, NewtonOptions, bfgs_update, newton_minimize
+from jaxlme.optimizer import BFGS_MIN_SIZE, BFGS_MIN_THETA, NewtonOptions, bfgs_update, newton_minimize
 
 REFERENCE = [r for r in json.loads((DATA / "lme4_reference.json").read_text()) if r["data"] != "InstEval"]
 
@@ -49,6 +49,29 @@ def test_auto_picks_bfgs_for_a_large_dense_block_and_agrees_with_newton():
     assert auto.converged and newton.converged
     assert auto.objective == pytest.approx(newton.objective, abs=1e-6)
     np.testing.assert_allclose(auto.theta, newton.theta, rtol=1e-4)
+
+
+def test_auto_picks_bfgs_finished_by_newton_for_many_theta_and_agrees_with_newton():
+    """Many covariance parameters on a small rest block: BFGS (the autodiff Hessian costs
+    ~ntheta gradients), then Newton steps from its point, so the optimum is Newton's."""
+    rng = np.random.default_rng(3)
+    n = 400
+    d = pd.DataFrame({c: rng.choice([-0.5, 0.5], n) for c in "abc"})
+    d["g"], d["h"] = rng.integers(0, 16, n).astype(str), rng.integers(0, 12, n).astype(str)
+    bg, bh = rng.normal(0, 0.4, (16, 4)), rng.normal(0, 0.3, (12, 4))
+    X = np.c_[np.ones(n), d[["a", "b", "c"]].to_numpy()]
+    d["y"] = X @ [1, 0.2, 0.1, 0.3] + np.sum(X * bg[d["g"].astype(int)], 1) + np.sum(X * bh[d["h"].astype(int)], 1)
+    d["y"] += rng.normal(0, 0.5, n)
+    model = jaxlme.LMM("y ~ a + b + c + (1 + a + b + c || g) + (1 + a + b + c || h)", d)
+    assert model.layout.ntheta >= BFGS_MIN_THETA and model.layout.size_rest < BFGS_MIN_SIZE
+    auto = model.fit(reml=False)
+    newton = model.fit(reml=False, optimizer="newton")
+    assert "BFGS" in auto.opt.optimizer and "finished by Newton" in auto.opt.optimizer
+    assert auto.converged and newton.converged
+    assert auto.objective <= newton.objective + 1e-6
+    np.testing.assert_allclose(auto.theta, newton.theta, rtol=1e-4, atol=1e-5)
+    small = jaxlme.LMM("y ~ a + (1 + a | g)", d)  # few θ: Newton alone
+    assert "BFGS" not in small.fit().opt.optimizer
 
 
 def test_small_models_keep_newton():
