@@ -51,9 +51,8 @@ def main() -> None:
                 t = time.perf_counter()
                 res = model.fit(reml=False, optimizer=optimizer)
                 times.append(time.perf_counter() - t)
-            cells.append(
-                f"{optimizer} {np.median(times):.3f} s (spread {min(times):.3f}-{max(times):.3f}) crit {res.objective:.6f}"
-            )
+            spread = f"{min(times):.3f}-{max(times):.3f}"
+            cells.append(f"{optimizer} {np.median(times):.3f} s ({spread}) crit {res.objective:.6f}")
         print(f"{name:22s} ntheta {model.layout.ntheta:2d} | " + " | ".join(cells), flush=True)
 
 
