@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from . import _warnings
+from . import messages
 from ._config import x64
-from .design import ColumnsSpec, _dummy_name, r_name
+from .design import ColumnsSpec, dummy_name, r_name
 from .inference import satterthwaite
 from .kenward_roger import kr_ftest, kr_parts
 
@@ -88,7 +88,7 @@ def _contests(res: LMMResult, Ls: list[np.ndarray], ddf: str, kr=None) -> list[d
                 rows[i] = _row(out["F_unscaled"], out["NumDF"], out["DenDF"], res.sigma, out["scaling"])
                 continue
             # pbkrtest cannot invert L Φ L' of a rank-deficient L: lmerTest falls back likewise
-            _warnings.warn("Unable to compute Kenward-Roger F-test: using Satterthwaite instead")
+            messages.warn("Unable to compute Kenward-Roger F-test: using Satterthwaite instead")
         satt.append(i)
     if not satt:
         return rows
@@ -244,7 +244,7 @@ def _term_map(res: LMMResult) -> _TermMap:
                 raw_terms.append((name, [(name, "numerical", None)], [name]))
             else:
                 full = not spec.intercept and i == first
-                cols = [_dummy_name(name, v, full) for v in (lv if full else lv[1:])]
+                cols = [dummy_name(name, v, full) for v in (lv if full else lv[1:])]
                 raw_terms.append((name, [(name, "categorical", tuple(lv))], cols))
     else:
         ms = spec.spec

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from . import _warnings
+from . import messages
 from .compiled import enable_compilation_cache
 from .optimizer import (
     MAXITER,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
 
 from .pool import refit_pool
-from .simulation import _DrawnCrossProducts, _Simulated, resolve_seed
+from .simulation import DeviceSimulated, DrawnCrossProducts, resolve_seed
 
 __all__ = ["BootstrapResult", "bootstrap"]
 
@@ -72,7 +72,7 @@ def bootstrap(
         result.model,
         result.reml,
         n,
-        _Simulated(result, seed, _poison) if rows else _DrawnCrossProducts(result, seed),
+        DeviceSimulated(result, seed, _poison) if rows else DrawnCrossProducts(result, seed),
         np.asarray(result.theta, dtype=float),
         chunk_size=chunk_size,
         devices=devices,
@@ -87,7 +87,7 @@ def bootstrap(
     )
     completed = np.flatnonzero(pool.status > 0)
     if pool.interrupted:
-        _warnings.warn(f"bootstrap interrupted: returning the {completed.size} of {n} replicates completed so far")
+        messages.warn(f"bootstrap interrupted: returning the {completed.size} of {n} replicates completed so far")
     elapsed = time.perf_counter() - t_start
     boot = BootstrapResult._build(
         result,
@@ -106,7 +106,7 @@ def bootstrap(
         n_devices=pool.n_devices,
     )
     if boot.n_failed:
-        _warnings.warn(f"{boot.n_failed} of {boot.n} bootstrap replicates failed: {boot.failure_reasons()}")
+        messages.warn(f"{boot.n_failed} of {boot.n} bootstrap replicates failed: {boot.failure_reasons()}")
     return boot
 
 
@@ -230,7 +230,7 @@ class BootstrapResult:
         for c in samples.columns:
             v = samples[c].to_numpy()
             v = v[np.isfinite(v)]
-            lo[c], hi[c] = _interval(v, level, method)
+            lo[c], hi[c] = draw_interval(v, level, method)
         out = pd.DataFrame({"estimate": self.estimates(), "lower": pd.Series(lo), "upper": pd.Series(hi)})
         out.attrs.update(level=level, method=method, n=len(samples))
         return out
@@ -273,7 +273,18 @@ class BootstrapResult:
         return self.summary()
 
 
-def _interval(v: np.ndarray, level: float, method: str) -> tuple[float, float]:
+def draw_interval(v: np.ndarray, level: float, method: str) -> tuple[float, float]:
+    """A level-``level`` interval from bootstrap draws ``v``.
+
+    Args:
+        v: the draws of one quantity (NaNs already removed).
+        level: coverage, in (0, 1).
+        method: "percentile" (equal tails) or "shortest" (the narrowest interval holding
+            that fraction of the draws).
+
+    Returns:
+        (lower, upper); NaNs when there are no draws.
+    """
     if v.size == 0:
         return np.nan, np.nan
     if method == "percentile":

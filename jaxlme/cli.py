@@ -28,6 +28,7 @@ from .design import DataError
 from .formula import FormulaError
 from .inference import varpar_names
 from .model import LMM
+from .params import varpar_name
 
 __all__ = [
     "main",
@@ -112,8 +113,8 @@ def _vc_parameter(group: str, var1: Any, var2: Any) -> str:
     if group == "Residual":
         return "sigma"
     if var2 is None or (not isinstance(var2, str) and pd.isna(var2)):
-        return f"sd_{var1}|{group}"
-    return f"cor_{var2}.{var1}|{group}"
+        return varpar_name(group, [var1], 0, 0)
+    return varpar_name(group, [var1, var2], 1, 0)  # varcorr's (var1, var2): θ's (j, i), i > j
 
 
 def variance_components(res: Any, intervals: pd.DataFrame | None = None) -> dict[str, list[dict[str, Any]]]:

@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import _warnings
+from . import messages
 from ._config import x64
 from .compiled import compile_program
 from .design import DataError
 from .formula import FormulaError
-from .inference import _satterthwaite_program
+from .inference import satterthwaite_program
 from .model import LMM
 from .objective import criterion_terms, factorize, fixef_sigma, lambda_blocks, program_flags, rx_beta, solve_effects
 from .results import LMMResult
@@ -805,13 +805,13 @@ class MixedLM:
                 {"converged": o.converged, "iterations": o.iterations, "fcalls": o.evaluations, "status": o.status}
             ]
         if not res.converged:
-            _warnings.warn(f"MixedLM optimization failed: {res.opt.status}")
+            messages.warn(f"MixedLM optimization failed: {res.opt.status}")
         cov_re, vcomp = out._psi * out.scale, out.vcomp
         near = (self.k_re > 0 and np.min(np.abs(np.diag(cov_re))) < 0.01) or (
             self.k_vc > 0 and np.min(np.abs(vcomp)) < 0.01
         )
         if out._singular or near:  # statsmodels' boundary criterion: a variance below 0.01
-            _warnings.warn(_WARN_COV_SING, _singular_warning())
+            messages.warn(_WARN_COV_SING, _singular_warning())
         return out
 
 
@@ -1246,7 +1246,7 @@ class MixedLMResults:
         theta = np.asarray(res.theta, dtype=float)
         with jax_x64():
             varpar = jax.device_put(np.append(theta, res.sigma))
-            name, parts, static = _satterthwaite_program(struct, res.reml)
+            name, parts, static = satterthwaite_program(struct, res.reml)
             prog, _ = compile_program(name, parts, (varpar, struct), static, **program_flags(lay))
             H, V, _ = (np.asarray(a) for a in prog(varpar, struct))
             bprog, _ = compile_program("statsmodels_beta_jacobian", _beta_jacobian, (varpar[:-1], struct), {})

@@ -101,7 +101,7 @@ class LRUCache(OrderedDict):
         return self.get(key)
 
 
-_MEMORY: LRUCache = LRUCache()
+MEMORY: LRUCache = LRUCache()
 _PENDING: dict[str, Any] = {}  # digest -> _Loading started by prefetch()
 STATS = {"compiled": 0, "loaded": 0, "saved": 0, "prefetched": 0}  # this process's disk-cache traffic
 _SOURCE_HASH: str | None = None
@@ -109,7 +109,7 @@ _LAPACK_READY = False
 # The on-disk format: bumped whenever the file layout changes; part of every key and the
 # first bytes of every file, so no file of another format is ever unpickled.
 _FORMAT = 3
-_MAGIC = b"jaxlme-executable-v%d\n" % _FORMAT
+MAGIC = b"jaxlme-executable-v%d\n" % _FORMAT
 
 # XLA CPU options that halve compile time of jaxlme's small programs without slowing them:
 # the older loop emitters instead of the fusion emitters, and LLVM at -O1.
@@ -156,7 +156,7 @@ def clear_memory_cache() -> None:
     """Forget the in-memory compiled programs (the disk cache stays)."""
     for loading in _PENDING.values():
         loading.join()
-    _MEMORY.clear()
+    MEMORY.clear()
     _PENDING.clear()
 
 
@@ -339,9 +339,9 @@ def _deserialize(path: Path):
     if not _private(path):
         raise PermissionError(f"{path}: not private to this user; not loaded")
     data = path.read_bytes()
-    if not data.startswith(_MAGIC):
+    if not data.startswith(MAGIC):
         raise ValueError(f"{path}: not a jaxlme executable of format {_FORMAT}")
-    payload, in_tree, out_tree, device_ids = pickle.loads(data[len(_MAGIC) :])
+    payload, in_tree, out_tree, device_ids = pickle.loads(data[len(MAGIC) :])
     by_id = {d.id: d for d in jax.devices()}
     if not all(i in by_id for i in device_ids):
         raise ValueError(f"{path}: compiled for devices {device_ids}, not all present")
@@ -355,7 +355,7 @@ def _deserialize(path: Path):
     return serialize_executable.deserialize_and_load(payload, in_tree, out_tree, execution_devices=devices)
 
 
-class _Background:
+class Background:
     """A call running on a background thread, its result (or exception) kept for ``result``.
     XLA compiles and deserializes with the GIL released, so such work overlaps Python on
     the caller's thread."""
@@ -381,7 +381,7 @@ class _Background:
         return self._out
 
 
-class _Loading(_Background):
+class _Loading(Background):
     """An executable being read from disk on a background thread: the load overlaps Python
     work on this thread (binding LAPACK, the fit itself, building results)."""
 
@@ -408,7 +408,7 @@ def _device_ids(compiled) -> list[int]:
 def _save(path: Path, compiled) -> None:
     from jax.experimental import serialize_executable
 
-    data = _MAGIC + pickle.dumps((*serialize_executable.serialize(compiled), _device_ids(compiled)))
+    data = MAGIC + pickle.dumps((*serialize_executable.serialize(compiled), _device_ids(compiled)))
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")  # created 0o600
     with os.fdopen(fd, "wb") as f:
         f.write(data)
@@ -429,7 +429,7 @@ def _count_cache_hits(event: str, **_: Any) -> None:
 jax.monitoring.register_event_listener(_count_cache_hits)
 
 
-class _FromDisk:
+class FromDisk:
     """A program loaded from the disk cache, checked on its first call: should it fail to
     run, it is recompiled (and the entry dropped) instead of failing the user's call."""
 
@@ -471,7 +471,7 @@ def prefetch(
     disk cache, in the background (e.g. the Satterthwaite program while the fit runs).
     Returns whether a load started; nothing happens when it is in memory or not on disk."""
     digest, _, path = _locate(name, args, static or {}, key, small, native_reductions, True)
-    if digest in _MEMORY or digest in _PENDING or path is None or not path.exists():
+    if digest in MEMORY or digest in _PENDING or path is None or not path.exists():
         return False
     _PENDING[digest] = _Loading(path)
     return True
@@ -533,7 +533,7 @@ def compile_program_async(
         )[0]
 
     if (
-        digest in _MEMORY
+        digest in MEMORY
         or digest in _PENDING
         or (disk and prefetch(name, args, static, key=key, small=small, native_reductions=native_reductions))
     ):
@@ -541,10 +541,10 @@ def compile_program_async(
     if threads is not None and jax.default_backend() == "cpu":
         options = dict(options, xla_cpu_parallel_codegen_split_count=int(threads))
     lowered = _lower(name, fn, args, static)
-    job = _Background(lambda: _compile_fresh(lowered, options, path), f"jaxlme-compile-{name}")
+    job = Background(lambda: _compile_fresh(lowered, options, path), f"jaxlme-compile-{name}")
 
     def result():
-        return _MEMORY.setdefault(digest, job.result())
+        return MEMORY.setdefault(digest, job.result())
 
     return result
 
@@ -569,7 +569,7 @@ def compile_program(
     """
     static = static or {}
     digest, options, path = _locate(name, args, static, key, small, native_reductions, disk)
-    hit = _MEMORY.get(digest)
+    hit = MEMORY.get(digest)
     if hit is not None:
         return hit, 0.0
     t0 = time.perf_counter()
@@ -584,11 +584,11 @@ def compile_program(
         loading = _Loading(path)
     if loading is not None:
         try:
-            compiled = _FromDisk(loading.result(), lambda: fresh(f"_{os.getpid()}"), path)
+            compiled = FromDisk(loading.result(), lambda: fresh(f"_{os.getpid()}"), path)
             STATS["loaded"] += 1
         except Exception:  # corrupt entry: replace it (salted, so JAX's cache cannot answer)
             compiled = fresh(f"_{os.getpid()}")
     if compiled is None:
         compiled = fresh()
-    _MEMORY[digest] = compiled
+    MEMORY[digest] = compiled
     return compiled, time.perf_counter() - t0

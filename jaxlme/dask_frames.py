@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .design import DataError, model_variables
-from .partitions import PartitionPlan, _parsed, collect_levels, partition_fitted
+from .partitions import PartitionPlan, collect_levels, parse_partitioned_formula, partition_fitted
 
 __all__ = ["is_dask_frame", "dask_crossproducts", "dask_fitted"]
 
@@ -91,7 +91,7 @@ def dask_crossproducts(
     """
     import dask
 
-    parsed = _parsed(formula)
+    parsed = parse_partitioned_formula(formula)
     used = model_variables(parsed)[0] | ({weights} if weights else set())
     missing = sorted(c for c in used if c not in ddf.columns)
     if missing:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from . import _warnings
-from .formula import FormulaError, ParsedFormula, RandomTerm, _split_top_level, parse_formula
+from . import messages
+from .formula import FormulaError, ParsedFormula, RandomTerm, parse_formula, split_top_level
 from .transforms import RModelSpec, r_context, required_variables, to_python
 
 __all__ = ["DataError", "ReTermDesign", "Design", "build_design", "r_name"]
@@ -205,7 +205,7 @@ class ColumnsSpec:
             if lv is None:
                 names.append(name)
             else:
-                names += [_dummy_name(name, v, full) for v in (lv if full else lv[1:])]
+                names += [dummy_name(name, v, full) for v in (lv if full else lv[1:])]
         return names
 
     @property
@@ -230,14 +230,14 @@ class ColumnsSpec:
                 if full or k > 0:
                     dummy = (codes == k).astype(float)
                     dummy[na] = np.nan
-                    cols[_dummy_name(name, v, full)] = dummy
+                    cols[dummy_name(name, v, full)] = dummy
         out = pd.DataFrame(cols, index=data.index)
         if na_action == "raise" and out.isna().any(axis=None):
             raise DataError("missing values in the model's columns")
         return out
 
 
-def _dummy_name(name: str, level, full: bool) -> str:
+def dummy_name(name: str, level, full: bool) -> str:
     """formulaic's name of a factor's indicator column: ``g[a]`` full rank, ``g[T.a]`` contrast."""
     return f"{name}[{level}]" if full else f"{name}[T.{level}]"
 
@@ -266,7 +266,7 @@ def _factor_levels(col) -> tuple | None:
     return tuple(sorted(values))
 
 
-def _simple_spec(rhs: str, data: pd.DataFrame) -> ColumnsSpec | None:
+def simple_spec(rhs: str, data: pd.DataFrame) -> ColumnsSpec | None:
     """A :class:`ColumnsSpec` when ``rhs`` is simple and its columns are numbers or factors."""
     terms = simple_terms(rhs)
     if terms is None or not all(name in data.columns for name in terms[1]):
@@ -281,7 +281,9 @@ def _simple_spec(rhs: str, data: pd.DataFrame) -> ColumnsSpec | None:
     return ColumnsSpec(terms[0], terms[1], tuple(levels))
 
 
-def _required_variables(expr: str) -> set[str]:
+def formula_variables(expr: str) -> set[str]:
+    """The data columns a one- or two-sided formula expression reads (R functions and
+    jaxlme's transforms are not columns), e.g. ``{"x", "g"}`` for ``"~ log(x) + g"``."""
     lhs, _, rhs = expr.partition("~")
     simple = None if lhs.strip() else simple_terms(rhs)
     if simple is not None:
@@ -311,7 +313,9 @@ def for_formulaic(data: pd.DataFrame) -> pd.DataFrame:
     return data.assign(**{c: data[c].astype(object).where(data[c].notna(), np.nan) for c in nullable})
 
 
-def _model_matrix(spec_text: str, data: pd.DataFrame, what: str):
+def model_matrix(spec_text: str, data: pd.DataFrame, what: str):
+    """formulaic's model matrix of an R-syntax right-hand side on ``data`` (missing values
+    raise), with errors reworded for users: ``what`` names the part of the model."""
     import formulaic
 
     try:
@@ -397,7 +401,7 @@ def split_uncorrelated(random: tuple[RandomTerm, ...]) -> list[RandomTerm]:
             out.append(term)
             continue
         intercept, pieces = True, []
-        for sign, piece, _ in _split_top_level(term.expr, 0, term.expr):
+        for sign, piece, _ in split_top_level(term.expr, 0, term.expr):
             piece = piece.strip()
             if not piece and sign == "+":
                 continue  # a leading sign, as in "-1 + x"
@@ -425,7 +429,7 @@ def lme4_order(terms: list[ReTermDesign]) -> list[ReTermDesign]:
     return [terms[i] for i in reversed(ascending)]
 
 
-def _as_frame(data) -> pd.DataFrame:
+def as_frame(data) -> pd.DataFrame:
     """``data`` as a pandas DataFrame: pandas itself, a dict of columns, or any table that
     speaks the Arrow PyCapsule stream or the DataFrame interchange protocol (polars,
     pyarrow, modin, ...), converted once."""
@@ -456,7 +460,7 @@ def _as_frame(data) -> pd.DataFrame:
     )
 
 
-def _drop_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
+def drop_unused_categories(frame: pd.DataFrame) -> pd.DataFrame:
     """Categorical columns without the categories no kept row uses, as lme4's model frame
     drops unused levels: an unused level would otherwise become a fixed-effect reference or
     a non-identified random-effect column."""
@@ -559,13 +563,13 @@ def model_variables(parsed: ParsedFormula) -> tuple[set[str], set[str], set[str]
     """The data columns a formula reads: (all used, response's, fixed part's, per random
     term its expression's and grouping factors', offsets')."""
     response_vars = (
-        _required_variables(f"{parsed.response} ~ 1") if not parsed.response.isidentifier() else {parsed.response}
+        formula_variables(f"{parsed.response} ~ 1") if not parsed.response.isidentifier() else {parsed.response}
     )
-    fixed_vars = _required_variables(f"~ {parsed.fixed}")
+    fixed_vars = formula_variables(f"~ {parsed.fixed}")
     term_vars: dict[RandomTerm, set[str]] = {}
     for term in parsed.random:
-        term_vars[term] = _required_variables(f"~ {term.expr}") | set(term.group)
-    offset_vars = set().union(*(_required_variables(f"~ I({e})") for e in parsed.offsets))
+        term_vars[term] = formula_variables(f"~ {term.expr}") | set(term.group)
+    offset_vars = set().union(*(formula_variables(f"~ I({e})") for e in parsed.offsets))
     used = response_vars | fixed_vars | offset_vars | set().union(*term_vars.values())
     return used, response_vars, fixed_vars, term_vars, offset_vars
 
@@ -622,7 +626,7 @@ def build_design(
         complete rows.
     """
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
-    data = _as_frame(data)
+    data = as_frame(data)
     partition = levels is not None
     if len(data) == 0 and not partition:
         raise DataError("data is empty: no rows to fit")
@@ -651,7 +655,7 @@ def build_design(
     if n_dropped:
         frame = frame.loc[~na_rows]
         if warn and not partition:
-            _warnings.warn(f"{n_dropped} row(s) with missing values in the model's columns were dropped")
+            messages.warn(f"{n_dropped} row(s) with missing values in the model's columns were dropped")
     if len(frame) == 0:
         if partition:
             return None
@@ -659,7 +663,7 @@ def build_design(
     if w is not None:
         w = w[~na_rows]
         _check_weights(w_name, w)
-    frame = _impose_levels(frame, levels["columns"]) if partition else _drop_unused_categories(frame)
+    frame = _impose_levels(frame, levels["columns"]) if partition else drop_unused_categories(frame)
 
     for name in cols:
         col = frame[name]
@@ -669,12 +673,12 @@ def build_design(
                 raise DataError(f"Column '{name}' contains infinite values")
 
     response = frame[parsed.response] if parsed.response in frame.columns else None
-    fixed_spec = _simple_spec(parsed.fixed, frame) if _plain_numeric(response) else None
+    fixed_spec = simple_spec(parsed.fixed, frame) if _plain_numeric(response) else None
     if fixed_spec is not None:
         y = response.to_numpy(dtype=float)
         rhs = fixed_spec.get_model_matrix(frame)
     else:
-        mm = _model_matrix(f"{parsed.response} ~ {parsed.fixed}", frame, "the fixed-effects model matrix")
+        mm = model_matrix(f"{parsed.response} ~ {parsed.fixed}", frame, "the fixed-effects model matrix")
         fixed_spec = RModelSpec(mm.rhs.model_spec)
         lhs, rhs = mm.lhs, fixed_spec.renamed(mm.rhs)
         if lhs.shape[1] != 1:
@@ -695,13 +699,13 @@ def build_design(
     xnames = [r_name(c) for c in rhs.columns]
     X, xnames, aliased = (X, xnames, []) if partition else _drop_aliased(X, xnames)
     if aliased and warn:
-        _warnings.warn(
+        messages.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(aliased)} column(s): {', '.join(aliased)}"
         )
     n = len(y)
     offset, offset_specs = None, []
     for expr in parsed.offsets:
-        omm = _model_matrix(f"~ 0 + I({expr})", frame, f"offset({expr})")
+        omm = model_matrix(f"~ 0 + I({expr})", frame, f"offset({expr})")
         values = np.asarray(omm, dtype=float)
         if values.shape[1] != 1 or not np.all(np.isfinite(values)):
             raise DataError(f"offset({expr}) must be one finite numeric value per row")
@@ -712,11 +716,11 @@ def build_design(
 
     terms: list[ReTermDesign] = []
     for term in split_uncorrelated(parsed.random):
-        zspec = _simple_spec(term.expr, frame)
+        zspec = simple_spec(term.expr, frame)
         if zspec is not None:
             zmm = zspec.get_model_matrix(frame)
         else:
-            zmm = _model_matrix(f"~ {term.expr}", frame, f"random-effects term {term}")
+            zmm = model_matrix(f"~ {term.expr}", frame, f"random-effects term {term}")
             zspec = RModelSpec(zmm.model_spec)
             zmm = zspec.renamed(zmm)
         Z = np.asarray(zmm, dtype=float)

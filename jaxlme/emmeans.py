@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from ._config import x64
-from .design import DataError, _as_frame, _drop_unused_categories
-from .inference import _check_level, kenward_roger, satterthwaite
-from .predict import _check_columns, _matrix, _required
+from .design import DataError, as_frame, drop_unused_categories
+from .inference import check_level, kenward_roger, satterthwaite
+from .predict import check_columns, newdata_matrix, spec_variables
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
@@ -99,7 +99,7 @@ def _fitting_rows(res: LMMResult, data) -> pd.DataFrame:
         data = getattr(res.model, "data", None)
         if data is None:
             raise ValueError("emmeans needs the data the model was fitted to: pass data=")
-    data = _as_frame(data)
+    data = as_frame(data)
     if data.index.is_unique:
         missing = d.rows.difference(data.index)
         if len(missing):
@@ -109,10 +109,10 @@ def _fitting_rows(res: LMMResult, data) -> pd.DataFrame:
         used = data
     else:
         raise DataError("data has a non-unique index: cannot find the rows the model was fitted to")
-    needed = _required(d.fixed_spec)
-    _check_columns(used, needed, "the fixed effects")
-    used = _drop_unused_categories(used[sorted(needed, key=str)])  # as build_design does
-    X = _matrix(d.fixed_spec, used, list(d.xnames), "the fixed-effects model matrix")
+    needed = spec_variables(d.fixed_spec)
+    check_columns(used, needed, "the fixed effects")
+    used = drop_unused_categories(used[sorted(needed, key=str)])  # as build_design does
+    X = newdata_matrix(d.fixed_spec, used, list(d.xnames), "the fixed-effects model matrix")
     scale = np.maximum(np.abs(d.X).max(axis=0), 1.0) if d.p else 1.0
     if X.shape != d.X.shape or not np.allclose(X / scale, d.X / scale, rtol=0.0, atol=1e-9):
         raise DataError("data is not the data the model was fitted to: its fixed-effects model matrix differs")
@@ -123,7 +123,7 @@ def _grid_vars(res: LMMResult, used: pd.DataFrame, at: Mapping | None) -> list[_
     """The reference grid's variables, in formula order, with emmeans' default values."""
     d = res.model.design
     text = d.formula.fixed
-    names = _formula_order(_required(d.fixed_spec), text)
+    names = _formula_order(spec_variables(d.fixed_spec), text)
     at = dict(at or {})
     unknown = [k for k in at if k not in names]
     if unknown:
@@ -282,7 +282,7 @@ def _build(res: LMMResult, specs, by, at, data) -> _EMM:
         raise ValueError(f"{bad} not variable(s) of the fixed effects (they are {list(known)})")
     _refuse_nesting(d, variables)
     frame, codes = _grid_frame(variables, used)
-    X = _matrix(d.fixed_spec, frame, list(d.xnames), "the reference grid's model matrix")
+    X = newdata_matrix(d.fixed_spec, frame, list(d.xnames), "the reference grid's model matrix")
     if not np.all(np.isfinite(X)):
         raise ValueError("the reference grid's model matrix has non-finite values (a transform outside its domain?)")
     keep = [known[n] for n in spec_names + by_names]
@@ -374,7 +374,7 @@ def emmeans(
         ``attrs`` hold ``ddf``, ``level`` and ``averaged_over``.
     """
     ddf = _ddf_key(ddf)
-    _check_level(level)
+    check_level(level)
     emm = _build(res, specs, by, at, data)
     est, se, df = _estimates(res, emm.L, ddf)
     from scipy import special
@@ -724,7 +724,7 @@ def contrast(
         adjustment applied), ``ddf`` and ``level``.
     """
     ddf = _ddf_key(ddf)
-    _check_level(level)
+    check_level(level)
     if isinstance(infer, (bool, np.bool_)):
         infer = (infer, infer)
     if not isinstance(infer, Sequence) or len(infer) != 2:

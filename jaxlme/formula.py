@@ -56,7 +56,7 @@ def _syntax_error(message: str, text: str, pos: int) -> FormulaError:
     return FormulaError(f"{message} at character {pos + 1} of {text!r}:\n  {text}\n  {caret}")
 
 
-def _split_top_level(text: str, offset: int, full: str) -> list[tuple[str, str, int]]:
+def split_top_level(text: str, offset: int, full: str) -> list[tuple[str, str, int]]:
     """Split ``text`` on top-level ``+``/``-`` into (sign, piece, start) triples."""
     pieces: list[tuple[str, str, int]] = []
     depth, start, sign = 0, 0, "+"
@@ -147,7 +147,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     fixed_parts: list[str] = []
     offsets: list[str] = []
     random: list[RandomTerm] = []
-    for sign, piece, start in _split_top_level(rhs, rhs_start, text):
+    for sign, piece, start in split_top_level(rhs, rhs_start, text):
         stripped = piece.strip()
         if not stripped:
             if sign == "+" and start == rhs_start:

@@ -38,19 +38,20 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from . import _warnings
+from . import messages
 from ._config import x64
 from .bootstrap import BootstrapResult
 from .boundary import SINGULAR_TOL
 from .compiled import compile_program
-from .design import DataError, _as_frame, _model_matrix, _required_variables, build_design
+from .design import DataError, as_frame, build_design, formula_variables, model_matrix
 from .family import Family, binomial_trials, make_family
 from .formula import FormulaError, parse_formula
+from .inference import CI_METHODS, check_level, profile_interval, varpar_names
 from .objective import block_diagonals, criterion_terms, factorize, lambda_blocks, solve_effects
 from .optimizer import STATUS, NewtonOptions, Status, newton_minimize
-from .params import group_labels, theta_scale
+from .params import COR_MAX, group_labels, phi_kinds, phi_to_psi, psi_to_phi, theta_from_vc, theta_scale, vc_values
 from .predict import predict
-from .results import LMMResult, OptSummary, _fixef_and_footer
+from .results import LMMResult, OptSummary, fixef_and_footer
 from .simulation import resolve_seed
 from .structure import (
     Layout,
@@ -94,7 +95,7 @@ def _eval_column(expr: str, data: pd.DataFrame) -> np.ndarray:
         if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
             raise DataError(f"Response column '{expr}' must be numeric, got dtype {col.dtype}")
         return col.to_numpy(dtype=float, na_value=np.nan)
-    needed = _required_variables(f"~ I({expr})")
+    needed = formula_variables(f"~ I({expr})")
     missing = sorted(v for v in needed if v not in data.columns)
     if missing:
         raise DataError(f"Column(s) {', '.join(map(repr, missing))} used in the response {expr!r} not found in data")
@@ -103,7 +104,7 @@ def _eval_column(expr: str, data: pd.DataFrame) -> np.ndarray:
         ok &= data[v].notna().to_numpy()
     out = np.full(len(data), np.nan)
     if ok.any():
-        out[ok] = np.asarray(_model_matrix(f"~ 0 + I({expr})", data.loc[ok], f"the response {expr}"), dtype=float)[:, 0]
+        out[ok] = np.asarray(model_matrix(f"~ 0 + I({expr})", data.loc[ok], f"the response {expr}"), dtype=float)[:, 0]
     return out
 
 
@@ -368,6 +369,39 @@ def _fit_program(x0, scale, eta0, a, spec: _Spec, options: NewtonOptions):
     return state, H, k.pieces(x[:nt], x[nt:], eta0, u0)
 
 
+def _profile_program(y0, k, value, kinds, eta0, a, spec: _Spec, options: NewtonOptions):
+    """Minimize the criterion over y = (ψ of the variance parameters, β) with y_k held at
+    ``value`` (k = -1: nothing held), from y0.  ψ: SDs as they are, atanh of correlations
+    (:func:`jaxlme.params.psi_to_phi`).  One compiled program serves every profile point.
+
+    BFGS starts from the |eigenvalues| of the criterion's Hessian at y0, whose row and
+    column k are replaced by the identity's: the held coordinate then never moves."""
+    kern = _Kernel(spec, a)
+    nv = kinds.shape[0]
+    idx = jnp.arange(y0.shape[0])
+    held = idx == k
+    one = jnp.ones((), y0.dtype)
+    lb = jnp.concatenate([jnp.where(kinds == 0, 0.0, -jnp.inf), jnp.full(y0.shape[0] - nv, -jnp.inf)])
+
+    def params(y):
+        y = jnp.where(held, value, y)
+        theta, _ = theta_from_vc(psi_to_phi(y[:nv], kinds), one, spec.layout)
+        return theta, y[nv:]
+
+    y0 = jnp.where(held, value, y0)
+    u0 = kern.pirls(*params(y0), eta0)[1]
+
+    def fun(y, e, u):
+        return kern.deviance(*params(y), e, u)
+
+    w, V = jnp.linalg.eigh(_fd_hessian(fun, y0, eta0, u0))
+    floor = 1e-8 * jnp.maximum(jnp.max(jnp.abs(w)), 1.0)
+    H0 = (V * jnp.maximum(jnp.abs(w), floor)) @ V.T
+    free = ~held
+    H0 = jnp.where(free[:, None] & free[None, :], H0, jnp.eye(y0.shape[0], dtype=y0.dtype))
+    return newton_minimize(fun, y0, lb, (eta0, u0), options, H0=H0)
+
+
 def _fd_hessian(fun, x, *args):
     """Symmetrized central differences of the exact gradient of ``fun(x, *args)``."""
     h = HESSIAN_STEP * jnp.maximum(1.0, jnp.abs(x))
@@ -482,7 +516,7 @@ class GLMM:
             raise ValueError(f"nagq must be >= 1, got {nagq} (lme4's nAGQ = 0 criterion is the fit's first stage)")
         self.nagq = nagq
         self.formula = formula
-        frame = _as_frame(data)
+        frame = as_frame(data)
         parsed = parse_formula(formula)
         self.response_name = parsed.response.strip()
         if offset is not None:
@@ -538,7 +572,7 @@ class GLMM:
         if self.family.name == "binomial" and trials is None and design.weights is not None:
             k = y * wt
             if np.any(np.abs(k - np.round(k)) > 1e-3):
-                _warnings.warn(f"non-integer #successes in a binomial glmm: '{self.response_name}' times the weights")
+                messages.warn(f"non-integer #successes in a binomial glmm: '{self.response_name}' times the weights")
         if trials is not None:
             n_rows = frame["_jaxlme_trials"].to_numpy(dtype=float)
             n_used = n_rows[frame.index.get_indexer(design.rows)]
@@ -609,7 +643,7 @@ class GLMM:
                 for v in vals:
                     sel = col == v
                     if np.all(y[sel] == 0) or np.all(y[sel] == 1):
-                        _warnings.warn(
+                        messages.warn(
                             f"complete separation: the response '{self.response_name}' is "
                             f"{int(y[sel][0])} in every row where '{name}' is {v:g}; its estimate and SE are "
                             "not finite in truth (the fit stops where the likelihood flattens)"
@@ -699,8 +733,58 @@ class GLMM:
         )
         res = GLMMResult(self, opt, pieces, np.asarray(H))
         if warn:
-            _warnings.fit_outcome(opt, res.singular)
+            messages.fit_outcome(opt, res.singular)
         return res
+
+
+class _GLMMProfile:
+    """The profiled criterion of one GLMM fit in y = (ψ of the variance parameters, β)."""
+
+    def __init__(self, res: GLMMResult):
+        m = res.model
+        self.res, self.model = res, m
+        self.kinds = phi_kinds(m.layout, sigma=False)
+        self.nv = len(self.kinds)
+        phi = vc_values(m.layout, res.theta, 1.0, undefined=0.0)
+        self.options = NewtonOptions(gtol=1e-7, maxiter=200, hessian="bfgs")
+        self.eta0 = jnp.asarray(m._eta_start())
+        y = np.concatenate([phi_to_psi(phi, self.kinds), res.fixef.to_numpy()])
+        st = self._run(y, -1, 0.0)  # polish the optimum in y: D̂ is the lowest value seen
+        self.y_hat = np.asarray(st.x)
+        self.dev_hat = min(float(st.f), res.objective)
+        self.phi_hat = np.asarray(psi_to_phi(jnp.asarray(self.y_hat[: self.nv]), self.kinds))
+        nt = m.layout.ntheta
+        # first bracketing steps: Wald SEs (β from vcov; φ from the Hessian in θ, by the delta
+        # method for SDs and a fixed fraction for correlations)
+        se_beta = res.stderr.to_numpy()
+        try:
+            se_theta = np.sqrt(np.abs(np.diag(2.0 * np.linalg.inv(res.hessian))[:nt]))
+        except np.linalg.LinAlgError:
+            se_theta = np.full(nt, np.nan)
+        self.steps = np.concatenate([np.where(self.kinds == 0, se_theta, 0.2), se_beta])
+
+    def _run(self, y0, k: int, value: float):
+        args = (jnp.asarray(y0), jnp.asarray(k), jnp.asarray(float(value)), jnp.asarray(self.kinds))
+        args = args + (self.eta0, self.model._arrays)
+        prog, _ = self.model._compiled("glmm_profile", _profile_program, args, {"options": self.options})
+        return prog(*args)
+
+    def deviance(self, i: int, value: float) -> float:
+        """D with parameter i (φ's order, then β's) held at ``value`` on its natural scale."""
+        psi = float(phi_to_psi(np.array([value]), self.kinds[i : i + 1])[0]) if i < self.nv else value
+        return float(self._run(self.y_hat, i, psi).f)
+
+    def interval(self, i: int, z: float) -> tuple[float, float]:
+        """The profile interval of parameter i (φ's order, then β's)."""
+        kind = int(self.kinds[i]) if i < self.nv else -1
+        center = float(self.phi_hat[i]) if i < self.nv else float(self.y_hat[i])
+        lo_b, hi_b = {0: (0.0, np.inf), 1: (-COR_MAX, COR_MAX)}.get(kind, (-np.inf, np.inf))
+        lo, hi = profile_interval(
+            lambda v: self.deviance(i, v), self.dev_hat, center, float(self.steps[i]), lo_b, hi_b, z
+        )
+        if kind == 1:  # the bound itself when the profile never reaches ±z
+            lo, hi = (-1.0 if lo == -COR_MAX else lo), (1.0 if hi == COR_MAX else hi)
+        return lo, hi
 
 
 @dataclass(eq=False)
@@ -768,7 +852,7 @@ class GLMMResult:
                 np.linalg.cholesky(H)
                 V = 2.0 * np.linalg.inv(H)[nt:, nt:]
             except np.linalg.LinAlgError:
-                _warnings.warn("the Hessian of the criterion is not positive definite: vcov from the final PIRLS step")
+                messages.warn("the Hessian of the criterion is not positive definite: vcov from the final PIRLS step")
                 V = self._rx_vcov()
             self.__dict__["_vcov"] = pd.DataFrame(V, index=xn, columns=xn)
         return self.__dict__["_vcov"]
@@ -900,6 +984,75 @@ class GLMMResult:
             keys = jax.random.split(jax.random.PRNGKey(resolve_seed(seed)), int(n))
             return np.asarray(_simulate_many(keys, x, m._arrays, m._spec))
 
+    @x64
+    def confint(
+        self,
+        method: str = "profile",
+        level: float = 0.95,
+        parm=None,
+        *,
+        nsim: int = 500,
+        seed: int | None = 0,
+    ) -> pd.DataFrame:
+        """Confidence intervals, as lme4's ``confint`` of a glmer fit: rows for the random
+        effects' SDs and correlations (``sd_x|g``, ``cor_x.y|g``), then the fixed effects;
+        columns ``lower``, ``upper``.
+
+        * "profile": where the signed root of the profiled criterion,
+          ζ(v) = sign(v - v̂) √(D(v) - D̂), is ±z, every other parameter (θ and β) re-optimized
+          at each v (lme4's ``profile`` of the Laplace or AGQ deviance).  An SD whose profile
+          stays below z down to 0 gets the lower limit 0, as in lme4.
+        * "wald": β̂ ± z·SE for the fixed effects; NaN for the variance parameters, as lme4.
+        * "boot": percentile intervals of ``bootstrap(nsim, seed=seed)``.
+
+        Args:
+            method: "profile", "wald" or "boot".
+            level: coverage, in (0, 1).
+            parm: names of the rows wanted (default: all).
+            nsim: bootstrap replicates ("boot").
+            seed: bootstrap seed ("boot").
+
+        Returns:
+            DataFrame indexed by parameter name with ``lower`` and ``upper``.
+        """
+        m = str(method).lower()
+        if m not in CI_METHODS:
+            raise ValueError(f"unknown method {method!r}: use one of {', '.join(map(repr, CI_METHODS))}")
+        check_level(level)
+        vnames = varpar_names(self)[:-1]  # no residual SD in binomial and Poisson models
+        xnames = list(self.model.design.xnames)
+        allnames = vnames + xnames
+        if parm is None:
+            wanted = allnames
+        else:
+            parm = [parm] if isinstance(parm, str) else list(parm)
+            unknown = [p for p in parm if p not in allnames]
+            if unknown:
+                raise ValueError(f"unknown parameter(s) {unknown}; available: {allnames}")
+            wanted = [p for p in allnames if p in parm]
+        from scipy import special
+
+        z = float(special.ndtri(0.5 + level / 2.0))
+        lower = pd.Series(np.nan, index=allnames)
+        upper = pd.Series(np.nan, index=allnames)
+        if m == "wald":
+            est, se = self.fixef.to_numpy(), self.stderr.to_numpy()
+            lower[xnames], upper[xnames] = est - z * se, est + z * se
+        elif m == "boot":
+            ci = self.bootstrap(nsim, seed=seed).ci(level)
+            for name in allnames:
+                if name in ci.index:
+                    lower[name], upper[name] = float(ci.loc[name, "lower"]), float(ci.loc[name, "upper"])
+        else:
+            prof = _GLMMProfile(self)
+            for i, name in enumerate(allnames):
+                if name in wanted:
+                    lower[name], upper[name] = prof.interval(i, z)
+        pct = [f"{100 * (0.5 - level / 2):.3g} %", f"{100 * (0.5 + level / 2):.3g} %"]
+        out = pd.DataFrame({"lower": lower, "upper": upper}).loc[wanted]
+        out.attrs.update(method=m, level=level, percentiles=pct)
+        return out
+
     def bootstrap(self, n: int, seed: int | None = 0, chunk_size: int = 64):
         """Parametric bootstrap (lme4's ``bootMer``): ``n`` responses simulated from the fit,
         each refitted (θ and β, from the fit's estimates) in vmapped lanes of one compiled
@@ -984,7 +1137,7 @@ class GLMMResult:
         out.append("Fixed effects:")
         ct = self.coefs()
         fe = pd.DataFrame({"Estimate": ct["estimate"], "Std. Error": ct["se"], "z value": ct["z"], "Pr(>|z|)": ct["p"]})
-        out += _fixef_and_footer(self, fe, correlation)
+        out += fixef_and_footer(self, fe, correlation)
         return "\n".join(out)
 
     def __repr__(self) -> str:

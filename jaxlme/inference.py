@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from . import _warnings
 from . import kenward_roger as _kenward_roger
+from . import messages
 from ._config import x64
 from .compiled import compile_program, prefetch
 from .objective import (
@@ -33,7 +33,7 @@ from .objective import (
     uses_analytic_gradient,
 )
 from .optimizer import NewtonOptions, fd_hessian, fd_points, newton_minimize
-from .params import theta_from_vc, varpar_name, vc_values
+from .params import COR_MAX, phi_kinds, phi_to_psi, psi_to_phi, theta_from_vc, varpar_name, vc_values
 from .simulation import resolve_seed, simulate
 from .structure import is_small
 
@@ -47,6 +47,8 @@ __all__ = [
     "lrt",
     "confint",
     "varpar_names",
+    "profile_interval",
+    "satterthwaite_program",
     "DDF_METHODS",
     "CI_METHODS",
 ]
@@ -66,14 +68,14 @@ def _pieces(theta: jax.Array, struct):
     return (ct.ldL2, ct.ldRX2, ct.pwrss, *rx_beta(f.L, struct.layout))
 
 
-def _deviance_vp_value_and_grad(varpar: jax.Array, struct, reml: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+def deviance_varpar_value_and_grad(varpar: jax.Array, struct, reml: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
     """:func:`jaxlme.objective.unprofiled_value_and_grad`, with Var(β̂) from the same
     factorization in place of R_X."""
     value, grad, RX = unprofiled_value_and_grad(varpar, struct, reml)
     return value, grad, _vcov_from_rx(RX, varpar[-1])
 
 
-def _vcov_vp(varpar: jax.Array, struct) -> jax.Array:
+def vcov_varpar(varpar: jax.Array, struct) -> jax.Array:
     """Var(β̂) = σ² (RX RX')⁻¹ as a function of (θ, σ)."""
     return _vcov_from_rx(_pieces(varpar[:-1], struct)[3], varpar[-1])
 
@@ -83,35 +85,47 @@ def _vcov_from_rx(RX: jax.Array, sigma: jax.Array) -> jax.Array:
     return sigma**2 * RXinv.T @ RXinv
 
 
-def _satterthwaite_parts(varpar: jax.Array, struct, reml: bool):
+def satterthwaite_parts(varpar: jax.Array, struct, reml: bool):
     """Hessian of the deviance, Var(β̂) and its Jacobian, all in (θ, σ); one compiled program."""
     H = jax.hessian(unprofiled_deviance)(varpar, struct, reml)
-    V = _vcov_vp(varpar, struct)
-    J = jax.jacfwd(_vcov_vp)(varpar, struct)
+    V = vcov_varpar(varpar, struct)
+    J = jax.jacfwd(vcov_varpar)(varpar, struct)
     return H, V, J
 
 
-def _satterthwaite_parts_fd(varpar: jax.Array, struct, reml: bool, step: float = 1e-6):
-    """As :func:`_satterthwaite_parts` for large models, by forward differences of the exact
+def satterthwaite_parts_fd(varpar: jax.Array, struct, reml: bool, step: float = 1e-6):
+    """As :func:`satterthwaite_parts` for large models, by forward differences of the exact
     (autodiff) gradient and of Var(β̂), one point at a time (``lax.map``: unbatched, the
     dense block keeps its fast recursive inverse): faster than autodiff's Hessian on large
     models, and as accurate as df needs (lmerTest differentiates numerically too)."""
     if uses_analytic_gradient(struct.layout):  # Var(β̂) from each point's own factorization
-        _, _, H, Vs = fd_hessian(lambda x: _deviance_vp_value_and_grad(x, struct, reml), varpar, step, False, True)
+        _, _, H, Vs = fd_hessian(lambda x: deviance_varpar_value_and_grad(x, struct, reml), varpar, step, False, True)
     else:
         _, _, H = fd_hessian(jax.value_and_grad(lambda x: unprofiled_deviance(x, struct, reml)), varpar, step, False)
-        Vs = jax.lax.map(lambda x: _vcov_vp(x, struct), fd_points(varpar, step)[0])
+        Vs = jax.lax.map(lambda x: vcov_varpar(x, struct), fd_points(varpar, step)[0])
     h = fd_points(varpar, step)[1]
     J = jnp.moveaxis((Vs[1:] - Vs[0][None]) / h[:, None, None], 0, -1)  # (p, p, nvp)
     return H, Vs[0], J
 
 
-def _satterthwaite_program(struct, reml: bool):
-    """(name, function, static arguments) of the program behind :func:`satterthwaite`:
-    exact autodiff derivatives for small models, finite differences of gradients otherwise."""
+def satterthwaite_program(struct, reml: bool):
+    """The program behind :func:`satterthwaite`, for callers that compile it themselves.
+
+    Small models get exact autodiff derivatives, larger ones finite differences of exact
+    gradients (a Hessian by autodiff costs ~ntheta gradients on a large dense block).
+
+    Args:
+        struct: the model's ``Structure``.
+        reml: whether the fit's criterion is REML.
+
+    Returns:
+        ``(name, function, static)``: the program's name for ``compiled.compile_program``,
+        the traced function of ``(varpar, struct)`` returning (Hessian, Var(β̂), ∂Var(β̂)/∂varpar),
+        and its static keyword arguments.
+    """
     if is_small(struct.layout):
-        return "satterthwaite", _satterthwaite_parts, {"reml": bool(reml)}
-    return "satterthwaite_fd", _satterthwaite_parts_fd, {"reml": bool(reml)}
+        return "satterthwaite", satterthwaite_parts, {"reml": bool(reml)}
+    return "satterthwaite_fd", satterthwaite_parts_fd, {"reml": bool(reml)}
 
 
 def prefetch_satterthwaite(struct, reml: bool) -> bool:
@@ -119,7 +133,7 @@ def prefetch_satterthwaite(struct, reml: bool) -> bool:
     background, so a summary after the fit does not wait for it; see compiled.prefetch."""
     if not is_small(struct.layout):
         return False
-    name, _, static = _satterthwaite_program(struct, reml)
+    name, _, static = satterthwaite_program(struct, reml)
     varpar = jax.ShapeDtypeStruct((struct.layout.ntheta + 1,), jnp.float64)
     return prefetch(name, (varpar, struct), static, **program_flags(struct.layout))
 
@@ -148,7 +162,7 @@ def satterthwaite(res: LMMResult, L=None) -> pd.DataFrame:
             names = [f"L{i + 1}" for i in range(L.shape[0])]
     struct = res.model.structure
     varpar = jax.device_put(np.append(res.theta, res.sigma))
-    name, parts, static = _satterthwaite_program(struct, res.reml)
+    name, parts, static = satterthwaite_program(struct, res.reml)
     prog, _ = compile_program(name, parts, (varpar, struct), static, **program_flags(struct.layout))
     H, V, J = (np.asarray(a) for a in prog(varpar, struct))  # J: (p, p, nvp)
     # θ components at a bound of 0 are not free parameters (lmerTest drops them likewise)
@@ -200,7 +214,7 @@ def coefs(res: LMMResult, ddf: str = "satterthwaite", level: float = 0.95) -> pd
     ddf_key = str(ddf).lower().replace("_", "-")
     if ddf_key not in DDF_METHODS:
         raise ValueError(f"unknown ddf {ddf!r}: use one of {', '.join(map(repr, DDF_METHODS))}")
-    _check_level(level)
+    check_level(level)
     d = res.model.design
     est = res.fixef.to_numpy()
     se = res.stderr.to_numpy()
@@ -227,7 +241,8 @@ def coefs(res: LMMResult, ddf: str = "satterthwaite", level: float = 0.95) -> pd
     return out
 
 
-def _check_level(level: float) -> None:
+def check_level(level: float) -> None:
+    """Raise ``ValueError`` unless ``level`` is a probability strictly between 0 and 1."""
     if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
         raise ValueError(f"level must be a probability in (0, 1), got {level!r}")
 
@@ -319,7 +334,7 @@ def lrt(
     note = None
     if refit and any(r.reml for r in fits):
         note = "refitting model(s) with ML (instead of REML)"
-        _warnings.warn(note)
+        messages.warn(note)
         fits = [r.model.fit(reml=False, theta0=r.theta, warn=False) if r.reml else r for r in fits]
     elif not refit and len({r.reml for r in fits}) > 1:
         raise ValueError("cannot compare a REML fit with an ML fit without refitting (use refit=True)")
@@ -425,26 +440,6 @@ def varpar_names(res: LMMResult) -> list[str]:
     return out
 
 
-def _phi_kinds(layout) -> np.ndarray:
-    """0 = SD, 1 = correlation, 2 = σ, per entry of φ."""
-    kinds = [0 if i == j else 1 for tl in layout.terms for i, j in tl.theta_index]
-    return np.array(kinds + [2])
-
-
-_COR_MAX = 1.0 - 1e-7
-
-
-def _psi_to_phi(psi: jax.Array, kinds: jax.Array) -> jax.Array:
-    return jnp.where(kinds == 1, jnp.tanh(psi), jnp.where(kinds == 2, jnp.exp(psi), psi))
-
-
-def _phi_to_psi(phi: np.ndarray, kinds: np.ndarray) -> np.ndarray:
-    out = phi.copy()
-    out[kinds == 1] = np.arctanh(np.clip(phi[kinds == 1], -_COR_MAX, _COR_MAX))
-    out[kinds == 2] = np.log(phi[kinds == 2])
-    return out
-
-
 def _profile_program(psi0, kinds, lb, k, value, c, bvalue, use_beta, struct, options):
     """Minimize the ML deviance over ψ (SDs, atanh(correlations), log σ) with, optionally,
     φ_k fixed at ``value`` (k = -1: none) and the contrast c'β̃ of the structure's (centred)
@@ -453,7 +448,7 @@ def _profile_program(psi0, kinds, lb, k, value, c, bvalue, use_beta, struct, opt
     n = struct.layout.n
 
     def fun(psi, struct):
-        phi = _psi_to_phi(psi, kinds)
+        phi = psi_to_phi(psi, kinds)
         phi = jnp.where(jnp.arange(phi.shape[0]) == k, value, phi)
         theta, sigma = theta_from_vc(phi[:-1], phi[-1], struct.layout)
         ldL2, _, pwrss, RX, beta = _pieces(theta, struct)
@@ -479,15 +474,15 @@ class _Profiler:
         self.struct = res.model.structure
         self.centering = res.model.centering
         self.T = self.centering.T
-        self.kinds = _phi_kinds(res.model.layout)
+        self.kinds = phi_kinds(res.model.layout)
         self.jkinds = jnp.asarray(self.kinds)
         self.lb = jnp.asarray(np.where(self.kinds == 0, 0.0, -np.inf))
         self.options = NewtonOptions(gtol=1e-7, maxiter=200)
         phi0 = np.append(vc_values(res.model.layout, ml.theta, ml.sigma, undefined=0.0), ml.sigma)
         # polish the optimum in ψ (same program, nothing fixed): D̂ and the Hessian for step sizes
-        st = self._run(_phi_to_psi(phi0, self.kinds), -1, 0.0, 0, 0.0, False)
+        st = self._run(phi_to_psi(phi0, self.kinds), -1, 0.0, 0, 0.0, False)
         self.psi_hat = np.asarray(st.x)
-        self.phi_hat = np.asarray(_psi_to_phi(st.x, self.jkinds))
+        self.phi_hat = np.asarray(psi_to_phi(st.x, self.jkinds))
         self.dev_hat = min(float(st.f), float(ml.objective))
         H = np.asarray(st.H)
         try:
@@ -522,42 +517,59 @@ class _Profiler:
     def dev_beta(self, j: int, value: float) -> float:
         return float(self._run(self.psi_hat, -1, 0.0, j, value, True).f)
 
-    def zeta(self, dev: float, value: float, center: float) -> float:
-        return float(np.sign(value - center) * np.sqrt(max(dev - self.dev_hat, 0.0)))
-
     def interval(self, devfun, center: float, step: float, lo_bound: float, hi_bound: float, z: float):
-        """Values where ζ crosses -z and +z (bracket by expanding steps, then Brent); a bound
-        is returned when the profile does not reach ±z before it."""
-        if not np.isfinite(step) or step <= 0:
-            step = max(abs(center), 1.0) * 0.1
-        out = []
-        for sgn, bound in ((-1.0, lo_bound), (1.0, hi_bound)):
-            target = sgn * z
+        """:func:`profile_interval` of this model's profiled deviance."""
+        return profile_interval(devfun, self.dev_hat, center, step, lo_bound, hi_bound, z)
 
-            def g(v, target=target):
-                return self.zeta(devfun(v), v, center) - target
 
-            a, mult, found = center, 1.0, None
-            for _ in range(60):
-                b = center + sgn * mult * z * step
-                if (sgn < 0 and b <= bound) or (sgn > 0 and b >= bound):
-                    b = bound
-                gb = g(b)
-                if not np.isfinite(gb):
-                    break
-                if sgn * gb >= 0:
-                    found = b
-                    break
-                if b == bound:
-                    break
-                a, mult = b, mult * 1.6
-            if found is None:
-                out.append(bound)
-                continue
-            from scipy import optimize as sopt
+def profile_interval(devfun, dev_hat: float, center: float, step: float, lo_bound: float, hi_bound: float, z: float):
+    """Where the signed root deviance ζ(v) = sign(v - v̂) √(D(v) - D̂) crosses -z and +z.
 
-            out.append(sopt.brentq(g, a, found, xtol=1e-10 * max(1.0, abs(center)), rtol=1e-10))
-        return out[0], out[1]
+    Brackets each crossing by steps growing from ``z·step`` away from the estimate, then
+    refines it with Brent's method; a bound is returned where the profile does not reach
+    ±z before it (lme4 reports the bound likewise, e.g. 0 for an SD).
+
+    Args:
+        devfun: the profiled deviance D(v), all other parameters re-optimized.
+        dev_hat: the deviance at the optimum, D̂.
+        center: the estimate v̂.
+        step: the scale of the first bracketing step (e.g. the Wald SE).
+        lo_bound, hi_bound: the parameter's range.
+        z: the normal quantile of the level.
+
+    Returns:
+        (lower, upper).
+    """
+    from scipy import optimize as sopt
+
+    if not np.isfinite(step) or step <= 0:
+        step = max(abs(center), 1.0) * 0.1
+    out = []
+    for sgn, bound in ((-1.0, lo_bound), (1.0, hi_bound)):
+        target = sgn * z
+
+        def g(v, target=target):
+            return float(np.sign(v - center) * np.sqrt(max(devfun(v) - dev_hat, 0.0))) - target
+
+        a, mult, found = center, 1.0, None
+        for _ in range(60):
+            b = center + sgn * mult * z * step
+            if (sgn < 0 and b <= bound) or (sgn > 0 and b >= bound):
+                b = bound
+            gb = g(b)
+            if not np.isfinite(gb):
+                break
+            if sgn * gb >= 0:
+                found = b
+                break
+            if b == bound:
+                break
+            a, mult = b, mult * 1.6
+        if found is None:
+            out.append(bound)
+            continue
+        out.append(sopt.brentq(g, a, found, xtol=1e-10 * max(1.0, abs(center)), rtol=1e-10))
+    return out[0], out[1]
 
 
 @x64
@@ -585,7 +597,7 @@ def confint(
     m = str(method).lower()
     if m not in CI_METHODS:
         raise ValueError(f"unknown method {method!r}: use one of {', '.join(map(repr, CI_METHODS))}")
-    _check_level(level)
+    check_level(level)
     vnames = varpar_names(res)
     xnames = list(res.model.design.xnames)
     allnames = vnames + xnames
@@ -612,11 +624,11 @@ def confint(
         for k, name in enumerate(vnames):
             if name not in wanted:
                 continue
-            lo_b, hi_b = {0: (0.0, np.inf), 1: (-_COR_MAX, _COR_MAX), 2: (1e-12, np.inf)}[int(kinds[k])]
+            lo_b, hi_b = {0: (0.0, np.inf), 1: (-COR_MAX, COR_MAX), 2: (1e-12, np.inf)}[int(kinds[k])]
             lo, hi = prof.interval(lambda v, k=k: prof.dev_varpar(k, v), prof.phi_hat[k], prof.se_phi[k], lo_b, hi_b, z)
             if kinds[k] == 1:  # report the bound itself when the profile never reaches ±z
-                lo = -1.0 if lo == -_COR_MAX else lo
-                hi = 1.0 if hi == _COR_MAX else hi
+                lo = -1.0 if lo == -COR_MAX else lo
+                hi = 1.0 if hi == COR_MAX else hi
             lower[name], upper[name] = lo, hi
         for j, name in enumerate(xnames):
             if name not in wanted:
@@ -628,29 +640,14 @@ def confint(
     else:
         boot = res.bootstrap(nsim, seed=seed, progress=False)
         ci = boot.ci(level, method="percentile")
+        # the bootstrap's table names its columns as varpar_names does (params.varpar_name)
         for name in allnames:
-            key = _boot_key(name, ci.index)
-            if key is not None:
-                lower[name] = float(ci.loc[key, "lower"])
-                upper[name] = float(ci.loc[key, "upper"])
+            if name in ci.index:
+                lower[name] = float(ci.loc[name, "lower"])
+                upper[name] = float(ci.loc[name, "upper"])
     pct = [f"{100 * (0.5 - level / 2):.3g} %", f"{100 * (0.5 + level / 2):.3g} %"]
     out = pd.DataFrame({"lower": lower, "upper": upper}).loc[wanted]
     out.attrs["method"] = m
     out.attrs["level"] = level
     out.attrs["percentiles"] = pct
     return out
-
-
-def _boot_key(name: str, index: pd.Index) -> str | None:
-    """Row of a bootstrap table for ``name``; correlations may be named in either column order."""
-    if name in index:
-        return name
-    if name.startswith("cor_"):
-        body, _, group = name[4:].rpartition("|")
-        # split "a.b" at every dot and try the swapped order (column names may contain dots)
-        for k in range(len(body)):
-            if body[k] == ".":
-                alt = f"cor_{body[k + 1 :]}.{body[:k]}|{group}"
-                if alt in index:
-                    return alt
-    return None

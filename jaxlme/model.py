@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from . import _warnings
+from . import messages
 from ._config import x64
 from .boundary import SINGULAR_TOL, boundary_escape, degenerate_fit, zero_columns
 from .centering import center_design
@@ -378,7 +378,7 @@ class LMM:
         so only θ, β, σ and the criterion are meaningful (the bootstrap's follow-up)."""
         return self._fit(struct, reml, theta0, self._refit_options(maxiter), False)
 
-    def _start(self, y=None) -> np.ndarray:
+    def initial_theta(self, y=None) -> np.ndarray:
         """θ the optimizer starts from when not given (see :func:`moment_start`), for the
         model's response (computed once) or another response ``y``."""
         if y is None and self._start_theta is not None:
@@ -453,7 +453,7 @@ class LMM:
         lay = self.layout
         # BFGS, which starts without curvature, pays for a distant start in evaluations;
         # Newton converges in a few steps from Λ = I and keeps lme4's start
-        start = self._start(y) if options.hessian == "bfgs" else lay.theta_start * self.theta_scale
+        start = self.initial_theta(y) if options.hessian == "bfgs" else lay.theta_start * self.theta_scale
         theta_init = np.asarray(start if theta0 is None else theta0, dtype=float).reshape(-1)
         if theta_init.shape[0] != lay.ntheta:
             raise ValueError(f"theta0 must have {lay.ntheta} elements, got {theta_init.shape[0]}")
@@ -536,7 +536,7 @@ class LMM:
             opt = dataclasses.replace(opt, status=f"degenerate fit: {reason}", converged=False)
         res = LMMResult(self, reml=bool(reml), opt=opt, effects=effects, y=y_fit)
         if warn:
-            _warnings.fit_outcome(opt, res.singular, reason)
+            messages.fit_outcome(opt, res.singular, reason)
         return res
 
 

@@ -18,7 +18,7 @@ from .boundary import EXACT_FIT_TOL
 from .compiled import enable_compilation_cache
 from .optimizer import BFGS_MIN_SIZE, MAXITER, STATUS
 from .params import group_labels, vc_frame
-from .pool import _Given, refit_pool
+from .pool import GivenResponses, refit_pool
 from .simulation import Simulated
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -136,7 +136,7 @@ def fit_many(
         ys = ys * np.sqrt(design.weights)[:, None]  # obs rows carry √w
     if theta0 is None:
         # as the core fit: lme4's start for Newton, the moment start where BFGS runs
-        theta0 = model._start() if lay.size_rest >= BFGS_MIN_SIZE else lay.theta_start * model.theta_scale
+        theta0 = model.initial_theta() if lay.size_rest >= BFGS_MIN_SIZE else lay.theta_start * model.theta_scale
     theta0 = np.asarray(theta0, dtype=float).reshape(-1)
     if theta0.shape[0] != lay.ntheta:
         raise ValueError(f"theta0 must have {lay.ntheta} elements, got {theta0.shape[0]}")
@@ -144,7 +144,7 @@ def fit_many(
         model,
         bool(reml),
         m,
-        _Given(ys.T),
+        GivenResponses(ys.T),
         theta0,
         chunk_size=chunk_size,
         devices=devices,

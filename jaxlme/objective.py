@@ -214,14 +214,14 @@ def _schur_low(C: jax.Array, s: Structure) -> jax.Array:
     # update, which would be a scatter (a loop on CPU) under the bootstrap's vmap
     arr = jnp.concatenate([jnp.pad(s.arr_fixed, ((0, 0), (0, 1))), s.ry[None, :].astype(s.arr_fixed.dtype)], axis=0)
     if lay.dense_schur:
-        Cd = _dense_entries(C, s)
+        Cd = dense_entries(C, s)
         return arr - Cd @ Cd.T
     prods = jnp.sum(C[s.pair_a] * C[s.pair_b], axis=-1)
     schur = jax.ops.segment_sum(prods, s.pair_target, num_segments=size * size, indices_are_sorted=True)
     return arr - schur.reshape(size, size)  # lower triangle only
 
 
-def _dense_entries(C: jax.Array, s: Structure) -> jax.Array:
+def dense_entries(C: jax.Array, s: Structure) -> jax.Array:
     """C as a dense (size_rest, k1·r1) matrix."""
     lay = s.layout
     k1, r1 = lay.terms[0].nlevels, lay.terms[0].ncols
@@ -640,7 +640,7 @@ def _schur_gradient(H: jax.Array, theta: jax.Array, s: Structure) -> jax.Array:
     if lay.dense_schur:  # dense products: reverse mode is matrix products, no scatter
 
         def inner(th):
-            Cd = _dense_entries(_term1(th, s)[1], s)
+            Cd = dense_entries(_term1(th, s)[1], s)
             return jnp.sum(H * (Cd @ Cd.T))
 
         return jax.grad(inner)(theta)

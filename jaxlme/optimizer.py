@@ -126,7 +126,7 @@ def _projected_gradient(x, g, lb):
     return jnp.where(at_bound, 0.0, g), at_bound
 
 
-def _free_min_eig(x, g, H, lb):
+def free_min_eig(x, g, H, lb):
     """Smallest eigenvalue of the Hessian on the free set, relative to its largest."""
     _, active = _projected_gradient(x, g, lb)
     free = ~active
@@ -144,7 +144,7 @@ def newton_direction(x, g, H, lb):
     """Projected Newton direction at x, the projected gradient, and the free Hessian's
     smallest eigenvalue relative to its largest (negative: a saddle), from one ``eigh``.
 
-    The eigenvalue answers as :func:`_free_min_eig` does for any threshold ≤ 0 (the active
+    The eigenvalue answers as :func:`free_min_eig` does for any threshold ≤ 0 (the active
     block is I here, 0 there).  Reductions are paired up (one product for both signs, one
     for both norms): under the bootstrap's vmap each is a kernel XLA compiles and launches.
     """
@@ -344,7 +344,7 @@ def newton_minimize(
         gnorm = jnp.max(jnp.abs(pg), initial=0.0)
         small_change = jnp.abs(s.f - f) <= 1e-14 * (1.0 + jnp.abs(f))
         it = s.it + 1
-        loose = (gnorm <= options.gtol) & (_free_min_eig(x, g, H, lb) >= -options.saddle_tol)
+        loose = (gnorm <= options.gtol) & (free_min_eig(x, g, H, lb) >= -options.saddle_tol)
         stationary = loose  # BFGS: its steps are not quadratically convergent
         if not bfgs:
             # Newton converges quadratically: once |g| ≤ gtol, one more step costs one

@@ -24,6 +24,10 @@ __all__ = [
     "theta_scale",
     "moment_start",
     "crossproducts_start",
+    "phi_kinds",
+    "psi_to_phi",
+    "phi_to_psi",
+    "COR_MAX",
 ]
 
 
@@ -286,3 +290,36 @@ def _moment_solve(total: float, sums) -> np.ndarray | None:
     if total <= 0 or not np.all(np.isfinite(theta)):
         return None
     return np.maximum(theta, 0.1)  # kept inside, so the optimizer starts off the boundary
+
+
+#: Correlations are profiled and bounded inside (-COR_MAX, COR_MAX): atanh is finite there.
+COR_MAX = 1.0 - 1e-7
+
+
+def phi_kinds(layout, sigma: bool = True) -> np.ndarray:
+    """The kind of each variance parameter φ in θ's order (0 = SD, 1 = correlation), then
+    2 for σ when ``sigma`` (generalized models have none).
+
+    Args:
+        layout: the model's layout.
+        sigma: append σ's kind.
+
+    Returns:
+        Integer array, one entry per φ.
+    """
+    kinds = [0 if i == j else 1 for tl in layout.terms for i, j in tl.theta_index]
+    return np.array(kinds + [2] * bool(sigma))
+
+
+def psi_to_phi(psi: jax.Array, kinds: jax.Array) -> jax.Array:
+    """φ from the unconstrained ψ the profiles optimize over: correlations tanh(ψ), σ exp(ψ),
+    SDs ψ itself (bounded below by 0)."""
+    return jnp.where(kinds == 1, jnp.tanh(psi), jnp.where(kinds == 2, jnp.exp(psi), psi))
+
+
+def phi_to_psi(phi: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`psi_to_phi` (host side; correlations clipped to ±COR_MAX)."""
+    out = np.array(phi, dtype=float, copy=True)
+    out[kinds == 1] = np.arctanh(np.clip(out[kinds == 1], -COR_MAX, COR_MAX))
+    out[kinds == 2] = np.log(out[kinds == 2])
+    return out

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .design import DataError, model_variables
-from .partitions import LevelSet, PartitionPlan, _parsed, collect_levels
+from .partitions import LevelSet, PartitionPlan, collect_levels, parse_partitioned_formula
 from .structure import CrossProducts
 
 __all__ = ["parquet_files", "parquet_batches", "parquet_crossproducts"]
@@ -85,7 +85,7 @@ def parquet_crossproducts(
     """
     import sys
 
-    parsed = _parsed(formula)
+    parsed = parse_partitioned_formula(formula)
     files = parquet_files(source)
     columns = sorted(model_variables(parsed)[0] | ({weights} if weights else set()))
     t0 = time.perf_counter()

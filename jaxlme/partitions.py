@@ -26,13 +26,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from . import _warnings
+from . import messages
 from .centering import Centering
 from .design import (
     DataError,
-    _drop_unused_categories,
     build_design,
     check_levels,
+    drop_unused_categories,
     model_variables,
     split_uncorrelated,
 )
@@ -59,7 +59,9 @@ def _kind(col: pd.Series) -> str:
     return "text"
 
 
-def _parsed(formula) -> ParsedFormula:
+def parse_partitioned_formula(formula) -> ParsedFormula:
+    """The parsed formula of a fit from partitions, refusing transforms that need the whole
+    column (``scale``, ``poly``, ...), which no single partition can evaluate."""
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
     bad = _STATEFUL.search(parsed.text)
     if bad:
@@ -166,10 +168,10 @@ def collect_levels(formula, frame: pd.DataFrame, weights: str | None = None) -> 
     Returns:
         The partition's :class:`LevelSet` (add them up over partitions).
     """
-    parsed = _parsed(formula)
+    parsed = parse_partitioned_formula(formula)
     used = model_variables(parsed)[0]
     kinds = {c: _kind(frame[c]) for c in frame.columns if c in used}
-    rows = _drop_unused_categories(_complete(parsed, frame, weights))
+    rows = drop_unused_categories(_complete(parsed, frame, weights))
     values, cats = {}, {}
     groups = {t.group for t in split_uncorrelated(parsed.random)}
     singles = {(c,) for c, k in kinds.items() if k in ("text", "categorical")} | {(f,) for g in groups for f in g}
@@ -199,7 +201,7 @@ class PartitionPlan:
     def __init__(self, formula, levels: LevelSet, head: pd.DataFrame, weights: str | None = None) -> None:
         if weights is not None and not isinstance(weights, str):
             raise DataError("weights of a partitioned data set must be a column name")
-        self.parsed = _parsed(formula)
+        self.parsed = parse_partitioned_formula(formula)
         self.weights = weights
         if levels.n == 0:
             raise DataError("no complete rows remain after dropping missing values")
@@ -334,7 +336,7 @@ def finalize(plan: PartitionPlan, total: CrossProducts, warn: bool = True):
     if n == 0:
         raise DataError("no complete rows remain after dropping missing values")
     if total.n_dropped and warn:
-        _warnings.warn(f"{total.n_dropped} row(s) with missing values in the model's columns were dropped")
+        messages.warn(f"{total.n_dropped} row(s) with missing values in the model's columns were dropped")
     by_term = {t.term: t for t in head.terms}
     for term in split_uncorrelated(plan.parsed.random):
         t = by_term[term]
@@ -350,7 +352,7 @@ def finalize(plan: PartitionPlan, total: CrossProducts, warn: bool = True):
     xnames = [x for j, x in enumerate(head.xnames) if j not in drop]
     aliased = [head.xnames[j] for j in drop]
     if aliased and warn:
-        _warnings.warn(
+        messages.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(aliased)} column(s): {', '.join(aliased)}"
         )
     cp = _drop_columns(cp, drop)

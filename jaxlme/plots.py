@@ -223,7 +223,7 @@ def residuals_vs_fitted(res: Any, ax=None):
     return ax
 
 
-def _ppoints(n: int) -> np.ndarray:
+def ppoints(n: int) -> np.ndarray:
     """R's ``ppoints(n)``: (i - a) / (n + 1 - 2a), a = 3/8 for n <= 10, else 1/2."""
     a = 3.0 / 8.0 if n <= 10 else 0.5
     return (np.arange(1, n + 1) - a) / (n + 1 - 2 * a)
@@ -265,7 +265,7 @@ def qq(res: Any, ax=None):
     ax = _axes(ax)
     e = np.sort(np.asarray(r.pearson_residuals, dtype=float) / r.sigma)
     nd = NormalDist()
-    q = np.array([nd.inv_cdf(p) for p in _ppoints(len(e))])
+    q = np.array([nd.inv_cdf(p) for p in ppoints(len(e))])
     ax.scatter(q, e, s=10 if len(e) <= 2000 else 3, color="C0", lw=0, alpha=0.8 if len(e) <= 2000 else 0.4)
     intercept, slope = qq_line(e)
     ax.axline((0.0, intercept), slope=slope, color="C3", ls="--", lw=1, label="through the quartiles")

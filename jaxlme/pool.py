@@ -147,7 +147,9 @@ def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, o
     return lanes, beta, sigma
 
 
-class _NoBar:
+class NoBar:
+    """The progress bar's interface doing nothing (``progress=False``)."""
+
     def update(self, k: int) -> None:
         pass
 
@@ -155,10 +157,10 @@ class _NoBar:
         pass
 
 
-def _progress_bar(n: int, progress: bool, desc: str = "bootstrap"):
+def progress_bar(n: int, progress: bool, desc: str = "bootstrap"):
     """tqdm's bar, shown once a run passes 2 s; with ``progress=False`` not even imported."""
     if not progress:
-        return _NoBar()
+        return NoBar()
     from tqdm.auto import tqdm
 
     return tqdm(total=n, desc=desc, unit="rep", delay=2.0, leave=False)
@@ -194,10 +196,10 @@ def default_chunk_size(layout, n: int, ndev: int = 1, memory_bytes: float = 1e9,
     return int(math.ceil(c / ndev) * ndev)
 
 
-_REP, _BAT = PartitionSpec(), PartitionSpec("b")
+REPLICATED, BATCHED = PartitionSpec(), PartitionSpec("b")
 
 
-def _sharded(fn, devices: tuple, in_specs: tuple, out_specs: tuple):
+def sharded(fn, devices: tuple, in_specs: tuple, out_specs: tuple):
     """``fn`` as a program over ``devices``: batch arguments split along their first axis."""
     if len(devices) == 1:
         return fn
@@ -205,7 +207,8 @@ def _sharded(fn, devices: tuple, in_specs: tuple, out_specs: tuple):
     return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
 
-def _where(devices: tuple) -> tuple:
+def device_key(devices: tuple) -> tuple:
+    """The devices as (platform, id) pairs: part of a sharded program's cache key."""
     return tuple((d.platform, d.id) for d in devices)
 
 
@@ -214,7 +217,7 @@ def _given_round(struct, obs, ys):
     return jax.vmap(lambda y: response_crossprods(struct.layout, obs, y))(ys)
 
 
-class _Given:
+class GivenResponses:
     """Given responses (m × n, already net of offset and centring, √w-scaled): each refill
     transfers the lanes' rows and forms their cross-products on the device."""
 
@@ -223,10 +226,12 @@ class _Given:
 
     def start(self, model, devices: tuple, struct, obs, put_rep, put_bat, chunk: int) -> None:
         self.struct, self.obs, self.put = struct, obs, put_bat
-        fn = _sharded(_given_round, devices, (_REP, _REP, _BAT), (_BAT, _BAT))
+        fn = sharded(_given_round, devices, (REPLICATED, REPLICATED, BATCHED), (BATCHED, BATCHED))
         args = (struct, obs, put_bat(np.zeros((chunk, self.ys.shape[1]))))
         flags = dict(program_flags(model.layout), disk=len(devices) == 1)
-        self._compiled = compile_program_async("fit_many_crossprods", fn, args, key=_where(devices), threads=1, **flags)
+        self._compiled = compile_program_async(
+            "fit_many_crossprods", fn, args, key=device_key(devices), threads=1, **flags
+        )
 
     def __call__(self, idx: np.ndarray):
         return self._compiled()(self.struct, self.obs, self.put(self.ys[idx]))
@@ -235,14 +240,14 @@ class _Given:
 def _pool_program(model, reml: bool, opt: NewtonOptions, devices: tuple, pool_args: tuple):
     """The compiled pool-round program for this layout, options, chunk and devices (cached
     in memory; single-device programs also on disk, see ``jaxlme.compiled``)."""
-    pool_fn = _sharded(
+    pool_fn = sharded(
         functools.partial(_pool_round, reml=reml, opt=opt),
         devices,
-        (_REP, _REP, _BAT, _BAT, _BAT, _REP, _REP),
-        (_BAT, _BAT, _BAT),
+        (REPLICATED, REPLICATED, BATCHED, BATCHED, BATCHED, REPLICATED, REPLICATED),
+        (BATCHED, BATCHED, BATCHED),
     )
     flags = dict(program_flags(model.layout), disk=len(devices) == 1)
-    return compile_program("bootstrap", pool_fn, pool_args, key=(bool(reml), opt, _where(devices)), **flags)[0]
+    return compile_program("bootstrap", pool_fn, pool_args, key=(bool(reml), opt, device_key(devices)), **flags)[0]
 
 
 class PoolOutput(NamedTuple):
@@ -281,7 +286,7 @@ def refit_pool(
 
     The one implementation behind :func:`bootstrap` (responses simulated on the device)
     and ``LMM.fit_many`` (given responses): ``source`` maps the lanes' response indices to
-    their cross-products (:class:`_Simulated`, :class:`_Given`).  Every lane starts at
+    their cross-products (:class:`DeviceSimulated`, :class:`GivenResponses`).  Every lane starts at
     ``theta_start``; lanes left unconverged, or converged on a zero diagonal of a
     vector-valued term, are refitted one at a time by the core fit (see :func:`_follow_up`,
     :func:`_leave_edges`).  ``KeyboardInterrupt`` returns what was finished (``interrupted``).
@@ -317,7 +322,7 @@ def refit_pool(
             from jax.sharding import NamedSharding
 
             mesh = Mesh(np.asarray(devs), ("b",))
-            rep_sh, bat_sh = NamedSharding(mesh, _REP), NamedSharding(mesh, _BAT)
+            rep_sh, bat_sh = NamedSharding(mesh, REPLICATED), NamedSharding(mesh, BATCHED)
             lane_sharding = bat_sh
 
             def put_rep(tree):
@@ -359,7 +364,7 @@ def refit_pool(
         edges: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # converged on a zero diagonal
         pool = zy1 = ry = None
         interrupted = False
-        bar = _progress_bar(n, progress, desc)
+        bar = progress_bar(n, progress, desc)
         try:
             while done < n:
                 empty = np.flatnonzero(lanes.status == _INACTIVE)

@@ -37,20 +37,22 @@ def _clean(exc: Exception) -> str:
     return re.sub(r"\x1b\[[0-9;]*m|⧛|⧚", "", str(exc))
 
 
-def _required(spec) -> set[str]:
+def spec_variables(spec) -> set[str]:
+    """The data columns a fitted formulaic ModelSpec reads (empty if it cannot say)."""
     try:
         return set(spec.required_variables)
     except Exception:  # pragma: no cover - older formulaic
         return set()
 
 
-def _check_columns(newdata: pd.DataFrame, needed: set[str], what: str) -> None:
+def check_columns(newdata: pd.DataFrame, needed: set[str], what: str) -> None:
+    """Raise ``DataError`` naming the columns of ``needed`` that ``newdata`` lacks (for ``what``)."""
     missing = sorted(v for v in needed if v not in newdata.columns)
     if missing:
         raise DataError(f"newdata is missing column(s) {', '.join(repr(m) for m in missing)} needed for {what}")
 
 
-def _matrix(spec, newdata: pd.DataFrame, names: list[str], what: str) -> np.ndarray:
+def newdata_matrix(spec, newdata: pd.DataFrame, names: list[str], what: str) -> np.ndarray:
     """Model matrix for ``newdata`` from a fitted ModelSpec, columns in ``names`` (R-style)."""
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -172,24 +174,24 @@ def _rows(res: LMMResult, newdata, use: list[bool], need_all_terms: bool) -> _Ro
     if newdata is None:
         off = np.zeros(d.n) if d.offset is None else d.offset
         return _Rows(d.X, off, [t.Z for t in d.terms], [t.index for t in d.terms], [None] * len(d.terms))
-    _check_columns(newdata, _required(d.fixed_spec), "the fixed effects")
-    X = _matrix(d.fixed_spec, newdata, list(d.xnames), "the fixed-effects model matrix")
+    check_columns(newdata, spec_variables(d.fixed_spec), "the fixed effects")
+    X = newdata_matrix(d.fixed_spec, newdata, list(d.xnames), "the fixed-effects model matrix")
     off = np.zeros(len(newdata))
     for spec in d.offset_specs:  # lme4's predictions include the offset, computed from newdata
-        _check_columns(newdata, _required(spec), "the offset")
-        off = off + _matrix(spec, newdata, list(spec.column_names), "the offset")[:, 0]
+        check_columns(newdata, spec_variables(spec), "the offset")
+        off = off + newdata_matrix(spec, newdata, list(spec.column_names), "the offset")[:, 0]
     Zs, codes, labels = [], [], []
     for t, u in zip(d.terms, use):
         if not (u or need_all_terms):
             Zs.append(None), codes.append(None), labels.append(None)
             continue
         if u:
-            _check_columns(newdata, _required(t.spec) | set(t.term.group), f"random-effects term {t.term}")
+            check_columns(newdata, spec_variables(t.spec) | set(t.term.group), f"random-effects term {t.term}")
             c, lab = _level_codes(newdata, t)
         else:  # only its variance is needed (a prediction interval), not its levels
-            _check_columns(newdata, _required(t.spec), f"the variance of random-effects term {t.term}")
+            check_columns(newdata, spec_variables(t.spec), f"the variance of random-effects term {t.term}")
             c, lab = np.full(len(newdata), -1, dtype=np.int64), None
-        Zs.append(_matrix(t.spec, newdata, list(t.columns), f"the model matrix of {t.term}"))
+        Zs.append(newdata_matrix(t.spec, newdata, list(t.columns), f"the model matrix of {t.term}"))
         codes.append(c), labels.append(lab)
     return _Rows(X, off, Zs, codes, labels)
 

@@ -152,7 +152,7 @@ def _correlation_block(res: LMMResult, correlation: bool | None) -> list[str]:
     return out
 
 
-def _fixef_and_footer(res, fe: pd.DataFrame, correlation: bool | None) -> list[str]:
+def fixef_and_footer(res, fe: pd.DataFrame, correlation: bool | None) -> list[str]:
     """The summary's lines from the fixed-effects table on: the table, dropped columns, the
     correlation block and the optimizer's outcome (shared by linear and generalized fits)."""
     out = [fe.to_string(float_format=lambda v: f"{v:.4g}" if abs(v) < 1e-3 else f"{v:.4f}")]
@@ -423,7 +423,7 @@ class LMMResult:
             fe["Pr(>|t|)"] = ct["p"].to_numpy()
         except Exception:  # noqa: BLE001
             pass
-        out += _fixef_and_footer(self, fe, correlation)
+        out += fixef_and_footer(self, fe, correlation)
         return "\n".join(out)
 
     def _varcorr_text(self) -> str:

@@ -3,7 +3,7 @@
 Replicate i's draws are Threefry-2x32 normals under the seed's key with counters (i, j),
 so a replicate is the same whatever the chunk, the device or the order it is drawn in, and
 ``simulate(n)`` is a prefix of ``simulate(n + 1)``.  For the bootstrap the draws never
-leave the device: :class:`_Simulated` turns each replicate's response straight into the
+leave the device: :class:`DeviceSimulated` turns each replicate's response straight into the
 y-dependent cross-products the refit pool needs.  Models fitted without rows (summed
 cross-products) draw those cross-products directly from their distribution.
 """
@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - another JAX layout
 if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
 
-from .pool import _BAT, _REP, _sharded, _where
+from .pool import BATCHED, REPLICATED, device_key, sharded
 
 __all__ = [
     "simulate",
@@ -45,7 +45,9 @@ __all__ = [
 ]
 
 
-class _SimParams(NamedTuple):
+class SimParams(NamedTuple):
+    """The fitted parameters responses are simulated from."""
+
     beta: jax.Array  # (p,)
     sigma: jax.Array  # ()
     lams: tuple[jax.Array, ...]  # per term (r, r) relative covariance factor Λ_t
@@ -102,7 +104,7 @@ def standard_normals(key: jax.Array, i: jax.Array, m: int, dtype=jnp.float64) ->
     return jnp.concatenate([r * jnp.cos(angle), r * jnp.sin(angle)])[:m]
 
 
-def _simulate_one(key, i, sp: _SimParams, obs: ObsData, sizes: tuple[tuple[int, int], ...], n: int):
+def _simulate_one(key, i, sp: SimParams, obs: ObsData, sizes: tuple[tuple[int, int], ...], n: int):
     """y* = Xβ̂ + Σ_t Z_t b_t + ε with b_t ~ N(0, σ̂²Λ_tΛ_t'), ε ~ N(0, σ̂² I).
 
     With prior weights ``obs`` holds √w-scaled rows, so this is √w·y* for y* with
@@ -119,10 +121,10 @@ def _simulate_one(key, i, sp: _SimParams, obs: ObsData, sizes: tuple[tuple[int, 
     return mu + sp.sigma * eps
 
 
-def _sim_params(result: LMMResult) -> _SimParams:
+def sim_params(result: LMMResult) -> SimParams:
     """Host arrays (device_put by the caller: no eager JAX ops, so no small compiles)."""
     lams = result.model.layout.lambdas(np.asarray(result.theta, dtype=float))
-    return _SimParams(
+    return SimParams(
         np.asarray(result.effects.beta, dtype=np.float64),  # β̃: obs.X holds the centred columns
         np.asarray(result.sigma, dtype=np.float64),
         tuple(np.asarray(lam, dtype=np.float64) for lam in lams),
@@ -168,7 +170,7 @@ def _simulate(result: LMMResult, n: int, seed: int) -> np.ndarray:
             return np.zeros((0, model.nobs))
         sizes = _sizes(lay)
         key = jax.device_put(seed_key(seed))
-        sp = jax.device_put(_sim_params(result))
+        sp = jax.device_put(sim_params(result))
         cache_key = (lay, sizes)
         fn = _SIM_COMPILED.get(cache_key)
         if fn is None:
@@ -201,12 +203,12 @@ def _sim_round(struct, obs, sp, key, idx, *, sizes):
     return jax.vmap(crossprods)(idx)
 
 
-class _Simulated:
+class DeviceSimulated:
     """The bootstrap's responses: replicate i's draws from the fitted model under the
     seed's key, simulated on the device (no response crosses the host boundary)."""
 
     def __init__(self, result: LMMResult, seed: int, poison=()):
-        self.sp = _sim_params(result)
+        self.sp = sim_params(result)
         self.key = seed_key(seed)
         # for tests: these replicates' cross-products are replaced by NaN after the program
         # ran (outside it, so the compiled simulation is the production one)
@@ -217,11 +219,13 @@ class _Simulated:
         sizes = _sizes(model.layout)
         self.sp, self.key = put_rep((self.sp, self.key))
         self.struct, self.obs, self.put = struct, obs, put_bat
-        fn = _sharded(functools.partial(_sim_round, sizes=sizes), devices, (_REP,) * 4 + (_BAT,), (_BAT, _BAT))
+        fn = sharded(
+            functools.partial(_sim_round, sizes=sizes), devices, (REPLICATED,) * 4 + (BATCHED,), (BATCHED, BATCHED)
+        )
         args = (struct, obs, self.sp, self.key, put_bat(np.zeros(chunk, np.int32)))
         flags = dict(program_flags(model.layout), disk=len(devices) == 1)
         self._compiled = compile_program_async(
-            "bootstrap_sim", fn, args, key=(sizes, _where(devices)), threads=1, **flags
+            "bootstrap_sim", fn, args, key=(sizes, device_key(devices)), threads=1, **flags
         )
 
     def __call__(self, idx: np.ndarray):
@@ -262,7 +266,7 @@ def crossproducts_gram(struct: Structure) -> np.ndarray:
     return M
 
 
-def draw_crossproducts(M, eig, sp: _SimParams, layout, n_obs: int, rng: np.random.Generator):
+def draw_crossproducts(M, eig, sp: SimParams, layout, n_obs: int, rng: np.random.Generator):
     """One simulated response's cross-products (Z1'y*, [Zr'y*, X'y*, y*'y*]) drawn without
     the rows, exactly in distribution.
 
@@ -292,7 +296,7 @@ def draw_crossproducts(M, eig, sp: _SimParams, layout, n_obs: int, rng: np.rando
     return aty[:q1].reshape(t1.nlevels, t1.ncols), np.concatenate([aty[q1:], [yy]])
 
 
-class _DrawnCrossProducts:
+class DrawnCrossProducts:
     """The bootstrap's responses for a model without rows (fitted from summed
     cross-products): each replicate's cross-products drawn by :func:`draw_crossproducts`
     on the host, replicate i from its own generator (seed, i), so chunking does not matter."""
@@ -306,7 +310,7 @@ class _DrawnCrossProducts:
                 f"[Z X]'[Z X] (limit {MAX_DRAWN_SIZE}): fit the rows in memory to bootstrap this model"
             )
         self.M, self.eig = M, np.linalg.eigh(M)
-        self.sp, self.seed, self.model = _sim_params(result), int(seed), model
+        self.sp, self.seed, self.model = sim_params(result), int(seed), model
 
     def start(self, model, devices: tuple, struct, obs, put_rep, put_bat, chunk: int) -> None:
         self.put = put_bat

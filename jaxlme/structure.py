@@ -327,7 +327,7 @@ def structure_pattern(index, ncols, nlevels, names, correlated, p: int, schur: s
         inverse = np.empty(0, dtype=np.int64)
         e_rows = e_levs = np.empty(0, dtype=np.int64)
     # y entries: one per level, last.  Entries are in (row, level) order (np.unique sorts the
-    # keys): with every pair present they are the dense grid (objective._dense_entries)
+    # keys): with every pair present they are the dense grid (objective.dense_entries)
     rows = np.concatenate([e_rows, np.full(k1, size - 1)]).astype(np.int64)
     levs = np.concatenate([e_levs, np.arange(k1)]).astype(np.int64)
     layout, (pa, pb, pt) = entry_layout(tuple(tls), p, n, rows, levs, schur)

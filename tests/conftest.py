@@ -33,7 +33,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if _WORKER:  # jaxlme reads the variable when the first model turns its cache on, after this
-    from jaxlme._config import cache_root
+    from jaxlme.compiled import cache_root
 
     _root = cache_root()
     if _root is not None:

@@ -243,7 +243,7 @@ def test_dense_entries_of_the_full_grid_need_no_scatter(formula, data):
         assert np.all(np.diff(keys) > 0)
         C = jnp.asarray(np.random.default_rng(0).normal(size=(lay.nnz, r1)))
         scatter = jnp.zeros((lay.size_rest, k1, r1)).at[s.rows, s.levs].add(C).reshape(lay.size_rest, -1)
-        np.testing.assert_array_equal(obj._dense_entries(C, s), scatter)
+        np.testing.assert_array_equal(obj.dense_entries(C, s), scatter)
         full = lay.nnz == lay.size_rest * k1
         assert full == (data != "Pastes")
 
@@ -280,13 +280,13 @@ def test_satterthwaite_deviance_gradient_equals_autodiff(case, schur):
     """The (θ, σ) deviance behind Satterthwaite's df: the analytic value and gradient that
     large models difference equal autodiff's, REML and ML, at σ off its optimum too; and
     Var(β̂) read off the same factorization equals the direct one."""
-    from jaxlme.inference import _deviance_vp_value_and_grad, _vcov_vp
+    from jaxlme.inference import deviance_varpar_value_and_grad, vcov_varpar
     from jaxlme.objective import unprofiled_deviance as _deviance_vp
 
     s = _structure(case, schur)
     autodiff = jax.jit(jax.value_and_grad(_deviance_vp), static_argnums=2)
-    analytic = jax.jit(_deviance_vp_value_and_grad, static_argnums=2)
-    vcov = jax.jit(_vcov_vp)
+    analytic = jax.jit(deviance_varpar_value_and_grad, static_argnums=2)
+    vcov = jax.jit(vcov_varpar)
     with jax.enable_x64(True):
         for theta in _thetas(s.layout, 3):
             for sigma in (0.7, 1.9):

@@ -112,3 +112,59 @@ def test_analyses_do_not_import_the_result_or_model_modules():
 def test_every_module_is_parsed():
     assert {"model", "results", "inference", "bootstrap", "params", "comparison"} <= set(MODULES)
     assert GRAPH["results"] and "params" in GRAPH["model"]
+
+
+def _private_imports(tree: ast.AST, internal: bool) -> list[str]:
+    """Private names (``_x``, not dunders) taken from another jaxlme module: ``from .m import
+    _x`` (``internal``: relative imports inside the package) or, in tests, ``from jaxlme.m
+    import _x`` and ``m._x`` on a name bound to a jaxlme module.  Private *modules*
+    (``_config``) are the package's own and may be imported inside it."""
+    found, bound = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            ours = node.level == 1 if internal else (node.module or "").split(".")[0] == "jaxlme"
+            if not ours:
+                continue
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and (not internal or node.module is not None):
+                    found.append(f"{node.module}.{alias.name}")
+                if not internal and node.module == "jaxlme":
+                    bound.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import) and not internal:
+            for alias in node.names:
+                if alias.name.split(".")[0] == "jaxlme":
+                    bound.add(alias.asname or alias.name.split(".")[0])
+    if not internal:
+        for node in ast.walk(tree):
+            attr = isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+            if attr and isinstance(node.value, ast.Name) and node.value.id in bound:
+                found.append(f"{node.value.id}.{node.attr}")
+            # jaxlme.module._name
+            inner = node.value if attr else None
+            if isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name) and inner.value.id in bound:
+                found.append(f"{inner.value.id}.{inner.attr}.{node.attr}")
+    return found
+
+
+def test_private_import_detector_finds_planted_ones():
+    inside = ast.parse("from .design import _hidden, public\nfrom . import _config\n")
+    assert _private_imports(inside, internal=True) == ["design._hidden"]
+    source = "import jaxlme\nfrom jaxlme import design\nfrom jaxlme.plots import _p\ndesign._x()\njaxlme.m._y\n"
+    test = ast.parse(source)
+    assert sorted(_private_imports(test, internal=False)) == ["design._x", "jaxlme.m._y", "jaxlme.plots._p"]
+
+
+def test_modules_share_only_public_names():
+    """What one module uses from another is part of that module's interface (documented,
+    named without a leading underscore), so a module's private helpers can change freely."""
+    bad = {m: _private_imports(ast.parse((PACKAGE / f"{m}.py").read_text()), True) for m in MODULES}
+    assert {m: v for m, v in bad.items() if v} == {}
+
+
+def test_tests_use_public_names():
+    """Tests exercise jaxlme through public names only (the package's private helpers are
+    tested through the public functions that use them)."""
+    tests = Path(__file__).parent
+    bad = {p.name: _private_imports(ast.parse(p.read_text()), False) for p in sorted(tests.glob("*.py"))}
+    assert {k: v for k, v in bad.items() if v} == {}

@@ -18,7 +18,7 @@ import pytest
 from helpers import load_csv
 
 import jaxlme
-from jaxlme.bootstrap import BootstrapResult, _interval
+from jaxlme.bootstrap import BootstrapResult, draw_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 SLEEP = "Reaction ~ Days + (Days | Subject)"
@@ -228,20 +228,20 @@ def test_keyboard_interrupt_returns_partial(sleep):
 def test_interval_methods_on_known_distributions():
     rng = np.random.default_rng(0)
     z = rng.standard_normal(200_000)
-    lo, hi = _interval(z, 0.95, "percentile")
+    lo, hi = draw_interval(z, 0.95, "percentile")
     assert lo == pytest.approx(-1.96, abs=0.02) and hi == pytest.approx(1.96, abs=0.02)
-    lo, hi = _interval(z, 0.95, "shortest")  # symmetric: shortest == equal tails
+    lo, hi = draw_interval(z, 0.95, "shortest")  # symmetric: shortest == equal tails
     assert lo == pytest.approx(-1.96, abs=0.03) and hi == pytest.approx(1.96, abs=0.03)
     e = rng.exponential(size=200_000)
-    lo, hi = _interval(e, 0.9, "shortest")  # monotone density: [0, q_0.9]
+    lo, hi = draw_interval(e, 0.9, "shortest")  # monotone density: [0, q_0.9]
     assert lo == pytest.approx(0.0, abs=1e-3) and hi == pytest.approx(-np.log(0.1), abs=0.03)
-    lo, hi = _interval(e, 0.9, "percentile")
+    lo, hi = draw_interval(e, 0.9, "percentile")
     assert lo == pytest.approx(-np.log(0.95), abs=0.01) and hi == pytest.approx(-np.log(0.05), abs=0.05)
     # exact: shortest interval of 1..10 holding 50% is 5 points wide
-    lo, hi = _interval(np.array([0, 1, 2, 3, 4, 10, 20, 30, 40, 50.0]), 0.5, "shortest")
+    lo, hi = draw_interval(np.array([0, 1, 2, 3, 4, 10, 20, 30, 40, 50.0]), 0.5, "shortest")
     assert (lo, hi) == (0.0, 4.0)
     with pytest.raises(ValueError):
-        _interval(z, 0.95, "bca")
+        draw_interval(z, 0.95, "bca")
 
 
 def test_ci_summary_and_frame(sleep, sleep_boot):
@@ -400,14 +400,14 @@ def test_progress_bar_waits_two_seconds_and_is_off_on_request(sleep):
     """tqdm's bar (shown only once a run passes 2 s); progress=False makes none at all."""
     from tqdm.auto import tqdm
 
-    from jaxlme.pool import _NoBar, _progress_bar
+    from jaxlme.pool import NoBar, progress_bar
 
-    bar = _progress_bar(10, True)
+    bar = progress_bar(10, True)
     try:
         assert isinstance(bar, tqdm) and bar.total == 10 and bar.delay == 2.0
     finally:
         bar.close()
-    assert isinstance(_progress_bar(10, False), _NoBar)
+    assert isinstance(progress_bar(10, False), NoBar)
     boot = sleep.bootstrap(8, seed=2, progress=True, chunk_size=8)  # a short run: bar never shown
     assert boot.n == 8 and boot.n_failed == 0
 
@@ -438,7 +438,7 @@ def test_drawn_crossproducts_have_the_per_row_simulations_distribution():
     (bootstrap.draw_crossproducts): their joint law equals that of the cross-products of
     per-row simulated responses.  Checked on sleepstudy with 3000 draws each: every
     component's mean within 5 standard errors, y*'y* and a few others' variances within 15%."""
-    from jaxlme.simulation import _sim_params, crossproducts_gram, draw_crossproducts
+    from jaxlme.simulation import crossproducts_gram, draw_crossproducts, sim_params
     from jaxlme.structure import response_crossprods
 
     res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
@@ -448,7 +448,7 @@ def test_drawn_crossproducts_have_the_per_row_simulations_distribution():
         zy1, ry = jax.jit(jax.vmap(lambda y: response_crossprods(model.layout, model.obs, y)))(jax.device_put(ys))
     per_row = np.concatenate([np.asarray(zy1).reshape(N, -1), np.asarray(ry)], axis=1)
     M = crossproducts_gram(model.structure)
-    eig, sp, rng = np.linalg.eigh(M), _sim_params(res), np.random.default_rng(6)
+    eig, sp, rng = np.linalg.eigh(M), sim_params(res), np.random.default_rng(6)
     drawn = np.stack(
         [
             np.concatenate([np.ravel(a), b])

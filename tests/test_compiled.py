@@ -169,7 +169,7 @@ def test_async_compile_runs_beside_the_caller_and_shares_the_cache(cache_dir):
 
     with pytest.raises(TypeError):
         compiled.compile_program_async("chol", unlowerable, (x,))
-    job = compiled._Background(lambda: 1 / 0, "jaxlme-test")  # a failed background call ...
+    job = compiled.Background(lambda: 1 / 0, "jaxlme-test")  # a failed background call ...
     with pytest.raises(ZeroDivisionError):
         job.result()  # ... raises on the thread that asks for its result
 
@@ -220,7 +220,7 @@ def test_cache_is_versioned_and_never_unpickles_a_foreign_file(cache_dir, tmp_pa
     sq = _fresh("sq")
     compiled.compile_program(sq, _square, (x,), {"power": 2})
     (path,) = cache_dir.glob(f"{sq}-*.jaxexe")
-    assert path.read_bytes().startswith(compiled._MAGIC)
+    assert path.read_bytes().startswith(compiled.MAGIC)
     marker = tmp_path / "pwned"
     path.write_bytes(pickle.dumps(_Trap(str(marker))))  # a valid pickle, no header
     compiled.clear_memory_cache()
@@ -229,7 +229,7 @@ def test_cache_is_versioned_and_never_unpickles_a_foreign_file(cache_dir, tmp_pa
     np.testing.assert_array_equal(np.asarray(prog(x)), x**2)
     assert not marker.exists()
     assert compiled.STATS["compiled"] == before["compiled"] + 1 and compiled.STATS["loaded"] == before["loaded"]
-    assert path.read_bytes().startswith(compiled._MAGIC)  # replaced
+    assert path.read_bytes().startswith(compiled.MAGIC)  # replaced
 
 
 class _Trap:
@@ -275,7 +275,7 @@ def test_loaded_program_that_fails_is_recompiled(tmp_path):
         rebuilt.append(1)
         return jax.jit(lambda x: x * 2.0)
 
-    prog = compiled._FromDisk(broken, recompile, path)
+    prog = compiled.FromDisk(broken, recompile, path)
     np.testing.assert_array_equal(np.asarray(prog(jnp.ones(2))), 2.0)
     assert not path.exists() and rebuilt == [1]  # the bad entry is dropped, the program rebuilt
     np.testing.assert_array_equal(np.asarray(prog(jnp.ones(2))), 2.0)

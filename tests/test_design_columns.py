@@ -46,7 +46,7 @@ _piece = st.tuples(st.sampled_from(["+", "-", ""]), st.sampled_from(_TOKENS))
 def test_simple_formulas_match_formulaic(pieces):
     rhs = " ".join(f"{sign} {tok}" if sign else tok for sign, tok in pieces)
     d = _frame()
-    spec = design._simple_spec(rhs, d)
+    spec = design.simple_spec(rhs, d)
     if spec is None:
         return  # not a simple formula: formulaic builds it
     ref = formulaic.model_matrix(f"~ {rhs}", d)
@@ -54,7 +54,7 @@ def test_simple_formulas_match_formulaic(pieces):
     assert list(got.columns) == list(ref.columns) == spec.column_names, rhs
     np.testing.assert_array_equal(np.asarray(got, float), np.asarray(ref, float))
     assert spec.required_variables == set(formulaic.Formula(f"~ {rhs}").required_variables)
-    assert design._required_variables(f"~ {rhs}") == spec.required_variables
+    assert design.formula_variables(f"~ {rhs}") == spec.required_variables
     # new data: the training coding (levels, contrasts) on a subset whose factors miss levels
     new = d.iloc[[0, 3, 5]]
     np.testing.assert_array_equal(
@@ -72,26 +72,26 @@ def test_other_formulas_are_left_to_formulaic(rhs):
 
 def test_unusual_columns_are_left_to_formulaic():
     d = _frame()
-    assert design._simple_spec("x + k", d) == ColumnsSpec(True, ("x", "k"), (None, None))
-    assert design._simple_spec("x + g", d).levels == (None, ("10", "2", "c"))
-    assert design._simple_spec("x + m", d.assign(m=[1, "a"] * 20)) is None  # mixed values
-    assert design._simple_spec("x + t", d.assign(t=pd.Timestamp(0))) is None  # dates
-    assert design._simple_spec("x + c", d.assign(c=d.x.astype(complex))) is None
+    assert design.simple_spec("x + k", d) == ColumnsSpec(True, ("x", "k"), (None, None))
+    assert design.simple_spec("x + g", d).levels == (None, ("10", "2", "c"))
+    assert design.simple_spec("x + m", d.assign(m=[1, "a"] * 20)) is None  # mixed values
+    assert design.simple_spec("x + t", d.assign(t=pd.Timestamp(0))) is None  # dates
+    assert design.simple_spec("x + c", d.assign(c=d.x.astype(complex))) is None
 
 
 def test_nullable_string_column_is_a_factor_too():
     """formulaic (1.2) passes a ``string``-dtype column through uncoded; here it is coded
     like the same column as ``str`` or ``object``."""
     d = _frame()
-    want = design._simple_spec("x + s", d).get_model_matrix(d)
+    want = design.simple_spec("x + s", d).get_model_matrix(d)
     for dtype in ("string", object):
-        got = design._simple_spec("x + s", d.assign(s=d.s.astype(dtype))).get_model_matrix(d)
+        got = design.simple_spec("x + s", d.assign(s=d.s.astype(dtype))).get_model_matrix(d)
         pd.testing.assert_frame_equal(got, want)
 
 
 def test_unseen_factor_level_is_named():
     d = _frame()
-    spec = design._simple_spec("x + g", d)
+    spec = design.simple_spec("x + g", d)
     with pytest.raises(DataError, match=r"\{'zz'\} of 'g' not seen"):
         spec.get_model_matrix(d.head(2).assign(g=["2", "zz"]))
     nan = spec.get_model_matrix(d.head(2).assign(g=["2", None]))  # a missing level predicts NaN
@@ -99,7 +99,7 @@ def test_unseen_factor_level_is_named():
 
 
 def _no_columns_spec(monkeypatch):
-    monkeypatch.setattr(design, "_simple_spec", lambda rhs, data: None)
+    monkeypatch.setattr(design, "simple_spec", lambda rhs, data: None)
     monkeypatch.setattr(design, "simple_terms", lambda rhs: None)
 
 

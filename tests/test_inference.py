@@ -100,7 +100,7 @@ def test_satterthwaite_contrast_matches_unit_vectors_and_finite_differences():
         struct = res.model.structure
 
         def var(vp):
-            return float(ell @ np.asarray(inference._vcov_vp(jnp.asarray(vp), struct)) @ ell)
+            return float(ell @ np.asarray(inference.vcov_varpar(jnp.asarray(vp), struct)) @ ell)
 
         def dev(vp):
             return float(objective.unprofiled_deviance(jnp.asarray(vp), struct, True))
@@ -125,14 +125,14 @@ def test_large_models_difference_exact_gradients_and_agree_with_autodiff(monkeyp
     res = jaxlme.lmm("y ~ x + (1 | g1) + (1 | g2)", crossed_large(3))
     assert not inference.is_small(res.model.layout)
     calls = []
-    fd = inference._satterthwaite_parts_fd
+    fd = inference.satterthwaite_parts_fd
 
     @functools.wraps(fd)
     def counted(*a, **k):
         calls.append(1)
         return fd(*a, **k)
 
-    monkeypatch.setattr(inference, "_satterthwaite_parts_fd", counted)
+    monkeypatch.setattr(inference, "satterthwaite_parts_fd", counted)
     monkeypatch.setenv("JAXLME_NO_CACHE", "1")  # trace here, not load from an earlier run
     compiled.clear_memory_cache()
     by_fd = inference.satterthwaite(res)
@@ -286,8 +286,15 @@ def test_boot_confint_uses_bootstrap():
     assert ci.loc["sigma", "lower"] < res.sigma < ci.loc["sigma", "upper"]
 
 
-def test_boot_key_matches_either_correlation_order():
-    idx = pd.Index(["cor_(Intercept).Days|Subject", "sigma"])
-    assert inference._boot_key("cor_Days.(Intercept)|Subject", idx) == "cor_(Intercept).Days|Subject"
-    assert inference._boot_key("sigma", idx) == "sigma"
-    assert inference._boot_key("sd_Days|Subject", idx) is None
+@pytest.mark.slow
+def test_boot_confint_fills_correlations_by_the_same_names():
+    # confint's rows and the bootstrap table's columns come from one naming function, so
+    # every variance parameter, correlations included, gets its percentile interval
+    res = fit("Reaction ~ Days + (Days|Subject)", "sleepstudy")
+    ci = res.confint(method="boot", nsim=40, seed=2)
+    boot = res.bootstrap(40, seed=2, progress=False).ci(0.95)
+    names = inference.varpar_names(res)
+    assert "cor_Days.(Intercept)|Subject" in names
+    assert ci.loc[names].notna().all().all()
+    cols = ["lower", "upper"]
+    np.testing.assert_allclose(ci.loc[names, cols].to_numpy(), boot.loc[names, cols].to_numpy())

@@ -123,8 +123,8 @@ def _direction_reference(x, g, H, lb):
 @given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 5), indefinite=st.booleans())
 def test_newton_direction_and_its_curvature_test(seed, k, indefinite):
     """One eigh gives the direction and the saddle test: the same as computing each on its
-    own (the curvature test with the active block zeroed, as ``_free_min_eig`` does)."""
-    from jaxlme.optimizer import _free_min_eig, newton_direction
+    own (the curvature test with the active block zeroed, as ``free_min_eig`` does)."""
+    from jaxlme.optimizer import free_min_eig, newton_direction
 
     rng = np.random.default_rng(seed)
     A = rng.normal(size=(k, k))
@@ -138,11 +138,11 @@ def test_newton_direction_and_its_curvature_test(seed, k, indefinite):
     with jax.enable_x64(True):
         args = tuple(jnp.asarray(a) for a in (x, g, H, lb))
         d, pg, min_eig = (np.asarray(a) for a in jax.jit(newton_direction)(*args))
-        free_min_eig = float(_free_min_eig(*args))
+        min_eig_free = float(free_min_eig(*args))
     np.testing.assert_allclose(d, d_ref, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(d_ref).max()))
     np.testing.assert_array_equal(pg, pg_ref)
     for threshold in (-1e-6, -1e-8):  # the thresholds the optimizers use
-        assert (min_eig >= threshold) == (min_eig_ref >= threshold) == (free_min_eig >= threshold)
+        assert (min_eig >= threshold) == (min_eig_ref >= threshold) == (min_eig_free >= threshold)
 
 
 @pytest.mark.parametrize("n", [5, 128, 129, 300, 517])
@@ -236,9 +236,9 @@ def test_bfgs_starts_from_moment_estimates_near_the_optimum():
     from jaxlme.params import moment_start
 
     model = jaxlme.LMM("y ~ 1 + (1 | g1) + (1 | g2)", _crossed(600, BFGS_MIN_SIZE + 20, 6000))
-    start = model._start()
+    start = model.initial_theta()
     np.testing.assert_allclose(start, [0.7, 0.4], rtol=0.3)
-    assert start is model._start()  # computed once per model
+    assert start is model.initial_theta()  # computed once per model
     moment = model.fit(reml=False)
     identity = model.fit(reml=False, theta0=model.layout.theta_start * model.theta_scale)
     assert "BFGS" in moment.opt.optimizer and np.allclose(moment.opt.theta_initial, start)
@@ -249,9 +249,9 @@ def test_bfgs_starts_from_moment_estimates_near_the_optimum():
 
     # models with vector-valued terms keep Λ = I (unit-scale columns); degenerate factors fall back
     sleep = jaxlme.LMM("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
-    np.testing.assert_array_equal(sleep._start(), sleep.layout.theta_start * sleep.theta_scale)
+    np.testing.assert_array_equal(sleep.initial_theta(), sleep.layout.theta_start * sleep.theta_scale)
     mixed = jaxlme.LMM("y ~ x + (1 + x | g1) + (1 | g2)", _crossed(60, 8, 900).assign(x=lambda f: np.sin(f.index)))
-    np.testing.assert_array_equal(mixed._start(), mixed.layout.theta_start * mixed.theta_scale)
+    np.testing.assert_array_equal(mixed.initial_theta(), mixed.layout.theta_start * mixed.theta_scale)
     d = _crossed(30, 5, 400)
     d["x"] = (d["g2"] == "0").astype(float)  # a slope seen in one level only: no moments
     one = jaxlme.LMM("y ~ 1 + (1 | g1) + (0 + x | g2)", d, warn=False)

@@ -80,7 +80,7 @@ def test_crossed_simulation_bfgs_path_and_moment_start():
     ref = model.fit(**TIGHT)
     res = fit_parts(f, split(data.sort_values("g1"), 7), **TIGHT)  # sorted: partitions miss levels
     assert "BFGS" in res.opt.optimizer
-    np.testing.assert_allclose(res.opt.theta_initial, model._start(), rtol=1e-8)
+    np.testing.assert_allclose(res.opt.theta_initial, model.initial_theta(), rtol=1e-8)
     assert_same_fit(res, ref, rel=1e-8)
 
 

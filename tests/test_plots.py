@@ -115,8 +115,8 @@ def test_residuals_vs_fitted(res, tmp_path):
 
 def test_qq_line_is_rs_qqline(res, tmp_path):
     """Points as R's qqnorm (ppoints), the line through the quartiles as qqline (not y = x)."""
-    np.testing.assert_allclose(plots._ppoints(7), REF["ppoints_7"], rtol=1e-12)
-    np.testing.assert_allclose(plots._ppoints(25), REF["ppoints_25"], rtol=1e-12)
+    np.testing.assert_allclose(plots.ppoints(7), REF["ppoints_7"], rtol=1e-12)
+    np.testing.assert_allclose(plots.ppoints(25), REF["ppoints_25"], rtol=1e-12)
     ax = plots.qq(res)
     pts = ax.collections[0].get_offsets()
     np.testing.assert_allclose(pts[:, 0], REF["qqnorm_x"], rtol=1e-9)

@@ -78,7 +78,7 @@ def test_compiled_programs_in_memory_are_bounded(monkeypatch, tmp_path):
     for n in range(1, 5):  # four shapes, four programs
         fn, _ = compiled.compile_program("bounded_test", lambda x: x * 2.0, (jnp.zeros(n),))
         np.testing.assert_allclose(np.asarray(fn(jnp.ones(n))), 2.0)
-    assert len(compiled._MEMORY) == 2
+    assert len(compiled.MEMORY) == 2
     compiled.clear_memory_cache()
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import jaxlme
-from jaxlme import _warnings
+from jaxlme import messages
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 
@@ -137,9 +137,9 @@ def test_the_check_can_fail():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         line = _next_line()
-        _warnings.warn("from the helper")
+        messages.warn("from the helper")
     _assert_here(caught, "from the helper", line)
-    inside = warnings.WarningMessage("x", UserWarning, _warnings.__file__, line)
+    inside = warnings.WarningMessage("x", UserWarning, messages.__file__, line)
     with pytest.raises(AssertionError, match="attributed to"):
         _assert_here([inside], "x", line)
     with pytest.raises(AssertionError):
