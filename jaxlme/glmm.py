@@ -263,12 +263,16 @@ class _Kernel:
         it, b, us, eta, _, _ = jax.lax.while_loop(cond, body, start)
         return b, us, eta, it
 
-    def modes(self, theta, beta, eta0, u0=None):
-        """(β, u, η) at θ (β free when None) with exact derivatives in θ and β: PIRLS to
-        convergence without derivatives, then Newton steps inside them."""
-        joint = beta is None
+    def converged_modes(self, theta, beta, eta0, u0=None):
+        """PIRLS' converged (β, u) at θ (β free when None), outside every derivative."""
         b, us, _, _ = self.pirls(*jax.lax.stop_gradient((theta, beta, eta0, u0)))
-        b, us = jax.lax.stop_gradient((b, us))
+        return jax.lax.stop_gradient((b, us))
+
+    def modes_from(self, theta, beta, start):
+        """(β, u, η) at θ with exact derivatives in θ and β: Newton steps from PIRLS'
+        converged modes ``start`` (:meth:`converged_modes`), inside the derivatives."""
+        joint = beta is None
+        b, us = start
         if not joint:
             b = beta
         for _ in range(NEWTON_TAIL):
@@ -276,14 +280,19 @@ class _Kernel:
             b, us = self.solve(theta, None if joint else beta, eta, observed=True)
         return b, us, self.eta_of(theta, b, us)
 
+    def modes(self, theta, beta, eta0, u0=None):
+        """(β, u, η) at θ (β free when None) with exact derivatives in θ and β: PIRLS to
+        convergence without derivatives, then Newton steps inside them."""
+        return self.modes_from(theta, beta, self.converged_modes(theta, beta, eta0, u0))
+
     def factor(self, theta, eta):
         w, z = self.working(eta, observed=False)
         return factorize(theta, self.structure(self.pat_u, w, z, jnp.zeros((self.n, 0), w.dtype)))
 
-    def deviance(self, theta, beta, eta0, u0=None):
-        """The fitted criterion at (θ, β): Laplace (nagq = 1) or AGQ; β free when None
-        (``u0``: where PIRLS starts, with β given)."""
-        b, us, eta = self.modes(theta, beta, eta0, u0)
+    def deviance_from(self, theta, beta, start):
+        """The fitted criterion at (θ, β) from PIRLS' converged modes ``start``: its
+        derivatives need no second PIRLS (the optimizer's line search keeps ``start``)."""
+        b, us, eta = self.modes_from(theta, beta, start)
         f = self.factor(theta, eta)
         ldL2 = criterion_terms(f, self.pat_u.layout).ldL2
         dev = self.devres(eta)
@@ -291,6 +300,25 @@ class _Kernel:
         if self.nagq <= 1:
             return jnp.sum(dev) + ussq + ldL2
         return self._agq(theta, us[0][:, 0], eta, dev, f, ldL2)
+
+    def deviance(self, theta, beta, eta0, u0=None):
+        """The fitted criterion at (θ, β): Laplace (nagq = 1) or AGQ; β free when None
+        (``u0``: where PIRLS starts, with β given)."""
+        return self.deviance_from(theta, beta, self.converged_modes(theta, beta, eta0, u0))
+
+    def split(self, params):
+        """``newton_minimize``'s ``split`` for the criterion of ``params(x) = (θ, β)``:
+        the value with PIRLS' modes as its pieces, and the gradient from those pieces."""
+
+        def value_pieces(x, eta0, u0):
+            theta, beta = params(x)
+            start = self.converged_modes(theta, beta, eta0, u0)
+            return self.deviance_from(theta, beta, start), start
+
+        def gradient(x, start, eta0, u0):
+            return jax.grad(lambda xx: self.deviance_from(*params(xx), start))(x)
+
+        return value_pieces, gradient
 
     def _agq(self, theta, u, eta, dev, f, ldL2):
         """lme4's glmerAGQ: per level k, -2 log of the GH rule around u*_k with SD 1/L_kk."""
@@ -342,31 +370,41 @@ def _start_program(theta, eta0, a, spec: _Spec):
     return _Kernel(spec, a).pirls(theta, None, eta0)[0]
 
 
-def _fit_program(x0, scale, eta0, a, spec: _Spec, options: NewtonOptions):
-    """(θ̃, β) start -> optimizer state, the criterion's Hessian in (θ, β) at the optimum
-    (central differences of the exact gradient) and the result's pieces."""
+def _curvature_program(x, scale, eta0, a, spec: _Spec):
+    """At x = (θ̃, β), θ = θ̃·scale: where PIRLS with β given starts the modes (u0), the
+    criterion's Hessian in x (central differences of the exact gradient) and the result's
+    pieces.  One program for the fit's start (the BFGS model) and its end (vcov): the
+    gradient through PIRLS is the costliest code to compile, so it is compiled once here
+    and once in the fit's program."""
+    k = _Kernel(spec, a)
+    nt = spec.layout.ntheta
+    theta, beta = x[:nt] * scale, x[nt:]
+    u0 = k.pirls(theta, beta, eta0)[1]
+
+    def fun(xx, e, u):
+        return k.deviance(xx[:nt] * scale, xx[nt:], e, u)
+
+    return u0, _fd_hessian(fun, x, eta0, u0), k.pieces(theta, beta, eta0, u0)
+
+
+def _fit_program(x0, scale, H0, eta0, u0, a, spec: _Spec, options: NewtonOptions):
+    """(θ̃, β) start -> optimizer state.  BFGS starts from the |eigenvalues| of the Hessian
+    ``H0`` at the start (positive definite): a scaled identity needs many more iterations
+    when the parameters' scales differ (β of a covariate in metres next to θ); PIRLS at
+    every point starts from the modes ``u0`` at the start: fewer iterations than from 0."""
     k = _Kernel(spec, a)
     nt = spec.layout.ntheta
     p = spec.layout.p
     lb = jnp.concatenate([jnp.asarray(spec.layout.theta_lower), jnp.full(p, -jnp.inf)])
 
-    unscale = jnp.concatenate([scale, jnp.ones(p, scale.dtype)])
-
     def fun(x, e, u0):
         return k.deviance(x[:nt] * scale, x[nt:], e, u0)
 
-    # PIRLS at every point starts from the modes at the start: fewer iterations than from 0
-    u0 = k.pirls(x0[:nt] * scale, x0[nt:], eta0)[1]
-    # BFGS starts from the Hessian at the start (|eigenvalues|, so positive definite): a
-    # scaled identity needs many more iterations when the parameters' scales differ (β of a
-    # covariate in metres next to θ)
-    w, V = jnp.linalg.eigh(_fd_hessian(fun, x0, eta0, u0))
+    w, V = jnp.linalg.eigh(H0)
     floor = 1e-8 * jnp.maximum(jnp.max(jnp.abs(w)), 1.0)
     H0 = (V * jnp.maximum(jnp.abs(w), floor)) @ V.T
-    state = newton_minimize(fun, x0, lb, (eta0, u0), options, H0=H0)
-    x = state.x * unscale
-    H = _fd_hessian(lambda xx, e, u: k.deviance(xx[:nt], xx[nt:], e, u), x, eta0, u0)
-    return state, H, k.pieces(x[:nt], x[nt:], eta0, u0)
+    split = k.split(lambda x: (x[:nt] * scale, x[nt:]))
+    return newton_minimize(fun, x0, lb, (eta0, u0), options, H0=H0, split=split)
 
 
 def _profile_program(y0, k, value, kinds, eta0, a, spec: _Spec, options: NewtonOptions):
@@ -399,7 +437,7 @@ def _profile_program(y0, k, value, kinds, eta0, a, spec: _Spec, options: NewtonO
     H0 = (V * jnp.maximum(jnp.abs(w), floor)) @ V.T
     free = ~held
     H0 = jnp.where(free[:, None] & free[None, :], H0, jnp.eye(y0.shape[0], dtype=y0.dtype))
-    return newton_minimize(fun, y0, lb, (eta0, u0), options, H0=H0)
+    return newton_minimize(fun, y0, lb, (eta0, u0), options, H0=H0, split=kern.split(params))
 
 
 def _fd_hessian(fun, x, *args):
@@ -453,10 +491,11 @@ def _boot_program(keys, x_hat, scale, a, spec: _Spec, options: NewtonOptions):
         k = _Kernel(spec, a_rep)
         eta0 = _eta_start_traced(y, a["wt"], k.family)
 
-        def fun(x, e):
-            return k.deviance(x[:nt] * scale, x[nt:], e)
+        def fun(x, e, u0):
+            return k.deviance(x[:nt] * scale, x[nt:], e, u0)
 
-        st = newton_minimize(fun, x_hat, lb, (eta0,), options)
+        split = k.split(lambda x: (x[:nt] * scale, x[nt:]))
+        st = newton_minimize(fun, x_hat, lb, (eta0, None), options, split=split)
         return st.x * unscale, st.f, st.status, st.it
 
     return jax.vmap(one)(keys)
@@ -704,12 +743,19 @@ class GLMM:
         beta_start, compile_s = self._compiled("glmm_start", _start_program, args, {})
         beta1 = np.asarray(beta_start(*args))
         x0 = jnp.asarray(np.concatenate([start / self.theta_scale, beta1]))
-        args = (x0, jnp.asarray(self.theta_scale), eta0, self._arrays)
+        scale = jnp.asarray(self.theta_scale)
+        curvature, seconds = self._compiled("glmm_curvature", _curvature_program, (x0, scale, eta0, self._arrays), {})
+        compile_s += seconds
+        u0, H0, _ = curvature(x0, scale, eta0, self._arrays)
+        args = (x0, scale, H0, eta0, u0, self._arrays)
         run, seconds = self._compiled("glmm_fit", _fit_program, args, {"options": options})
         compile_s += seconds
-        state, H, pieces = jax.device_get(run(*args))
-        fit_s = time.perf_counter() - t0
+        state = jax.device_get(run(*args))
         nt = lay.ntheta
+        # vcov's Hessian and the pieces at the optimum, in (θ, β) unscaled
+        x_hat = jnp.asarray(np.concatenate([np.asarray(state.x[:nt]) * self.theta_scale, state.x[nt:]]))
+        _, H, pieces = jax.device_get(curvature(x_hat, jnp.ones_like(scale), eta0, self._arrays))
+        fit_s = time.perf_counter() - t0
         theta = np.asarray(state.x[:nt]) * self.theta_scale
         lb = np.concatenate([lay.theta_lower, np.full(self.design.p, -np.inf)])
         g = np.asarray(state.g)
