@@ -46,7 +46,7 @@ from .compiled import compile_program
 from .design import DataError, as_frame, build_design, formula_variables, model_matrix
 from .family import Family, binomial_trials, make_family
 from .formula import FormulaError, parse_formula
-from .inference import CI_METHODS, check_level, profile_interval, varpar_names
+from .inference import interval_frame, interval_request, profile_interval, varpar_names
 from .objective import block_diagonals, criterion_terms, factorize, lambda_blocks, solve_effects
 from .optimizer import STATUS, NewtonOptions, Status, newton_minimize
 from .params import COR_MAX, group_labels, phi_kinds, phi_to_psi, psi_to_phi, theta_from_vc, theta_scale, vc_values
@@ -1061,24 +1061,10 @@ class GLMMResult:
         Returns:
             DataFrame indexed by parameter name with ``lower`` and ``upper``.
         """
-        m = str(method).lower()
-        if m not in CI_METHODS:
-            raise ValueError(f"unknown method {method!r}: use one of {', '.join(map(repr, CI_METHODS))}")
-        check_level(level)
         vnames = varpar_names(self)[:-1]  # no residual SD in binomial and Poisson models
         xnames = list(self.model.design.xnames)
         allnames = vnames + xnames
-        if parm is None:
-            wanted = allnames
-        else:
-            parm = [parm] if isinstance(parm, str) else list(parm)
-            unknown = [p for p in parm if p not in allnames]
-            if unknown:
-                raise ValueError(f"unknown parameter(s) {unknown}; available: {allnames}")
-            wanted = [p for p in allnames if p in parm]
-        from scipy import special
-
-        z = float(special.ndtri(0.5 + level / 2.0))
+        m, wanted, z = interval_request(method, level, allnames, parm)
         lower = pd.Series(np.nan, index=allnames)
         upper = pd.Series(np.nan, index=allnames)
         if m == "wald":
@@ -1094,10 +1080,7 @@ class GLMMResult:
             for i, name in enumerate(allnames):
                 if name in wanted:
                     lower[name], upper[name] = prof.interval(i, z)
-        pct = [f"{100 * (0.5 - level / 2):.3g} %", f"{100 * (0.5 + level / 2):.3g} %"]
-        out = pd.DataFrame({"lower": lower, "upper": upper}).loc[wanted]
-        out.attrs.update(method=m, level=level, percentiles=pct)
-        return out
+        return interval_frame(lower, upper, wanted, m, level)
 
     def bootstrap(self, n: int, seed: int | None = 0, chunk_size: int = 64):
         """Parametric bootstrap (lme4's ``bootMer``): ``n`` responses simulated from the fit,

@@ -48,6 +48,8 @@ __all__ = [
     "confint",
     "varpar_names",
     "profile_interval",
+    "interval_request",
+    "interval_frame",
     "satterthwaite_program",
     "DDF_METHODS",
     "CI_METHODS",
@@ -594,24 +596,10 @@ def confint(
       (refits by the fit's criterion, REML or ML).
     ``parm`` restricts the rows (names as in the index).
     """
-    m = str(method).lower()
-    if m not in CI_METHODS:
-        raise ValueError(f"unknown method {method!r}: use one of {', '.join(map(repr, CI_METHODS))}")
-    check_level(level)
     vnames = varpar_names(res)
     xnames = list(res.model.design.xnames)
     allnames = vnames + xnames
-    if parm is None:
-        wanted = allnames
-    else:
-        parm = [parm] if isinstance(parm, str) else list(parm)
-        unknown = [p for p in parm if p not in allnames]
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; available: {allnames}")
-        wanted = [p for p in allnames if p in parm]
-    from scipy import special
-
-    z = float(special.ndtri(0.5 + level / 2.0))
+    m, wanted, z = interval_request(method, level, allnames, parm)
     lower = pd.Series(np.nan, index=allnames)
     upper = pd.Series(np.nan, index=allnames)
     if m == "wald":
@@ -645,9 +633,43 @@ def confint(
             if name in ci.index:
                 lower[name] = float(ci.loc[name, "lower"])
                 upper[name] = float(ci.loc[name, "upper"])
-    pct = [f"{100 * (0.5 - level / 2):.3g} %", f"{100 * (0.5 + level / 2):.3g} %"]
+    return interval_frame(lower, upper, wanted, m, level)
+
+
+def interval_request(method: str, level: float, allnames: list[str], parm) -> tuple[str, list[str], float]:
+    """Check a ``confint`` call (linear or generalized model) and say what it asks for.
+
+    Args:
+        method: one of :data:`CI_METHODS` (any case).
+        level: coverage, in (0, 1).
+        allnames: every row the model's table can have, in order.
+        parm: a name, a list of names, or None for all.
+
+    Returns:
+        (method in lower case, the wanted rows in table order, the normal quantile z).
+    """
+    from scipy import special
+
+    m = str(method).lower()
+    if m not in CI_METHODS:
+        raise ValueError(f"unknown method {method!r}: use one of {', '.join(map(repr, CI_METHODS))}")
+    check_level(level)
+    if parm is None:
+        wanted = list(allnames)
+    else:
+        parm = [parm] if isinstance(parm, str) else list(parm)
+        unknown = [p for p in parm if p not in allnames]
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; available: {allnames}")
+        wanted = [p for p in allnames if p in parm]
+    return m, wanted, float(special.ndtri(0.5 + level / 2.0))
+
+
+def interval_frame(lower: pd.Series, upper: pd.Series, wanted: list[str], method: str, level: float) -> pd.DataFrame:
+    """``confint``'s table: the ``wanted`` rows of ``lower`` and ``upper``, with the method,
+    level and R's percentile column labels in ``attrs``."""
     out = pd.DataFrame({"lower": lower, "upper": upper}).loc[wanted]
-    out.attrs["method"] = m
+    out.attrs["method"] = method
     out.attrs["level"] = level
-    out.attrs["percentiles"] = pct
+    out.attrs["percentiles"] = [f"{100 * (0.5 - level / 2):.3g} %", f"{100 * (0.5 + level / 2):.3g} %"]
     return out
