@@ -800,8 +800,9 @@ class _GLMMProfile:
         self.dev_hat = min(float(st.f), res.objective)
         self.phi_hat = np.asarray(psi_to_phi(jnp.asarray(self.y_hat[: self.nv]), self.kinds))
         nt = m.layout.ntheta
-        # first bracketing steps: Wald SEs (β from vcov; φ from the Hessian in θ, by the delta
-        # method for SDs and a fixed fraction for correlations)
+        # first bracketing steps of the interval search: β's Wald SEs; for an SD, the SE of
+        # its θ entry (the SD itself for a scalar term, a scale for others); 0.2 for a
+        # correlation
         se_beta = res.stderr.to_numpy()
         try:
             se_theta = np.sqrt(np.abs(np.diag(2.0 * np.linalg.inv(res.hessian))[:nt]))
