@@ -35,12 +35,16 @@ ZERO_DIAGONAL = 1e-6
 _STEPS = (1e-3, 1e-2, 0.1, 0.3, 1.0)
 
 
-def zero_columns(theta: np.ndarray, layout) -> list[tuple[int, list[int]]]:
+def zero_columns(theta: np.ndarray, layout, single: bool = False) -> list[tuple[int, list[int]]]:
     """Columns of correlated multi-column terms whose diagonal θ is (numerically) zero.
 
     Args:
         theta: θ in lme4's order.
         layout: the model's ``Layout``.
+        single: also the one-entry columns (scalar terms, ``||`` terms' diagonals).  There
+            the criterion is even in θ_jj, so θ_jj = 0 is always stationary: a minimum or,
+            with negative curvature, a saddle that a method without second derivatives
+            (BFGS) can stop on.
 
     Returns:
         One ``(diagonal position, [positions of the column's entries, diagonal first])``
@@ -48,12 +52,14 @@ def zero_columns(theta: np.ndarray, layout) -> list[tuple[int, list[int]]]:
     """
     out, start = [], 0
     for t in layout.terms:
+        pos = {ij: start + k for k, ij in enumerate(t.theta_index)}
         if t.correlated and t.ncols > 1:
-            pos = {ij: start + k for k, ij in enumerate(t.theta_index)}
             for j in range(t.ncols):
                 column = [pos[(i, j)] for i in range(j, t.ncols)]
                 if theta[column[0]] <= ZERO_DIAGONAL:
                     out.append((column[0], column))
+        elif single:
+            out += [(pos[(j, j)], [pos[(j, j)]]) for j in range(t.ncols) if theta[pos[(j, j)]] <= ZERO_DIAGONAL]
         start += t.ntheta
     return out
 
@@ -84,6 +90,7 @@ def boundary_escape(
     criterion: Callable[[np.ndarray], float],
     scale: np.ndarray,
     rtol: float = 1e-10,
+    single: bool = False,
 ) -> tuple[np.ndarray, float] | None:
     """A θ with a lower criterion next to a boundary point θ, or None when none is found.
 
@@ -93,6 +100,7 @@ def boundary_escape(
         criterion: θ -> REML criterion or ML deviance (the fit's own).
         scale: per-θ scale (1/RMS of the matching Z column), so steps are comparable.
         rtol: a candidate must lower the criterion by more than ``rtol * max(1, |f|)``.
+        single: check one-entry columns too (see :func:`zero_columns`).
 
     Returns:
         ``(theta_start, value)`` for the best candidate found, or None.
@@ -109,7 +117,7 @@ def boundary_escape(
         if np.isfinite(value) and value < best_f:
             best, best_f = candidate, value
 
-    for diag, column in zero_columns(theta, layout):
+    for diag, column in zero_columns(theta, layout, single):
         c = theta[column]
         s = scale[column]
         if np.any(np.abs(c[1:]) > ZERO_DIAGONAL * s[1:]):

@@ -429,16 +429,18 @@ class LMM:
 
         return criterion
 
-    def _leave_boundary(self, state, effects, compiled, scale, struct, reml, max_restarts: int = 3):
+    def _leave_boundary(self, state, effects, compiled, scale, struct, reml, single: bool, max_restarts: int = 3):
         """Restart from :func:`boundary.boundary_escape`'s point while the converged θ has a
         zero diagonal in a vector-valued term that is not a local minimum (the bounded
-        Cholesky parametrization's spurious optima).  Returns the best (state, effects), the
-        number of restarts, and whether an escape was still open after the last one."""
-        if not zero_columns(np.asarray(state.x), self.layout):
+        Cholesky parametrization's spurious optima), or with ``single`` (after BFGS, which
+        has no curvature to see it) a zero scalar θ that is a saddle.  Returns the best
+        (state, effects), the number of restarts, and whether an escape was still open
+        after the last one."""
+        if not zero_columns(np.asarray(state.x), self.layout, single):
             return state, effects, 0, False
         criterion = self._criterion(struct, reml)
         for restarts in range(max_restarts + 1):
-            escape = boundary_escape(np.asarray(state.x), self.layout, criterion, self.theta_scale)
+            escape = boundary_escape(np.asarray(state.x), self.layout, criterion, self.theta_scale, single=single)
             if escape is None:
                 return state, effects, restarts, False
             if restarts == max_restarts:
@@ -497,7 +499,8 @@ class LMM:
                 tol = 1e-10 * max(1.0, abs(float(state.f)))
                 if Status(int(cand.status)).converged and float(cand.f) <= float(state.f) + tol:
                     state, effects = _continued(cand, state), cand_effects
-        state, effects, escapes, trapped = self._leave_boundary(state, effects, compiled, scale, struct, reml)
+        bfgs = options.hessian == "bfgs"  # no curvature seen at a zero scalar θ
+        state, effects, escapes, trapped = self._leave_boundary(state, effects, compiled, scale, struct, reml, bfgs)
         fit_s = time.perf_counter() - t0
         lb = lay.theta_lower
         g = np.asarray(state.g)

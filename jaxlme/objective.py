@@ -26,7 +26,7 @@ import numpy as np
 from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import SymbolicZero
 
-from .structure import LARGE_REST, Layout, Structure, is_small
+from .structure import LARGE_REST, Layout, Structure, is_small, lead_sizes
 
 __all__ = [
     "Factor",
@@ -154,8 +154,13 @@ def small_backward(L: jax.Array, b: jax.Array) -> jax.Array:
 
 def _apply_lambda_rows(m: jax.Array, lams: list[jax.Array], layout: Layout) -> jax.Array:
     """Λ̃' M, where Λ̃ = blockdiag(I_k ⊗ Λ_t for rest terms, I) acts on the rows of M."""
+    return _lambda_rows(m, lams, layout.rest_terms)
+
+
+def _lambda_rows(m: jax.Array, lams, terms) -> jax.Array:
+    """Λ̃' M for Λ̃ = blockdiag(I_k ⊗ Λ_t for the given terms, I) on the rows of M."""
     pieces, start = [], 0
-    for t, lam in zip(layout.rest_terms, lams):
+    for t, lam in zip(terms, lams):
         size = t.nlevels * t.ncols
         block = m[start : start + size]
         if t.ncols == 1:
@@ -179,7 +184,7 @@ class Factor(NamedTuple):
 def factorize(theta: jax.Array, s: Structure) -> Factor:
     """Blocked Cholesky of the penalized cross-product matrix at θ."""
     L1, C, m = _blocks(theta, s)
-    return Factor(L1, C, lower_cholesky(m))
+    return Factor(L1, C, lower_cholesky(m, s.layout.lead_blocks))
 
 
 def _blocks(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -216,6 +221,11 @@ def _schur_low(C: jax.Array, s: Structure) -> jax.Array:
     if lay.dense_schur:
         Cd = dense_entries(C, s)
         return arr - Cd @ Cd.T
+    if lay.lead:  # pairs target the lead's parts: the dense matrix those parts make
+        low = _low_parts(C, s)
+        q = low.B.shape[1]
+        top = jnp.concatenate([embed_blocks(low.D), jnp.zeros((q, size - q), C.dtype)], axis=1)
+        return jnp.concatenate([top, jnp.concatenate([low.B, low.E], axis=1)], axis=0)
     prods = jnp.sum(C[s.pair_a] * C[s.pair_b], axis=-1)
     schur = jax.ops.segment_sum(prods, s.pair_target, num_segments=size * size, indices_are_sorted=True)
     return arr - schur.reshape(size, size)  # lower triangle only
@@ -262,13 +272,74 @@ def _symmetric_tangent_jvp(primals, tangents):
     return _symmetric_tangent(m), jnp.tril(dm) + jnp.tril(dm, -1).T
 
 
-def lower_cholesky(m: jax.Array) -> jax.Array:
+def lower_cholesky(m: jax.Array, lead: tuple[int, int] | None = None) -> jax.Array:
     """Cholesky factor of the symmetric matrix given by m's lower triangle (upper never read).
 
     The primal skips symmetrizing (LAPACK reads one triangle); derivatives see the
     symmetric tangent that JAX's Cholesky rule assumes.
+
+    Args:
+        m: (size, size) matrix, lower triangle valid.
+        lead: ``Layout.lead_blocks``: (k, r) when m's leading k·r rows form k diagonal
+            r × r blocks (zero between blocks), which are then factored block by block and
+            only the trailing rows densely: O(k r³ + size² k r) in place of O(size³).
+
+    Returns:
+        The dense lower-triangular factor L.
     """
-    return jax.lax.linalg.cholesky(_symmetric_tangent(m), symmetrize_input=False)
+    if lead is None:
+        return jax.lax.linalg.cholesky(_symmetric_tangent(m), symmetrize_input=False)
+    k, r = lead
+    q = k * r
+    f = _lead_cholesky(RestParts(diagonal_blocks(m[:q, :q], k, r), m[q:, :q], m[q:, q:]))
+    return _lead_matrix(RestParts(f.LD, f.LB, f.LE))
+
+
+def _lead_matrix(parts: RestParts) -> jax.Array:
+    """The dense lower triangle [[blockdiag(D), 0], [B, E]] of a rest block's parts."""
+    q, size = parts.B.shape[1], parts.B.shape[1] + parts.E.shape[0]
+    top = jnp.concatenate([embed_blocks(parts.D), jnp.zeros((q, size - q), parts.E.dtype)], axis=1)
+    return jnp.concatenate([top, jnp.concatenate([parts.B, parts.E], axis=1)], axis=0)
+
+
+def diagonal_blocks(M: jax.Array, k: int, r: int) -> jax.Array:
+    """The k diagonal r × r blocks (k, r, r) of a (k·r, k·r) matrix, as a gather of those
+    entries alone (a mask over the whole matrix makes XLA compute all of M's producers)."""
+    return jnp.moveaxis(jnp.diagonal(M.reshape(k, r, k, r), axis1=0, axis2=2), -1, 0)
+
+
+def embed_blocks(B: jax.Array) -> jax.Array:
+    """The block-diagonal (k·r, k·r) matrix of blocks B (k, r, r)."""
+    k, r = B.shape[0], B.shape[-1]
+    return (jnp.eye(k, dtype=B.dtype)[:, None, :, None] * B[:, :, None, :]).reshape(k * r, k * r)
+
+
+def _block_inverse(L: jax.Array) -> jax.Array:
+    """Inverses (k, r, r) of batched lower-triangular blocks L (k, r, r)."""
+    r = L.shape[-1]
+    if r == 1:
+        return 1.0 / L
+    eye = jnp.eye(r, dtype=L.dtype)
+    return jnp.stack([small_forward(L, jnp.broadcast_to(eye[c], L.shape[:2])) for c in range(r)], axis=-1)
+
+
+def pattern_inverse(L: jax.Array, c: jax.Array, lead: tuple[int, int] | None) -> jax.Array:
+    """G = L⁻ᵀ diag(c) L⁻¹ on the pattern of the factored matrix (see :func:`weighted_inverse`).
+
+    With a block-diagonal lead (``lower_cholesky``'s ``lead``), L = [[L_D, 0], [B, E]] and
+    G's lead rows are computed only on the diagonal blocks, where the factored matrix can
+    be nonzero (elsewhere zeros): G_EE = G(E), T = B L_D⁻¹, G_ED = -G_EE T and the blocks
+    of G_DD = L_D⁻ᵀ diag(c_D) L_D⁻¹ + Tᵀ G_EE T.  Every use of G is an inner product
+    with a change of that matrix, so the entries left out never count.
+    """
+    if lead is None:
+        return weighted_inverse(L, c)
+    k, r = lead
+    q = k * r
+    LD = diagonal_blocks(L[:q, :q], k, r)
+    G = _lead_inverse(LeadFactor(LD, _block_inverse(LD), L[q:, :q], L[q:, q:]), c)
+    top = jnp.concatenate([embed_blocks(G.D), G.B.T], axis=1)
+    return jnp.concatenate([top, jnp.concatenate([G.B, G.E], axis=1)], axis=0)
 
 
 class CriterionTerms(NamedTuple):
@@ -294,16 +365,17 @@ def _row_weights(lay: Layout, reml: bool) -> tuple[float, float, float]:
     return (1.0, 1.0, float(lay.n - lay.p)) if reml else (1.0, 0.0, float(lay.n))
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def weighted_chol_logdiag(m: jax.Array, weights: tuple[tuple[int, float], ...]) -> jax.Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def weighted_chol_logdiag(m: jax.Array, weights: tuple[tuple[int, float], ...], lead=None) -> jax.Array:
     """Σ_i c_i · 2 log L_ii for the Cholesky factor L of m, c given as (count, c) runs.
 
     Only m's lower triangle is read (it stands for the symmetric matrix it determines).
     A weighted sum of logdets of m's leading blocks, so its derivative is <G, dm> with
     G = L⁻ᵀ diag(c) L⁻¹ (see weighted_inverse), several times cheaper
-    than differentiating through the Cholesky factorization itself.
+    than differentiating through the Cholesky factorization itself.  ``lead``: see
+    :func:`lower_cholesky`.
     """
-    return _logdiag(lower_cholesky(m), weights)
+    return _logdiag(lower_cholesky(m, lead), weights)
 
 
 def _logdiag(L: jax.Array, weights) -> jax.Array:
@@ -314,31 +386,31 @@ def _expand(weights, dtype) -> jax.Array:
     return jnp.concatenate([jnp.full(k, c, dtype) for k, c in weights if k])
 
 
-def _logdiag_jvp(weights, m: jax.Array, dm: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _logdiag_jvp(weights, lead, m: jax.Array, dm: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """L, the weighted log-diagonal sum and its tangent <G, dm>."""
-    L = lower_cholesky(m)
-    G = weighted_inverse(L, _expand(weights, m.dtype))
+    L = lower_cholesky(m, lead)
+    G = pattern_inverse(L, _expand(weights, m.dtype), lead)
     G_low = 2.0 * jnp.tril(G) - jnp.diag(jnp.diagonal(G))  # m_ij, i > j, stands for both m_ij and m_ji
     return L, _logdiag(L, weights), jnp.sum(G_low * dm)
 
 
 @weighted_chol_logdiag.defjvp
-def _weighted_chol_logdiag_jvp(weights, primals, tangents):
-    _, value, tangent = _logdiag_jvp(weights, primals[0], tangents[0])
+def _weighted_chol_logdiag_jvp(weights, lead, primals, tangents):
+    _, value, tangent = _logdiag_jvp(weights, lead, primals[0], tangents[0])
     return value, tangent
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _logdiag_and_corner(m: jax.Array, weights, k: int) -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _logdiag_and_corner(m: jax.Array, weights, k: int, lead) -> tuple[jax.Array, jax.Array]:
     """weighted_chol_logdiag and, from the same factorization, the trailing k × k corner of
     L, which carries no derivative (a by-product, as through ``stop_gradient``)."""
-    L = lower_cholesky(m)
+    L = lower_cholesky(m, lead)
     return _logdiag(L, weights), L[-k:, -k:]
 
 
 @_logdiag_and_corner.defjvp
-def _logdiag_and_corner_jvp(weights, k, primals, tangents):
-    L, value, tangent = _logdiag_jvp(weights, primals[0], tangents[0])
+def _logdiag_and_corner_jvp(weights, k, lead, primals, tangents):
+    L, value, tangent = _logdiag_jvp(weights, lead, primals[0], tangents[0])
     corner = L[-k:, -k:]
     return (value, corner), (tangent, jnp.zeros_like(corner))
 
@@ -422,7 +494,7 @@ def objective(theta: jax.Array, s: Structure, reml: bool = True) -> jax.Array:
     (any order, in θ and in the structure's arrays), by JAX's rules throughout."""
     lay = s.layout
     L1, _, m = _blocks(theta, s)
-    rest = weighted_chol_logdiag(m, _weights(lay, reml))
+    rest = weighted_chol_logdiag(m, _weights(lay, reml), lay.lead_blocks)
     return _log_det1(L1) + rest + _constant(lay, reml) - s.log_det_w
 
 
@@ -433,7 +505,7 @@ def objective_and_corner(theta: jax.Array, s: Structure, reml: bool = True) -> t
     the optimum into β̂ and σ̂ without factorizing term 1 and the Schur complement again."""
     lay = s.layout
     L1, _, m = _blocks(theta, s)
-    rest, corner = _logdiag_and_corner(m, _weights(lay, reml), lay.p + 1)
+    rest, corner = _logdiag_and_corner(m, _weights(lay, reml), lay.p + 1, lay.lead_blocks)
     return _log_det1(L1) + rest + _constant(lay, reml) - s.log_det_w, corner
 
 
@@ -552,14 +624,124 @@ def weighted_value_and_gradient(
     factorization the search already made.
     """
     value, pieces = weighted_value_pieces(theta, s, weights)
-    return value, gradient_from_pieces(theta, s, pieces, weights), pieces.L
+    L = pieces.L.LE if isinstance(pieces.L, LeadFactor) else pieces.L  # same trailing rows
+    return value, gradient_from_pieces(theta, s, pieces, weights), L
 
 
 class Pieces(NamedTuple):
-    """What the gradient needs from an evaluation at θ (two size_rest² matrices)."""
+    """What the gradient needs from an evaluation at θ: two size_rest² matrices, or with a
+    block-diagonal lead and sparse Schur pairs, their parts (:class:`RestParts`)."""
 
-    low: jax.Array  # A_RR − S, the Schur complement before Λ̃ (lower triangle exact)
-    L: jax.Array  # lower Cholesky factor of the rest block m
+    low: jax.Array | RestParts  # A_RR − S, the Schur complement before Λ̃ (lower triangle exact)
+    L: jax.Array | LeadFactor  # lower Cholesky factor of the rest block m
+
+
+class RestParts(NamedTuple):
+    """A rest block whose leading k·r rows are k diagonal r × r blocks (``Layout.lead``),
+    held as its three nonzero parts, so that no step touches the zeros between blocks."""
+
+    D: jax.Array  # (k, r, r) the lead's diagonal blocks (lower triangles valid)
+    B: jax.Array  # (mo, k·r) the trailing rows against the lead's columns
+    E: jax.Array  # (mo, mo) the trailing rows' square block (lower triangle valid)
+
+
+class LeadFactor(NamedTuple):
+    """Cholesky factor [[blockdiag(LD), 0], [LB, LE]] of a :class:`RestParts` matrix."""
+
+    LD: jax.Array  # (k, r, r)
+    Dinv: jax.Array  # (k, r, r) LD⁻¹
+    LB: jax.Array  # (mo, k·r)
+    LE: jax.Array  # (mo, mo)
+
+
+def _low_parts(C: jax.Array, s: Structure) -> RestParts:
+    """A_RR − C C' in lead parts (sparse Schur pairs targeting the parts; see
+    ``structure.lead_sizes``)."""
+    lay = s.layout
+    k, r = lay.lead_blocks
+    q = k * r
+    nd, nb, ne = lead_sizes(lay)
+    mo = lay.size_rest - q
+    arr, ry = s.arr_fixed, s.ry.astype(s.arr_fixed.dtype)
+    prods = jnp.sum(C[s.pair_a] * C[s.pair_b], axis=-1)
+    schur = jax.ops.segment_sum(prods, s.pair_target, num_segments=nd + nb + ne, indices_are_sorted=True)
+    D = diagonal_blocks(arr[:q, :q], k, r) - schur[:nd].reshape(k, r, r)
+    B = jnp.concatenate([arr[q:, :q], ry[None, :q]], axis=0) - schur[nd : nd + nb].reshape(mo, q)
+    E = jnp.concatenate([jnp.pad(arr[q:, q:], ((0, 0), (0, 1))), ry[None, q:]], axis=0)
+    return RestParts(D, B, E - schur[nd + nb :].reshape(mo, mo))
+
+
+def _symmetric_blocks(D: jax.Array) -> jax.Array:
+    """Blocks (k, r, r) made symmetric from their lower triangles."""
+    r = D.shape[-1]
+    low = D * np.tril(np.ones((r, r)))
+    return low + jnp.swapaxes(low * (1.0 - np.eye(r)), -1, -2)
+
+
+def _rest_parts(low: RestParts, theta: jax.Array, lay: Layout) -> RestParts:
+    """:func:`_rest_matrix` on lead parts: Λ̃'(A_RR − C C')Λ̃ + I on the random rows."""
+    k, r = lay.lead_blocks
+    q, size = k * r, lay.size_rest
+    mo = size - q
+    lams = lambda_blocks(theta, lay)[1:]
+    lam2, others = lams[0], lay.rest_terms[1:]
+    q_o = lay.q_rest - q  # random rows among the trailing ones
+    unit = jnp.concatenate([jnp.ones(q_o, theta.dtype), jnp.zeros(mo - q_o, theta.dtype)])
+    if r == 1:
+        D = low.D * lam2[0, 0] ** 2 + 1.0
+        B = low.B * lam2[0, 0]
+    else:
+        D = jnp.einsum("ba,kbc,cd->kad", lam2, _symmetric_blocks(low.D), lam2) + jnp.eye(r, dtype=theta.dtype)
+        B = jnp.sum(low.B.reshape(mo, k, r, 1) * lam2, axis=2).reshape(mo, q)
+    if all(t.ncols == 1 for t in others):
+        lam_o = jnp.concatenate(
+            [jnp.full(t.nlevels, lam[0, 0]) for t, lam in zip(others, lams[1:])] + [jnp.ones(mo - q_o, theta.dtype)]
+        )
+        return RestParts(D, B * lam_o[:, None], low.E * (lam_o[:, None] * lam_o[None, :]) + jnp.diag(unit))
+    E = jnp.tril(low.E) + jnp.tril(low.E, -1).T
+    E = _lambda_rows(_lambda_rows(E, lams[1:], others).T, lams[1:], others).T
+    return RestParts(D, _lambda_rows(B, lams[1:], others), E + jnp.diag(unit))
+
+
+def _lead_cholesky(m: RestParts) -> LeadFactor:
+    """Cholesky factor of a rest block in lead parts: block by block, then the trailing square."""
+    LD = small_cholesky(m.D)
+    Dinv = _block_inverse(LD)
+    mo, q = m.B.shape
+    k, r = Dinv.shape[0], Dinv.shape[-1]
+    LB = jnp.sum(m.B.reshape(mo, k, 1, r) * Dinv, axis=-1).reshape(mo, q)  # B LD⁻ᵀ per block
+    return LeadFactor(LD, Dinv, LB, lower_cholesky(m.E - LB @ LB.T))
+
+
+def _lead_logdiag(f: LeadFactor, c: jax.Array) -> jax.Array:
+    """Σ c_i · 2 log L_ii over the lead's blocks and the trailing factor."""
+    q = f.LB.shape[1]
+    lead = jnp.sum(c[:q] * jnp.log(block_diagonals(f.LD).reshape(-1)))
+    return 2.0 * (lead + jnp.sum(c[q:] * jnp.log(jnp.diagonal(f.LE))))
+
+
+def _lead_inverse(f: LeadFactor, c: jax.Array) -> RestParts:
+    """G = L⁻ᵀ diag(c) L⁻¹ on the lead parts (see :func:`pattern_inverse`): with T = LB LD⁻¹,
+    G_E = G(LE), G_B = -G_E T and the blocks G_D = LD⁻ᵀ diag(c_D) LD⁻¹ - Tᵀ G_B."""
+    mo, q = f.LB.shape
+    k, r = f.Dinv.shape[0], f.Dinv.shape[-1]
+    GE = weighted_inverse(f.LE, c[q:])
+    T = jnp.sum(f.LB.reshape(mo, k, r, 1) * f.Dinv, axis=2)  # LB LD⁻¹ per block
+    GB = -(GE @ T.reshape(mo, q))
+    cD = c[:q].reshape(k, r, 1, 1)
+    GD = jnp.sum(f.Dinv[:, :, :, None] * cD * f.Dinv[:, :, None, :], axis=1) - jnp.sum(
+        T[:, :, :, None] * GB.reshape(mo, k, 1, r), axis=0
+    )
+    return RestParts(GD, GB, GE)
+
+
+def _lower_cotangent(G: RestParts) -> RestParts:
+    """G as the cotangent of a lower-triangle-valid matrix: 2 below the diagonal, 1 on it,
+    0 above (an entry below the diagonal stands for itself and its mirror)."""
+    r, mo = G.D.shape[-1], G.E.shape[0]
+    low_d = np.tril(np.full((r, r), 2.0), -1) + np.eye(r)
+    low_e = jnp.tril(jnp.full((mo, mo), 2.0, G.E.dtype), -1) + jnp.eye(mo, dtype=G.E.dtype)
+    return RestParts(G.D * low_d, 2.0 * G.B, G.E * low_e)
 
 
 def weighted_value_pieces(
@@ -567,10 +749,19 @@ def weighted_value_pieces(
 ) -> tuple[jax.Array, Pieces]:
     """f at θ (see :func:`weighted_value_and_gradient`) and the pieces its gradient reuses."""
     L1, C = _term1(theta, s)
+    if _lead_parts(s.layout):
+        low = _low_parts(C, s)
+        f = _lead_cholesky(_rest_parts(low, theta, s.layout))
+        return _log_det1(L1) + _lead_logdiag(f, weights(f.LE)), Pieces(low, f)
     low = _schur_low(C, s)
-    L = lower_cholesky(_rest_matrix(low, theta, s.layout))
+    L = lower_cholesky(_rest_matrix(low, theta, s.layout), s.layout.lead_blocks)
     value = _log_det1(L1) + 2.0 * jnp.sum(weights(L) * jnp.log(jnp.diagonal(L)))
     return value, Pieces(low, L)
+
+
+def _lead_parts(lay: Layout) -> bool:
+    """Whether evaluations work on the rest block's lead parts (a lead and Schur pairs)."""
+    return bool(lay.lead) and not lay.dense_schur
 
 
 def gradient_from_pieces(
@@ -580,12 +771,18 @@ def gradient_from_pieces(
     lay = s.layout
     size = lay.size_rest
     low, L = pieces
+    if _lead_parts(lay):
+        _, pull_back = jax.vjp(lambda lo, th: _rest_parts(lo, th, lay), low, theta)
+        Hp, grad_rest = pull_back(_lower_cotangent(_lead_inverse(L, weights(L.LE))))
+        H = jnp.concatenate([Hp.D.reshape(-1), Hp.B.reshape(-1), Hp.E.reshape(-1)])[s.pair_target]
+        grad_det1 = jax.grad(lambda th: _log_det1(_term1_factor(th, s)))(theta)
+        return grad_rest + grad_det1 - _schur_gradient(H, theta, s)
     c = weights(L)
     scalar = all(t.ncols == 1 for t in lay.rest_terms)
     # ∂f/∂m on the lower triangle: m_ij, i > j, stands for both m_ij and m_ji
     row = jax.lax.broadcasted_iota(jnp.int32, (size, size), 0)
     col = jax.lax.broadcasted_iota(jnp.int32, (size, size), 1)
-    G_low = jnp.where(row > col, 2.0, jnp.where(row == col, 1.0, 0.0)) * weighted_inverse(L, c)
+    G_low = jnp.where(row > col, 2.0, jnp.where(row == col, 1.0, 0.0)) * pattern_inverse(L, c, lay.lead_blocks)
     if scalar:
         # Λ̃ diagonal: m = low ⊙ λλ' + I, so H = G_low ⊙ λλ' and ∂f/∂λ_i = (Kλ + K'λ)_i
         # with K = G_low ⊙ low (written out: cheaper than the generic pull-back)
@@ -676,8 +873,9 @@ def unprofiled_deviance(varpar: jax.Array, struct: Structure, reml: bool = True)
     L1, _, mat = _blocks(theta, struct)
     ld1 = _log_det1(L1)
     q, p = lay.q_rest, lay.p
-    logdets = weighted_chol_logdiag(mat, ((q, 1.0), (p, 1.0 if reml else 0.0), (1, 0.0)))  # ldL2 [+ ldRX2]
-    log_pwrss = weighted_chol_logdiag(mat, ((q, 0.0), (p, 0.0), (1, 1.0)))
+    lead = lay.lead_blocks
+    logdets = weighted_chol_logdiag(mat, ((q, 1.0), (p, 1.0 if reml else 0.0), (1, 0.0)), lead)  # ldL2 [+ ldRX2]
+    log_pwrss = weighted_chol_logdiag(mat, ((q, 0.0), (p, 0.0), (1, 1.0)), lead)
     m = (lay.n - lay.p) if reml else lay.n
     ld_w = struct.log_det_w  # prior weights' Σ log w (lme4's ldW)
     return ld1 + logdets + m * (_LOG2PI + 2.0 * jnp.log(sigma)) + jnp.exp(log_pwrss) / sigma**2 - ld_w
@@ -706,7 +904,7 @@ def unprofiled_value_and_grad(
     value = value - pwrss / sigma**2 * jnp.log(pwrss) + pwrss / sigma**2 + m * (_LOG2PI + 2.0 * jnp.log(sigma))
     value = value - struct.log_det_w
     grad_sigma = 2.0 * m / sigma - 2.0 * pwrss / sigma**3
-    return value, jnp.concatenate([grad_theta, grad_sigma[None]]), L[q : q + p, q : q + p]
+    return value, jnp.concatenate([grad_theta, grad_sigma[None]]), L[-p - 1 : -1, -p - 1 : -1]
 
 
 class Effects(NamedTuple):

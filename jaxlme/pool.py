@@ -399,9 +399,10 @@ def refit_pool(
                 lanes = LaneState(*(np.array(a) for a in new_lanes))
                 fin = np.flatnonzero(lanes.status > 0)
                 left = fin[np.isin(lanes.status[fin], (Status.MAX_ITERATIONS, Status.LINE_SEARCH_FAILED))]
-                # lanes that stopped on a zero diagonal of a vector-valued term's Λ: checked
-                # afterwards for a spurious boundary optimum (boundary.py)
-                edge = [i for i in fin if lanes.status[i] in (1, 2) and zero_columns(lanes.x[i], lay)]
+                # lanes that stopped on a zero diagonal of a vector-valued term's Λ (or, BFGS
+                # lanes, on any zero θ_jj: a scalar's saddle): checked afterwards for a
+                # spurious boundary optimum (boundary.py)
+                edge = [i for i in fin if lanes.status[i] in (1, 2) and zero_columns(lanes.x[i], lay, bfgs)]
                 if left.size or edge:  # the follow-ups refit these from their cross-products
                     zy1_h, ry_h = jax.device_get((zy1, ry))
                     stubborn.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in left)
@@ -426,7 +427,7 @@ def refit_pool(
     out = (out_status, out_beta, out_sigma, out_theta, out_obj, out_iter)
     if not interrupted:
         _follow_up(model, reml, theta_start, stubborn, int(maxiter), *out)
-        _leave_edges(model, reml, edges, int(maxiter), *out)
+        _leave_edges(model, reml, edges, int(maxiter), bfgs, *out)
     return PoolOutput(out_beta, out_sigma, out_theta, out_obj, out_status, out_iter, interrupted, chunk, ndev)
 
 
@@ -447,16 +448,17 @@ def _hessian_at(struct: Structure, theta: np.ndarray, reml: bool, step: float) -
     return (V * w) @ V.T
 
 
-def _leave_edges(model, reml, edges, maxiter, status, beta, sigma, theta, obj, iters) -> None:
-    """Replicates whose lane converged on a zero diagonal of a vector-valued term's Λ
-    (``edges``: replicate -> its cross-products): where :func:`boundary.boundary_escape`
+def _leave_edges(model, reml, edges, maxiter, single, status, beta, sigma, theta, obj, iters) -> None:
+    """Replicates whose lane converged on a zero diagonal of a vector-valued term's Λ, or
+    with ``single`` on any zero θ_jj (``edges``: replicate -> its cross-products): where
+    :func:`boundary.boundary_escape`
     finds a lower point the replicate is refitted from there with the core fit, which
     keeps checking; a genuine boundary optimum costs a few criterion evaluations, batched
     over the replicates (:func:`_escapes`)."""
     if not edges:
         return
     with jax.enable_x64(True):
-        for r, escape in sorted(_escapes(model, reml, edges, theta).items()):
+        for r, escape in sorted(_escapes(model, reml, edges, theta, single).items()):
             if escape is None:
                 continue
             zy1, ry = edges[r]
@@ -469,7 +471,7 @@ def _leave_edges(model, reml, edges, maxiter, status, beta, sigma, theta, obj, i
 _EDGE_BATCH = 128  # criterion evaluations per device call of the boundary checks
 
 
-def _escapes(model, reml, edges, theta, max_passes: int = 8) -> dict:
+def _escapes(model, reml, edges, theta, single: bool, max_passes: int = 8) -> dict:
     """:func:`boundary.boundary_escape` of every replicate in ``edges`` at its θ, with the
     criterion evaluations of all replicates batched into vmapped device calls.
 
@@ -502,7 +504,7 @@ def _escapes(model, reml, edges, theta, max_passes: int = 8) -> dict:
 
             try:
                 with np.errstate(invalid="ignore"):  # inf - inf in a form of placeholders
-                    escape = boundary_escape(theta[r], lay, criterion, scale)
+                    escape = boundary_escape(theta[r], lay, criterion, scale, single=single)
             except np.linalg.LinAlgError:  # a form built from placeholder values
                 escape = None
             if missing:
@@ -516,7 +518,7 @@ def _escapes(model, reml, edges, theta, max_passes: int = 8) -> dict:
     for r in pending:  # pragma: no cover - deeper than boundary_escape goes
         zy1, ry = edges[r]
         struct = model.structure.with_response(jax.device_put(zy1), jax.device_put(ry))
-        out[r] = boundary_escape(theta[r], lay, model._criterion(struct, reml), scale)
+        out[r] = boundary_escape(theta[r], lay, model._criterion(struct, reml), scale, single=single)
     return out
 
 

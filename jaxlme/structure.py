@@ -45,6 +45,7 @@ __all__ = [
     "CrossProducts",
     "crossproducts",
     "entry_layout",
+    "lead_sizes",
 ]
 
 # Above this many entries in the Schur-complement pair list, use the dense update.
@@ -84,6 +85,7 @@ class Layout:
     nnz: int  # sparse entries of the term-1 off-diagonal block, y entries included
     npairs: int  # 0 when the dense Schur update is used
     dense_schur: bool
+    lead: int = 0  # levels of term 2 whose rest rows form a block-diagonal lead (0: none)
 
     @property
     def rest_terms(self) -> tuple[TermLayout, ...]:
@@ -101,6 +103,17 @@ class Layout:
     @property
     def ntheta(self) -> int:
         return sum(t.ntheta for t in self.terms)
+
+    @property
+    def lead_blocks(self) -> tuple[int, int] | None:
+        """(levels, columns) of the rest block's block-diagonal lead, or None.
+
+        When every level of term 1 meets at most one level of term 2 (term 1 nested in
+        term 2, or both on the same grouping factor, as ``(1 + x || g)`` splits), term 2's
+        rows of the rest block stay block diagonal through the Schur update, and the
+        kernel factors that lead block by block instead of as part of a dense matrix.
+        """
+        return (self.lead, self.terms[1].ncols) if self.lead else None
 
     @property
     def theta_lower(self) -> np.ndarray:
@@ -361,11 +374,54 @@ def entry_layout(terms: tuple[TermLayout, ...], p: int, n: int, rows: np.ndarray
     dense_schur = npairs_est > _MAX_PAIRS or dense_cost < npairs_est * (terms[0].ncols + 4)
     if schur != "auto":
         dense_schur = schur == "dense"
+    lead = _nested_lead(terms, size, rows, levs)
     if dense_schur:
         pa = pb = pt = np.zeros(0, dtype=np.int32)
     else:
         pa, pb, pt = _schur_pairs(rows, levs, size)
-    return Layout(terms, p, n, len(rows), len(pa), bool(dense_schur)), (pa, pb, pt)
+        if lead:
+            pa, pb, pt = _lead_targets(pa, pb, pt, size, lead, terms[1].ncols)
+    return Layout(terms, p, n, len(rows), len(pa), bool(dense_schur), lead), (pa, pb, pt)
+
+
+def lead_sizes(layout: Layout) -> tuple[int, int, int]:
+    """Sizes of the three parts of a rest block with a block-diagonal lead: its k r × r
+    diagonal blocks (k·r² entries), the trailing rows against the lead columns (mo·k·r)
+    and the trailing square (mo²), mo = size_rest - k·r.  With the sparse Schur update
+    the pairs' targets index these parts laid end to end."""
+    k, r = layout.lead_blocks
+    mo = layout.size_rest - k * r
+    return k * r * r, mo * k * r, mo * mo
+
+
+def _lead_targets(pa, pb, pt, size: int, k: int, r: int):
+    """Schur pairs re-targeted from the flat size × size rest block to its three lead
+    parts laid end to end (:func:`lead_sizes`), sorted again by target."""
+    q, mo = k * r, size - k * r
+    ra, rb = pt // size, pt % size
+    in_d, in_b = ra < q, (ra >= q) & (rb < q)
+    target = np.where(
+        in_d,
+        (ra // r) * r * r + (ra % r) * r + rb % r,
+        np.where(in_b, k * r * r + (ra - q) * q + rb, k * r * r + mo * q + (ra - q) * mo + (rb - q)),
+    )
+    perm = stable_argsort(target)
+    return pa[perm], pb[perm], target[perm].astype(pt.dtype)
+
+
+def _nested_lead(terms: tuple[TermLayout, ...], size: int, rows: np.ndarray, levs: np.ndarray) -> int:
+    """Term 2's number of levels if its rows lead the rest block block-diagonally (each
+    term-1 level's entries touch at most one term-2 level) and the rest block is large
+    enough for block-wise factoring to pay (:data:`LARGE_REST`); else 0."""
+    if len(terms) < 2 or size < LARGE_REST:
+        return 0
+    t2 = terms[1]
+    in2 = rows < t2.nlevels * t2.ncols
+    if t2.nlevels < 2 or not in2.any():
+        return 0
+    l1 = levs[in2].astype(np.int64)
+    pairs = np.unique(l1 * t2.nlevels + rows[in2] // t2.ncols)
+    return t2.nlevels if len(pairs) == len(np.unique(l1)) else 0
 
 
 def _segment_sum(xp, w, idx, num: int):

@@ -407,6 +407,55 @@ def test_boundary_escape_second_order_zero_column():
     assert boundary_escape(minimum, lay, crit, np.ones(3)) is None
 
 
+def test_boundary_escape_scalar_saddle():
+    """A scalar term's criterion is even in θ, so θ = 0 is stationary; with negative
+    curvature it is a saddle, which the check of one-entry columns leaves (and only then)."""
+    from jaxlme.boundary import boundary_escape, zero_columns
+    from jaxlme.structure import Layout, TermLayout
+
+    lay = Layout(
+        terms=(TermLayout("g", 10, 1, True, 0), TermLayout("h", 5, 2, False, 10)),
+        p=1,
+        n=100,
+        nnz=0,
+        npairs=0,
+        dense_schur=False,
+    )
+
+    def crit(theta):  # minimum at θ = (0.7, 0, 0.4): θ_0 = 0 is a saddle, θ_1 = 0 a minimum
+        return float((theta[0] ** 2 - 0.49) ** 2 + theta[1] ** 2 + (theta[2] - 0.4) ** 2)
+
+    saddle = np.array([0.0, 0.0, 0.4])
+    assert zero_columns(saddle, lay) == []  # vector-valued correlated columns only, by default
+    assert zero_columns(saddle, lay, single=True) == [(0, [0]), (1, [1])]
+    assert boundary_escape(saddle, lay, crit, np.ones(3)) is None
+    start, value = boundary_escape(saddle, lay, crit, np.ones(3), single=True)
+    assert start[0] > 0 and start[1] == 0 and value < crit(saddle)
+    assert boundary_escape(np.array([0.7, 0.0, 0.4]), lay, crit, np.ones(3), single=True) is None
+
+
+def test_bfgs_fit_leaves_a_scalar_saddle_at_zero():
+    """A large nested model (BFGS) whose line search lands on θ = 0 for the inner term,
+    a saddle 328 criterion units above the optimum: the fit and the lanes restart and reach it."""
+    rng = np.random.default_rng(2)
+    a = np.repeat(np.arange(420), 12)
+    b = np.tile(np.repeat(np.arange(4), 3), 420)
+    x = rng.normal(size=len(a))
+    u = rng.normal(size=(420, 2)) * [1.5, 0.5]
+    y = 1 + x + u[a, 0] + u[a, 1] * x + 0.7 * rng.normal(size=1680)[a * 4 + b] + rng.normal(size=len(a))
+    model = jaxlme.LMM("y ~ x + (1 | a) + (1 | a:b)", pd.DataFrame({"a": a, "b": b, "x": x, "y": y}))
+    res = model.fit()
+    assert res.opt.boundary_escapes >= 1 and res.opt.converged
+    np.testing.assert_allclose(res.theta, [0.641938, 1.260214], atol=1e-4)  # scipy L-BFGS-B on the criterion
+    assert res.opt.objective == pytest.approx(17782.96416, abs=1e-4)
+    # the vmapped BFGS lanes (fit_many, the bootstrap) stop on the same saddles: each
+    # response must reach its single fit's optimum
+    Y = np.column_stack([y] + [y + rng.normal(size=len(y)) * s for s in (1.0, 2.0)])
+    many = model.fit_many(Y)
+    for j in range(Y.shape[1]):
+        assert many["objective"].iloc[j] == pytest.approx(model.refit(Y[:, j]).opt.objective, abs=1e-6)
+
+
 # -- levels matched by value, not by their text -----------------------------------------------
 def _mixed_levels():
     rng = np.random.default_rng(0)
