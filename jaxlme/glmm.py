@@ -400,9 +400,7 @@ def _fit_program(x0, scale, H0, eta0, u0, a, spec: _Spec, options: NewtonOptions
     def fun(x, e, u0):
         return k.deviance(x[:nt] * scale, x[nt:], e, u0)
 
-    w, V = jnp.linalg.eigh(H0)
-    floor = 1e-8 * jnp.maximum(jnp.max(jnp.abs(w)), 1.0)
-    H0 = (V * jnp.maximum(jnp.abs(w), floor)) @ V.T
+    H0 = _abs_eigenvalues(H0)
     split = k.split(lambda x: (x[:nt] * scale, x[nt:]))
     return newton_minimize(fun, x0, lb, (eta0, u0), options, H0=H0, split=split)
 
@@ -432,12 +430,18 @@ def _profile_program(y0, k, value, kinds, eta0, a, spec: _Spec, options: NewtonO
     def fun(y, e, u):
         return kern.deviance(*params(y), e, u)
 
-    w, V = jnp.linalg.eigh(_fd_hessian(fun, y0, eta0, u0))
-    floor = 1e-8 * jnp.maximum(jnp.max(jnp.abs(w)), 1.0)
-    H0 = (V * jnp.maximum(jnp.abs(w), floor)) @ V.T
+    H0 = _abs_eigenvalues(_fd_hessian(fun, y0, eta0, u0))
     free = ~held
     H0 = jnp.where(free[:, None] & free[None, :], H0, jnp.eye(y0.shape[0], dtype=y0.dtype))
     return newton_minimize(fun, y0, lb, (eta0, u0), options, H0=H0, split=kern.split(params))
+
+
+def _abs_eigenvalues(H: jax.Array) -> jax.Array:
+    """H with its eigenvalues replaced by their absolute values (floored at 1e-8 of the
+    largest): a positive-definite start for BFGS with H's scales and directions."""
+    w, V = jnp.linalg.eigh(H)
+    floor = 1e-8 * jnp.maximum(jnp.max(jnp.abs(w)), 1.0)
+    return (V * jnp.maximum(jnp.abs(w), floor)) @ V.T
 
 
 def _fd_hessian(fun, x, *args):

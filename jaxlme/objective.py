@@ -710,7 +710,14 @@ def _lead_cholesky(m: RestParts) -> LeadFactor:
     mo, q = m.B.shape
     k, r = Dinv.shape[0], Dinv.shape[-1]
     LB = jnp.sum(m.B.reshape(mo, k, 1, r) * Dinv, axis=-1).reshape(mo, q)  # B LD⁻ᵀ per block
-    return LeadFactor(LD, Dinv, LB, lower_cholesky(m.E - LB @ LB.T))
+    E = m.E - LB @ LB.T
+    # a one-row trailing square (the GLMM's y row alone) in closed form: LAPACK's calls on
+    # 1 × 1 matrices fail to compile inside the GLMM's programs (jaxlib 0.10.2)
+    LE = small_cholesky(E[None])[0] if mo <= _CLOSED_FORM else lower_cholesky(E)
+    return LeadFactor(LD, Dinv, LB, LE)
+
+
+_CLOSED_FORM = 1  # trailing squares up to this size are factored and inverted in closed form
 
 
 def _lead_logdiag(f: LeadFactor, c: jax.Array) -> jax.Array:
@@ -725,7 +732,11 @@ def _lead_inverse(f: LeadFactor, c: jax.Array) -> RestParts:
     G_E = G(LE), G_B = -G_E T and the blocks G_D = LD⁻ᵀ diag(c_D) LD⁻¹ - Tᵀ G_B."""
     mo, q = f.LB.shape
     k, r = f.Dinv.shape[0], f.Dinv.shape[-1]
-    GE = weighted_inverse(f.LE, c[q:])
+    if mo <= _CLOSED_FORM:
+        Einv = _block_inverse(f.LE[None])[0]
+        GE = Einv.T @ (c[q:, None] * Einv)
+    else:
+        GE = weighted_inverse(f.LE, c[q:])
     T = jnp.sum(f.LB.reshape(mo, k, r, 1) * f.Dinv, axis=2)  # LB LD⁻¹ per block
     GB = -(GE @ T.reshape(mo, q))
     cD = c[:q].reshape(k, r, 1, 1)

@@ -32,11 +32,11 @@ def criterion(ref: dict) -> float:
     return c["drsum"] + c["ussq"] + c["ldL2"] if ref["nAGQ"] <= 1 else c["dev"]
 
 
-def assert_matches_glmer(res, name: str, fixef_tol: float = 1e-4) -> None:
+def assert_matches_glmer(res, name: str, fixef_tol: float = 1e-4, refs: dict = REF) -> None:
     """Deviance and logLik to 1e-5 relative, fixed effects within ``fixef_tol`` of their SE,
     SEs and θ to 1e-4 relative, against glmer with tight PIRLS; criterion no higher than
-    default glmer's."""
-    ref, default = REF[name], REF[f"{name}_default"]
+    default glmer's (``refs``: the reference file's fits, by name)."""
+    ref, default = refs[name], refs[f"{name}_default"]
     assert res.converged
     assert res.objective <= criterion(default) + 1e-6
     assert res.objective == pytest.approx(criterion(ref), rel=1e-7)

@@ -4,6 +4,7 @@ compiles its own programs (15-75 s on the 2-core VM), so these are slow tests.""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -66,3 +67,13 @@ def test_offset_argument_equals_offset_term():
     b = GLMM("events ~ x + (1 | site)", d, "poisson", offset="logexp").objective([theta], beta)
     assert a == pytest.approx(b, rel=1e-12)
     assert a == pytest.approx(criterion(ref), rel=1e-8)
+
+
+def test_large_nested_model_matches_glmer():
+    """(1 | a) + (1 | a:b) with 450 units (tests/data/make_glmm_nested_reference.R): the
+    rest block's lead of 450 blocks is factored block by block inside PIRLS.  (glmer's
+    default fit reports SEs of 5e-4 from a failed Hessian; the tight fit's are compared.)"""
+    refs = json.loads((DATA / "glmm_nested_reference.json").read_text())
+    model = GLMM("y ~ x + (1 | a) + (1 | a:b)", pd.read_csv(DATA / "glmm_nested.csv"))
+    assert model.layout.lead_blocks == (450, 1)
+    assert_matches_glmer(model.fit(), "nested", refs=refs)
