@@ -217,10 +217,11 @@ def response_crossprods(layout: Layout, obs: ObsData, y: jax.Array) -> tuple[jax
     return zy1, jnp.concatenate(parts)
 
 
-def _schur_pairs(rows: np.ndarray, levs: np.ndarray, size: int):
+def _schur_pairs(rows: np.ndarray, levs: np.ndarray, size: int, lead: tuple[int, int] | None = None):
     """All pairs of sparse entries sharing a level, lower triangle, as flat target indices
-    (sorted by target, for a sorted segment sum).  32-bit pair arrays where they fit: half
-    the bytes to build and sort, a faster set-up."""
+    (sorted by target, for a sorted segment sum), or with ``lead`` (k, r) as indices into
+    the lead's parts (:func:`lead_sizes`).  32-bit pair arrays where they fit: half the
+    bytes to build and sort, a faster set-up."""
     order = np.argsort(levs.astype(np.int64) * size + rows, kind="stable")
     levs_s = levs[order]
     starts = np.searchsorted(levs_s, levs_s, side="left")
@@ -234,6 +235,8 @@ def _schur_pairs(rows: np.ndarray, levs: np.ndarray, size: int):
     a, b = order[a_sorted], order[b_sorted]
     tt = np.int32 if size * size < 2**31 else np.int64
     target = rows[a].astype(tt) * tt(size) + rows[b].astype(tt)
+    if lead is not None:
+        target = _lead_target(target, size, *lead)
     perm = stable_argsort(target)
     return a[perm], b[perm], target[perm]
 
@@ -378,9 +381,7 @@ def entry_layout(terms: tuple[TermLayout, ...], p: int, n: int, rows: np.ndarray
     if dense_schur:
         pa = pb = pt = np.zeros(0, dtype=np.int32)
     else:
-        pa, pb, pt = _schur_pairs(rows, levs, size)
-        if lead:
-            pa, pb, pt = _lead_targets(pa, pb, pt, size, lead, terms[1].ncols)
+        pa, pb, pt = _schur_pairs(rows, levs, size, (lead, terms[1].ncols) if lead else None)
     return Layout(terms, p, n, len(rows), len(pa), bool(dense_schur), lead), (pa, pb, pt)
 
 
@@ -394,9 +395,9 @@ def lead_sizes(layout: Layout) -> tuple[int, int, int]:
     return k * r * r, mo * k * r, mo * mo
 
 
-def _lead_targets(pa, pb, pt, size: int, k: int, r: int):
-    """Schur pairs re-targeted from the flat size × size rest block to its three lead
-    parts laid end to end (:func:`lead_sizes`), sorted again by target."""
+def _lead_target(pt: np.ndarray, size: int, k: int, r: int) -> np.ndarray:
+    """Flat rest-block targets (row · size + column, lower triangle) as indices into the
+    lead's three parts laid end to end (:func:`lead_sizes`)."""
     q, mo = k * r, size - k * r
     ra, rb = pt // size, pt % size
     in_d, in_b = ra < q, (ra >= q) & (rb < q)
@@ -405,8 +406,7 @@ def _lead_targets(pa, pb, pt, size: int, k: int, r: int):
         (ra // r) * r * r + (ra % r) * r + rb % r,
         np.where(in_b, k * r * r + (ra - q) * q + rb, k * r * r + mo * q + (ra - q) * mo + (rb - q)),
     )
-    perm = stable_argsort(target)
-    return pa[perm], pb[perm], target[perm].astype(pt.dtype)
+    return target.astype(pt.dtype)
 
 
 def _nested_lead(terms: tuple[TermLayout, ...], size: int, rows: np.ndarray, levs: np.ndarray) -> int:
@@ -480,7 +480,7 @@ def structure_values(xp, pat: StructurePattern, y, X, Z) -> dict:
             for b in range(a, len(rest_rows)):
                 flat = flat + _segment_sum(xp, rest_vals[a] * rest_vals[b], rest_rows[a] * m + rest_rows[b], m * m)
         arr = flat.reshape(m, m)
-        arr = arr + arr.T - xp.diag(xp.diag(arr))  # only a <= b column pairs were summed
+        arr = _symmetric_from_upper_sums(xp, arr)
         top = arr[:q]
         bottom = xp.concatenate([arr[q:, :q], X.T @ X], axis=1)
         arr = xp.concatenate([top, bottom], axis=0)
@@ -488,6 +488,16 @@ def structure_values(xp, pat: StructurePattern, y, X, Z) -> dict:
         arr = X.T @ X
     zy1, ry = response_values(xp, pat, y, X, Z)
     return {"a11": a11, "vals_fixed": vals, "zy1": zy1, "arr_fixed": arr, "ry": ry}
+
+
+def _symmetric_from_upper_sums(xp, arr):
+    """The symmetric matrix whose column pairs a <= b were summed into ``arr`` (NumPy: in
+    place of a second size² diagonal matrix, which costs a second at 5,000 rows)."""
+    if xp is np:
+        out = arr + arr.T
+        out[np.diag_indices_from(out)] = np.diag(arr)
+        return out
+    return arr + arr.T - xp.diag(xp.diag(arr))
 
 
 def design_pattern(design: Design, schur: str = "auto") -> StructurePattern:

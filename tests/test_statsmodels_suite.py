@@ -29,8 +29,6 @@ EXPECTED_FAILURES = {
     "TestMixedLMSummaryRegularized::test_summary_xname_fe": "fit_regularized is not supported",
     "TestMixedLMSummaryRegularized::test_summary_xname_re": "fit_regularized is not supported",
     "TestMixedLMSummaryRegularized::test_summary_title": "fit_regularized is not supported",
-    "TestMixedLM::test_compare_numdiff[False-False-False]": "numeric Hessian off 1.2e-3 at this optimum",
-    "TestMixedLM::test_compare_numdiff[False-True-False]": "numeric Hessian off 1.6e-3 at this optimum",
     "test_handle_missing": "98 random effects for 96 observations: refused as unidentifiable, as lme4 does",
 }
 
