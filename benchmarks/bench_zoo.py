@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import queue
 import shutil
 import statistics
@@ -56,6 +55,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run import machine  # noqa: E402  (the fit benchmarks' machine description)
 
 
 @dataclass
@@ -775,24 +776,6 @@ def render(rows: list[dict], meta: dict) -> str:
     for r in rows:
         out.append(f"| {r['shape']} | `{_cell(r['formula'])}` | {r['truth']} | {r['seed']} | {_cell(r['covers'])} |")
     return "\n".join(out) + "\n"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import jax
-
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; Python {platform.python_version()}, "
-        f"jax {jax.__version__} ({jax.default_backend()})"
-    )
 
 
 def _load() -> str:
