@@ -103,6 +103,8 @@ class LRUCache(OrderedDict):
 
 MEMORY: LRUCache = LRUCache()
 _PENDING: dict[str, Any] = {}  # digest -> _Loading started by prefetch()
+_DIGESTS: dict[tuple, str] = {}  # _memory_key -> digest of the programs asked for in this process
+_MAX_DIGESTS = 4096  # then forgotten (each costs a hash on its next call)
 STATS = {"compiled": 0, "loaded": 0, "saved": 0, "prefetched": 0}  # this process's disk-cache traffic
 _SOURCE_HASH: str | None = None
 _LAPACK_READY = False
@@ -158,6 +160,7 @@ def clear_memory_cache() -> None:
         loading.join()
     MEMORY.clear()
     _PENDING.clear()
+    _DIGESTS.clear()
 
 
 def prune_disk_cache(folder: Path | None = None, max_bytes: int | None = None, pattern: str = "*.jaxexe") -> int:
@@ -265,7 +268,9 @@ def _source_hash() -> str:
 
 def _key(name: str, args: tuple, static: dict, options: dict, extra: tuple) -> str:
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    avals = [(tuple(jnp.shape(x)), str(jnp.result_type(x))) for x in leaves]
+    # an array's own dtype (canonical under the x64 flag in the key) is much cheaper than
+    # jnp.result_type, which this call would otherwise pay on every cached program call
+    avals = [(tuple(np.shape(x)), str(x.dtype if hasattr(x, "dtype") else jnp.result_type(x))) for x in leaves]
     dev = jax.devices()[0]
     parts = (
         name,
@@ -285,6 +290,16 @@ def _key(name: str, args: tuple, static: dict, options: dict, extra: tuple) -> s
         _source_hash(),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
+
+
+def _memory_key(name: str, args: tuple, static: dict, extra: tuple, small: bool, native_reductions: bool) -> tuple:
+    """A cheap key that determines :func:`_key`'s digest within this process (the source,
+    versions and devices do not change here): a program already in memory is found
+    without hashing, every call of a fitted model's programs goes through here."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    avals = tuple((np.shape(x), x.dtype if hasattr(x, "dtype") else type(x)) for x in leaves)
+    statics = tuple(sorted((k, repr(v)) for k, v in static.items()))
+    return (name, treedef, avals, statics, repr(extra), small, native_reductions, jax.config.jax_enable_x64)
 
 
 def _disk_dir() -> Path | None:
@@ -568,7 +583,14 @@ def compile_program(
     an unreadable or incompatible disk entry is ignored and replaced.
     """
     static = static or {}
+    fast = _memory_key(name, args, static, key, small, native_reductions)
+    hit = MEMORY.get(_DIGESTS.get(fast))
+    if hit is not None:
+        return hit, 0.0
     digest, options, path = _locate(name, args, static, key, small, native_reductions, disk)
+    if len(_DIGESTS) >= _MAX_DIGESTS:
+        _DIGESTS.clear()
+    _DIGESTS[fast] = digest
     hit = MEMORY.get(digest)
     if hit is not None:
         return hit, 0.0

@@ -222,10 +222,7 @@ def _schur_low(C: jax.Array, s: Structure) -> jax.Array:
         Cd = dense_entries(C, s)
         return arr - Cd @ Cd.T
     if lay.lead:  # pairs target the lead's parts: the dense matrix those parts make
-        low = _low_parts(C, s)
-        q = low.B.shape[1]
-        top = jnp.concatenate([embed_blocks(low.D), jnp.zeros((q, size - q), C.dtype)], axis=1)
-        return jnp.concatenate([top, jnp.concatenate([low.B, low.E], axis=1)], axis=0)
+        return _lead_matrix(_low_parts(C, s))
     prods = jnp.sum(C[s.pair_a] * C[s.pair_b], axis=-1)
     schur = jax.ops.segment_sum(prods, s.pair_target, num_segments=size * size, indices_are_sorted=True)
     return arr - schur.reshape(size, size)  # lower triangle only

@@ -231,6 +231,7 @@ def newton_minimize(
     options: NewtonOptions = NewtonOptions(),
     H0: jax.Array | None = None,
     split: tuple[Callable, Callable] | None = None,
+    warm: Callable | None = None,
 ) -> NewtonState:
     """Minimize ``fun(x, *args)`` subject to ``x >= lb``. Traceable: call inside jit/vmap.
 
@@ -243,6 +244,11 @@ def newton_minimize(
     ``fun``'s value and what ``gradient(x, pieces, *args)`` needs to finish its gradient.
     The line search keeps the pieces of its last trial, so the accepted point's gradient
     does not evaluate the objective again.
+
+    ``warm(pieces, args)`` (with ``split``): the ``args`` for the evaluations after a step
+    is accepted, given the accepted point's pieces; e.g. an inner iteration (a GLMM's
+    PIRLS) then starts from the modes of the last accepted point instead of the start's.
+    It must return ``args``' structure and leave ``fun``'s minimum where it is.
     """
     vg = jax.value_and_grad(fun)
     bfgs = options.hessian == "bfgs"
@@ -250,9 +256,11 @@ def newton_minimize(
         raise ValueError(f"hessian must be 'exact' or 'bfgs', got {options.hessian!r}")
     if split is not None and not bfgs:
         raise ValueError("split objectives need hessian='bfgs'")
+    if warm is not None and split is None:
+        raise ValueError("warm starts need a split objective")
     hess = jax.hessian(fun)
 
-    def evaluate(x, s: NewtonState, fn, pieces):
+    def evaluate(x, s: NewtonState, fn, pieces, args):
         """f, g and the second-order model at x (s: the state the step started from; fn,
         pieces: the line search's value at x and, with ``split``, its pieces)."""
         if split is None:
@@ -289,10 +297,10 @@ def newton_minimize(
         jnp.array(0),
     )
 
-    def value(x):
+    def value(x, args):
         return (fun(x, *args), ()) if split is None else split[0](x, *args)
 
-    def line_search(x, f, g, d):
+    def line_search(x, f, g, d, args):
         """Projected backtracking from x along d: the accepted point, its f and pieces, ok,
         trials.
 
@@ -307,7 +315,7 @@ def newton_minimize(
         def body(c):
             alpha, k = c[0], c[1]
             xn = jnp.maximum(x + alpha * d, lb)
-            fn, pieces = value(xn)
+            fn, pieces = value(xn, args)
             decrease = jnp.dot(g, xn - x)
             ok = jnp.isfinite(fn) & (fn <= f + options.armijo * jnp.minimum(decrease, 0.0))
             ok = ok & ((fn < f) | (decrease < 0))
@@ -329,13 +337,20 @@ def newton_minimize(
         _, k, fn, xn, ok, pieces = jax.lax.while_loop(cond, body, init)
         return xn, fn, pieces, ok, k
 
-    def cond(s: NewtonState):
-        return s.status == Status.RUNNING
+    fixed_args = args
 
-    def body(s: NewtonState):
+    def cond(c):
+        return c[0].status == Status.RUNNING
+
+    def body(c):
+        # the args ride in the loop's carry only when ``warm`` changes them: constants
+        # closed over stay visible to the compiler as loop invariants
+        s, args = c if warm is not None else (c[0], fixed_args)
         d, _ = _direction(s.x, s.g, s.H, lb)
-        xn, fn, pieces, ok, k = line_search(s.x, s.f, s.g, d)
-        fe, ge, He = evaluate(xn, s, fn, pieces)
+        xn, fn, pieces, ok, k = line_search(s.x, s.f, s.g, d, args)
+        fe, ge, He = evaluate(xn, s, fn, pieces, args)
+        if warm is not None:
+            args = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), warm(pieces, args), args)
         x = jnp.where(ok, xn, s.x)
         f = jnp.where(ok, fe, s.f)
         g = jnp.where(ok, ge, s.g)
@@ -377,9 +392,10 @@ def newton_minimize(
             ),
         )
         status = jnp.where(jnp.isfinite(f), status, S.NONFINITE)
-        return NewtonState(x, f, g, H, it, s.nfev + k + (split is None), status)
+        state = NewtonState(x, f, g, H, it, s.nfev + k + (split is None), status)
+        return (state, args) if warm is not None else (state,)
 
-    return jax.lax.while_loop(cond, body, state)
+    return jax.lax.while_loop(cond, body, (state, args) if warm is not None else (state,))[0]
 
 
 class LaneState(NamedTuple):

@@ -114,6 +114,10 @@ def _square(x, *, power):
     return x**power
 
 
+def _square_first(xs, *, power):
+    return xs[0] ** power
+
+
 def test_key_separates_static_args_shapes_and_source(cache_dir, monkeypatch):
     x3, x4 = np.ones(3), np.ones(4)
     sq = _fresh("sq")
@@ -132,6 +136,26 @@ def test_key_separates_static_args_shapes_and_source(cache_dir, monkeypatch):
     compiled.compile_program(sq, _square, (x3,), {"power": 2})
     assert compiled.STATS["compiled"] == before["compiled"] + 1
     assert compiled.STATS["loaded"] == before["loaded"]
+
+
+def test_memory_hits_follow_dtypes_structure_and_key(cache_dir):
+    """A program in memory is found again only for arguments of the same shapes, dtypes and
+    tree structure, the same static arguments and the same extra key."""
+    sq = _fresh("sqm")
+    with jax.enable_x64(True):
+        a, _ = compiled.compile_program(sq, _square, (np.ones(3),), {"power": 2})
+        same, secs = compiled.compile_program(sq, _square, (jnp.zeros(3),), {"power": 2})
+        assert same is a and secs == 0.0  # a device array of the same shape and dtype
+        f32, _ = compiled.compile_program(sq, _square, (np.ones(3, np.float32),), {"power": 2})
+        keyed, _ = compiled.compile_program(sq, _square, (np.ones(3),), {"power": 2}, key=("other",))
+        tree, _ = compiled.compile_program(sq, _square_first, ((np.ones(3),),), {"power": 2})
+        assert len({id(a), id(f32), id(keyed), id(tree)}) == 4
+        np.testing.assert_array_equal(np.asarray(f32(np.full(3, 2.0, np.float32))), 4.0)
+        assert np.asarray(f32(np.ones(3, np.float32))).dtype == np.float32
+        compiled.clear_memory_cache()
+        again, _ = compiled.compile_program(sq, _square, (np.ones(3),), {"power": 2})
+        assert again is not a  # forgotten with the memory cache (loaded from disk)
+        np.testing.assert_array_equal(np.asarray(again(np.full(3, 3.0))), 9.0)
 
 
 def test_disk_entry_loads_in_process_and_runs(cache_dir):

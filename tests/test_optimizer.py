@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import jaxlme
 from jaxlme.objective import lower_cholesky, weighted_inverse
-from jaxlme.optimizer import BFGS_MIN_SIZE, BFGS_MIN_THETA, NewtonOptions, bfgs_update, newton_minimize
+from jaxlme.optimizer import BFGS_MIN_SIZE, BFGS_MIN_THETA, NewtonOptions, Status, bfgs_update, newton_minimize
 
 REFERENCE = [r for r in json.loads((DATA / "lme4_reference.json").read_text()) if r["data"] != "InstEval"]
 
@@ -258,3 +258,51 @@ def test_bfgs_starts_from_moment_estimates_near_the_optimum():
     np.testing.assert_array_equal(
         moment_start(one.design, one.layout, one.theta_scale, one.design.y), one.layout.theta_start * one.theta_scale
     )
+
+
+def _inner_modes(x, u0, steps=3):
+    """A damped fixed-point iteration u <- (u + x)/2 from u0, cut after ``steps``: its fixed
+    point is u = x, reached only approximately from a distant start (as PIRLS from u = 0)."""
+    u = jax.lax.stop_gradient(u0)
+    for _ in range(steps):
+        u = 0.5 * u + 0.5 * jax.lax.stop_gradient(x)
+    return u
+
+
+def _criterion_from(x, start):
+    u = 0.5 * start + 0.5 * x  # one differentiable step from the inner modes
+    return jnp.sum((u - 3.0) ** 2) + 0.1 * jnp.sum((x - 3.0) ** 2)
+
+
+def test_warm_start_carries_the_accepted_points_inner_modes():
+    """``warm`` hands the accepted point's pieces to the next evaluations: an inner iteration
+    cut short converges across the outer iterations, and the minimum of the converged
+    criterion (x = 3) is found; without it every evaluation restarts from u0 = 0 and the
+    optimizer minimizes the truncated criterion instead."""
+
+    def value_pieces(x, u0):
+        start = _inner_modes(x, u0)
+        return _criterion_from(x, start), start
+
+    def gradient(x, start, u0):
+        return jax.grad(_criterion_from)(x, start)
+
+    def fun(x, u0):
+        return _criterion_from(x, _inner_modes(x, u0))
+
+    opt = NewtonOptions(gtol=1e-10, maxiter=200, hessian="bfgs")
+    x0, lb, u0 = jnp.array([0.5, 1.0]), jnp.full(2, -jnp.inf), jnp.zeros(2)
+
+    def run(warm):
+        return jax.jit(lambda x, u: newton_minimize(fun, x, lb, (u,), opt, split=(value_pieces, gradient), warm=warm))(
+            x0, u0
+        )
+
+    with jax.enable_x64(True):
+        carried = run(lambda pieces, args: (pieces,))
+        fixed = run(None)
+    np.testing.assert_allclose(np.asarray(carried.x), 3.0, atol=1e-6)
+    assert Status(int(carried.status)).converged
+    assert np.all(np.abs(np.asarray(fixed.x) - 3.0) > 1e-2)  # the truncated criterion's minimum
+    with pytest.raises(ValueError, match="split"):
+        newton_minimize(fun, x0, lb, (u0,), opt, warm=lambda pieces, args: args)
