@@ -372,9 +372,14 @@ def _objective_program(theta, beta, eta0, a, spec: _Spec):
     return _Kernel(spec, a).deviance(theta, beta, eta0)
 
 
-def _start_program(theta, eta0, a, spec: _Spec):
-    """β from PIRLS at the starting θ (lme4's nAGQ = 0 estimate there)."""
-    return _Kernel(spec, a).pirls(theta, None, eta0)[0]
+def _start_program(x, scale, eta0, a, spec: _Spec):
+    """The fit's start x = (θ̃, β) from x's θ̃ (θ = θ̃·scale): β from PIRLS at θ (lme4's
+    nAGQ = 0 estimate there).  A program of its own: inside the curvature program, the
+    joint PIRLS of a nested model (a rest block with a lead) fails to compile on jaxlib
+    0.10.2 (LAPACK's potrf "not registered")."""
+    nt = spec.layout.ntheta
+    beta = _Kernel(spec, a).pirls(x[:nt] * scale, None, eta0)[0]
+    return jnp.concatenate([x[:nt], beta])
 
 
 def _curvature_program(x, scale, eta0, a, spec: _Spec):
@@ -753,11 +758,11 @@ class GLMM:
         start = np.maximum(start, lay.theta_lower)
         eta0 = jnp.asarray(self._eta_start())
         options = NewtonOptions(gtol=gtol, maxiter=maxiter, hessian="bfgs")
-        args = (jnp.asarray(start), eta0, self._arrays)
-        beta_start, compile_s = self._compiled("glmm_start", _start_program, args, {})
-        beta1 = np.asarray(beta_start(*args))
-        x0 = jnp.asarray(np.concatenate([start / self.theta_scale, beta1]))
+        x_start = jnp.asarray(np.concatenate([start / self.theta_scale, np.zeros(self.design.p)]))
         scale = jnp.asarray(self.theta_scale)
+        args = (x_start, scale, eta0, self._arrays)
+        start_x, compile_s = self._compiled("glmm_start", _start_program, args, {})
+        x0 = start_x(*args)  # stays on the device
         curvature, seconds = self._compiled("glmm_curvature", _curvature_program, (x0, scale, eta0, self._arrays), {})
         compile_s += seconds
         u0, H0, _ = curvature(x0, scale, eta0, self._arrays)
@@ -768,7 +773,8 @@ class GLMM:
         nt = lay.ntheta
         # vcov's Hessian and the pieces at the optimum, in (θ, β) unscaled
         x_hat = jnp.asarray(np.concatenate([np.asarray(state.x[:nt]) * self.theta_scale, state.x[nt:]]))
-        _, H, pieces = jax.device_get(curvature(x_hat, jnp.ones_like(scale), eta0, self._arrays))
+        unit = jnp.asarray(np.ones(lay.ntheta))
+        _, H, pieces = jax.device_get(curvature(x_hat, unit, eta0, self._arrays))
         fit_s = time.perf_counter() - t0
         theta = np.asarray(state.x[:nt]) * self.theta_scale
         lb = np.concatenate([lay.theta_lower, np.full(self.design.p, -np.inf)])

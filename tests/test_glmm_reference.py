@@ -77,3 +77,22 @@ def test_large_nested_model_matches_glmer():
     model = GLMM("y ~ x + (1 | a) + (1 | a:b)", pd.read_csv(DATA / "glmm_nested.csv"))
     assert model.layout.lead_blocks == (450, 1)
     assert_matches_glmer(model.fit(), "nested", refs=refs)
+
+
+def test_large_nested_model_with_several_fixed_effects():
+    """The nested model with five covariates (a trailing dense square of 6 rows after the
+    lead in PIRLS' joint solve): its programs compile and fit, and the deviance is at most
+    the one-covariate model's (its covariates nest that model)."""
+    data = pd.read_csv(DATA / "glmm_nested.csv")
+    rng = np.random.default_rng(0)
+    for c in ("x2", "x3", "x4", "x5"):
+        data[c] = rng.normal(size=len(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = GLMM("y ~ x + (1 | a) + (1 | a:b)", data).fit()
+        big = GLMM("y ~ x + x2 + x3 + x4 + x5 + (1 | a) + (1 | a:b)", data).fit()
+    assert big.model.layout.lead_blocks == (450, 1)
+    assert big.converged and small.converged
+    assert big.deviance <= small.deviance + 1e-6
+    assert np.all(np.isfinite(big.stderr.to_numpy())) and np.all(big.stderr.to_numpy() > 0)
+    np.testing.assert_allclose(big.fixef["x"], small.fixef["x"], atol=3 * small.stderr["x"])
