@@ -129,8 +129,7 @@ def main() -> None:
         + (f", bootMer {bm['seconds']:.2f} s: {bm['seconds'] / boot_s:.1f}x." if bm else "."),
         "",
         '"first" is a new model object\'s first fit in this process: it includes loading the compiled',
-        "programs from jaxlme's disk cache, or compiling them when the cache is cold",
-        "(the accuracy model: 29.5 s under load 5 on this VM).",
+        "programs from jaxlme's disk cache, or compiling them when the cache is cold.",
     ]
     (ROOT / "benchmarks" / "GLMM_RESULTS.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
