@@ -469,22 +469,26 @@ class LMM:
         t0 = time.perf_counter()
         state, effects = jax.device_get(compiled(theta_dev, scale, struct))
         # A zero on Λ's diagonal inside a vector-valued term can be a boundary local optimum
-        # of the Cholesky parametrization: restart with those entries reset, keep the best.
+        # of the Cholesky parametrization: restart with those entries reset, keep the best,
+        # and go on resetting only while a restart improves (a singular optimum, common in
+        # maximal models, brings every restart back to a boundary)
         current = state
         for _ in range(3):
             reset = self._boundary_reset(np.asarray(current.x), start, options.hessian == "bfgs")
             if reset is None:
                 break
             current, current_effects = jax.device_get(compiled(jax.device_put(reset), scale, struct))
-            if float(current.f) < float(state.f) - 1e-6:
-                state, effects = current, current_effects
+            if float(current.f) >= float(state.f) - 1e-6:
+                break
+            state, effects = current, current_effects
         # BFGS can stall in the objective's rounding noise with the gradient still above its
-        # floor: finish with Newton's exact
-        # Hessian from where it stopped, usually a step or two, and keep the better answer.
+        # floor: finish with Newton from where it stopped, usually a step or two, and keep
+        # the better answer.  Its Hessian: forward differences of the exact gradient, one
+        # gradient after another (cheaper than the autodiff Hessian with many θ).
         polished = False
         small = lay.size_rest < BFGS_MIN_SIZE  # Newton's Hessian is affordable for a few steps
         if options.hessian == "bfgs" and (small or not Status(int(state.status)).converged):
-            newton = options._replace(hessian="exact", maxiter=min(options.maxiter, 10))
+            newton = options._replace(hessian="fd", maxiter=min(options.maxiter, 10))
             x_bfgs = jax.device_put(np.asarray(state.x))
             compiled_newton, polish_compile_s = fit_program(x_bfgs, scale, struct, reml, newton)
             compile_s += polish_compile_s
@@ -513,7 +517,7 @@ class LMM:
                 else "bounded quasi-Newton (BFGS, "
                 + ("analytic" if uses_analytic_gradient(lay) else "autodiff")
                 + " gradient)"
-                + (", finished by Newton (autodiff Hessian)" if polished else "")
+                + (", finished by Newton (Hessian from differences of the gradient)" if polished else "")
             ),
             theta_initial=theta_init,
             theta_final=np.asarray(state.x),

@@ -238,7 +238,9 @@ def newton_minimize(
     ``options.hessian == "bfgs"`` replaces the autodiff Hessian by a damped BFGS model (one
     gradient per iteration instead of a Hessian: the cheaper choice when the objective's
     dense block is large), started from ``H0`` when given (e.g. the Hessian at a nearby
-    optimum) or else from a scaled identity.
+    optimum) or else from a scaled identity.  ``"fd"`` takes Newton's Hessian from forward
+    differences of the exact gradient (k + 1 gradients in one batch), cheaper to run and to
+    compile than the autodiff Hessian when k is large.
 
     ``split = (value_pieces, gradient)`` (BFGS only): ``value_pieces(x, *args)`` returns
     ``fun``'s value and what ``gradient(x, pieces, *args)`` needs to finish its gradient.
@@ -252,8 +254,8 @@ def newton_minimize(
     """
     vg = jax.value_and_grad(fun)
     bfgs = options.hessian == "bfgs"
-    if options.hessian not in ("exact", "bfgs"):
-        raise ValueError(f"hessian must be 'exact' or 'bfgs', got {options.hessian!r}")
+    if options.hessian not in ("exact", "bfgs", "fd"):
+        raise ValueError(f"hessian must be 'exact', 'bfgs' or 'fd', got {options.hessian!r}")
     if split is not None and not bfgs:
         raise ValueError("split objectives need hessian='bfgs'")
     if warm is not None and split is None:
@@ -263,6 +265,8 @@ def newton_minimize(
     def evaluate(x, s: NewtonState, fn, pieces, args):
         """f, g and the second-order model at x (s: the state the step started from; fn,
         pieces: the line search's value at x and, with ``split``, its pieces)."""
+        if options.hessian == "fd":  # f, g and H from one batch of gradients
+            return fd_hessian(lambda xx: vg(xx, *args), x, options.fd_step, batched=False)
         if split is None:
             f, g = vg(x, *args)
         else:
