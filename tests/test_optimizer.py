@@ -306,3 +306,25 @@ def test_warm_start_carries_the_accepted_points_inner_modes():
     assert np.all(np.abs(np.asarray(fixed.x) - 3.0) > 1e-2)  # the truncated criterion's minimum
     with pytest.raises(ValueError, match="split"):
         newton_minimize(fun, x0, lb, (u0,), opt, warm=lambda pieces, args: args)
+
+
+def test_fd_newton_reaches_the_exact_newton_optimum():
+    """hessian='fd' (forward differences of the exact gradient, the BFGS fit's Newton finish)
+    converges to the autodiff-Hessian Newton's optimum, on the bound where it is active."""
+
+    def fun(x):
+        return (1.0 - x[0]) ** 2 + 10.0 * (x[1] - x[0] ** 2) ** 2 + (x[2] + 0.5) ** 2 + 0.1 * x[0] * x[2]
+
+    with jax.enable_x64(True):
+        lb = jnp.array([-jnp.inf, -jnp.inf, 0.0])
+        x0 = jnp.array([-1.0, 2.0, 1.0])
+        runs = {
+            h: jax.jit(lambda x, h=h: newton_minimize(fun, x, lb, (), NewtonOptions(hessian=h, gtol=1e-9)))(x0)
+            for h in ("exact", "fd")
+        }
+    for state in runs.values():
+        assert Status(int(state.status)).converged
+    np.testing.assert_allclose(np.asarray(runs["fd"].x), np.asarray(runs["exact"].x), atol=1e-7)
+    assert float(runs["fd"].x[2]) == 0.0  # the bound
+    with pytest.raises(ValueError, match="hessian"):
+        newton_minimize(fun, x0, lb, (), NewtonOptions(hessian="lbfgs"))
