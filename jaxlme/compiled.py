@@ -266,18 +266,24 @@ def _source_hash() -> str:
     return _SOURCE_HASH
 
 
-def _key(name: str, args: tuple, static: dict, options: dict, extra: tuple) -> str:
+def _memory_key(name: str, args: tuple, static: dict, extra: tuple, small: bool, native_reductions: bool) -> tuple:
+    """What a program depends on within this process: its name, the arguments' shapes,
+    dtypes and tree structure, the static arguments, the extra key and the compile flags
+    (the source, versions and devices do not change here).  Cheap to build: a program
+    already in memory is found by it without hashing, and every call of a fitted model's
+    programs goes through here."""
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    # an array's own dtype (canonical under the x64 flag in the key) is much cheaper than
-    # jnp.result_type, which this call would otherwise pay on every cached program call
-    avals = [(tuple(np.shape(x)), str(x.dtype if hasattr(x, "dtype") else jnp.result_type(x))) for x in leaves]
+    avals = tuple((np.shape(x), x.dtype if hasattr(x, "dtype") else type(x)) for x in leaves)
+    statics = tuple(sorted((k, repr(v)) for k, v in static.items()))
+    return (name, treedef, avals, statics, repr(extra), small, native_reductions, jax.config.jax_enable_x64)
+
+
+def _key(fast: tuple, options: dict) -> str:
+    """The program's digest across processes: :func:`_memory_key` with the compiler
+    options, versions, devices, cache format and jaxlme's source."""
     dev = jax.devices()[0]
     parts = (
-        name,
-        sorted((k, repr(v)) for k, v in static.items()),
-        repr(extra),
-        str(treedef),
-        avals,
+        fast,
         sorted(options.items()),
         jax.__version__,
         jaxlib.__version__,
@@ -285,21 +291,10 @@ def _key(name: str, args: tuple, static: dict, options: dict, extra: tuple) -> s
         getattr(dev.client, "platform_version", ""),
         dev.device_kind,
         jax.device_count(),  # an executable for one device count aborts the process on another (jax 0.8)
-        jax.config.jax_enable_x64,
         _FORMAT,
         _source_hash(),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
-
-
-def _memory_key(name: str, args: tuple, static: dict, extra: tuple, small: bool, native_reductions: bool) -> tuple:
-    """A cheap key that determines :func:`_key`'s digest within this process (the source,
-    versions and devices do not change here): a program already in memory is found
-    without hashing, every call of a fitted model's programs goes through here."""
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    avals = tuple((np.shape(x), x.dtype if hasattr(x, "dtype") else type(x)) for x in leaves)
-    statics = tuple(sorted((k, repr(v)) for k, v in static.items()))
-    return (name, treedef, avals, statics, repr(extra), small, native_reductions, jax.config.jax_enable_x64)
 
 
 def _disk_dir() -> Path | None:
@@ -465,10 +460,13 @@ class FromDisk:
         return out
 
 
-def _locate(name, args, static, key, small, native_reductions, disk) -> tuple[str, dict, Path | None]:
-    """The program's cache key, compiler options and disk-cache file (None: no disk cache)."""
+def _locate(name, args, static, key, small, native_reductions, disk, fast=None) -> tuple[str, dict, Path | None]:
+    """The program's cache key, compiler options and disk-cache file (None: no disk cache);
+    ``fast``: its :func:`_memory_key` when already built."""
     options = fast_compile_options(small, native_reductions)
-    digest = _key(name, args, static, options, key)
+    if fast is None:
+        fast = _memory_key(name, args, static, key, small, native_reductions)
+    digest = _key(fast, options)
     folder = _usable_dir(_disk_dir()) if disk else None
     return digest, options, None if folder is None else folder / f"{name}-{digest}.jaxexe"
 
@@ -587,7 +585,7 @@ def compile_program(
     hit = MEMORY.get(_DIGESTS.get(fast))
     if hit is not None:
         return hit, 0.0
-    digest, options, path = _locate(name, args, static, key, small, native_reductions, disk)
+    digest, options, path = _locate(name, args, static, key, small, native_reductions, disk, fast)
     if len(_DIGESTS) >= _MAX_DIGESTS:
         _DIGESTS.clear()
     _DIGESTS[fast] = digest
