@@ -218,12 +218,16 @@ class _Kernel:
     def eta_of(self, theta, beta, us):
         return self.off + self.X @ beta + self.zb(theta, us)
 
+    def zero_modes(self, dtype):
+        """All-zero conditional modes, one (levels × columns) array per term."""
+        return tuple(jnp.zeros((t.nlevels, t.ncols), dtype) for t in self.layout.terms)
+
     # -- PIRLS ----------------------------------------------------------------------
     def pirls(self, theta, beta, eta0, u0=None):
         """Converged (β, u, η, iterations) at θ by PIRLS with step halving: β and u from η0
         when ``beta`` is None, else u with β fixed, from ``u0`` (default 0)."""
         joint = beta is None
-        zeros = tuple(jnp.zeros((t.nlevels, t.ncols), theta.dtype) for t in self.layout.terms)
+        zeros = self.zero_modes(theta.dtype)
         us0 = zeros if (joint or u0 is None) else tuple(u0)
         b0 = jnp.zeros(self.p, theta.dtype) if joint else beta
 
@@ -511,8 +515,7 @@ def _boot_program(keys, x_hat, scale, a, spec: _Spec, options: NewtonOptions):
             return k.deviance(x[:nt] * scale, x[nt:], e, u0)
 
         split = k.split(lambda x: (x[:nt] * scale, x[nt:]))
-        u0 = tuple(jnp.zeros((t.nlevels, t.ncols), x_hat.dtype) for t in spec.layout.terms)
-        st = newton_minimize(fun, x_hat, lb, (eta0, u0), options, split=split, warm=k.warm)
+        st = newton_minimize(fun, x_hat, lb, (eta0, k.zero_modes(x_hat.dtype)), options, split=split, warm=k.warm)
         return st.x * unscale, st.f, st.status, st.it
 
     return jax.vmap(one)(keys)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import messages
 from ._config import x64
-from .boundary import SINGULAR_TOL, boundary_escape, degenerate_fit, zero_columns
+from .boundary import boundary_escape, degenerate_fit, zero_columns
 from .centering import center_design
 from .compiled import compile_program, enable_compilation_cache
 from .dask_frames import dask_crossproducts, is_dask_frame
@@ -390,24 +390,6 @@ class LMM:
         self._start_theta = moment_start(design, self.layout, self.theta_scale, design.y)
         return self._start_theta
 
-    def _boundary_reset(self, theta: np.ndarray, start: np.ndarray, scalar_too: bool) -> np.ndarray | None:
-        """θ with zero diagonal entries of multi-column terms reset to the start, or None.
-
-        ``scalar_too`` also resets scalar terms: BFGS has no curvature to escape θ_i = 0,
-        where a scalar term's criterion is even in θ_i and its gradient vanishes.
-        """
-        mask = np.zeros(theta.shape, bool)
-        i = 0
-        for t in self.layout.terms:
-            for r, c in t.theta_index:
-                mask[i] = (t.ncols > 1 or scalar_too) and r == c and theta[i] < SINGULAR_TOL
-                i += 1
-        if not mask.any():
-            return None
-        out = theta.copy()
-        out[mask] = start[mask]
-        return out
-
     def _snap_to_bounds(self, theta: np.ndarray, rel: float = 0.1) -> np.ndarray | None:
         """θ with the diagonal entries of Λ that are near 0 (below ``rel`` in the optimizer's
         unit scale) set to 0, or None when there are none.  Newton approaches an optimum on
@@ -468,19 +450,6 @@ class LMM:
             prefetch_satterthwaite(struct, reml)
         t0 = time.perf_counter()
         state, effects = jax.device_get(compiled(theta_dev, scale, struct))
-        # A zero on Λ's diagonal inside a vector-valued term can be a boundary local optimum
-        # of the Cholesky parametrization: restart with those entries reset, keep the best,
-        # and go on resetting only while a restart improves (a singular optimum, common in
-        # maximal models, brings every restart back to a boundary)
-        current = state
-        for _ in range(3):
-            reset = self._boundary_reset(np.asarray(current.x), start, options.hessian == "bfgs")
-            if reset is None:
-                break
-            current, current_effects = jax.device_get(compiled(jax.device_put(reset), scale, struct))
-            if float(current.f) >= float(state.f) - 1e-6:
-                break
-            state, effects = current, current_effects
         # BFGS can stall in the objective's rounding noise with the gradient still above its
         # floor: finish with Newton from where it stopped, usually a step or two, and keep
         # the better answer.  Its Hessian: forward differences of the exact gradient, one

@@ -239,7 +239,7 @@ def newton_minimize(
     gradient per iteration instead of a Hessian: the cheaper choice when the objective's
     dense block is large), started from ``H0`` when given (e.g. the Hessian at a nearby
     optimum) or else from a scaled identity.  ``"fd"`` takes Newton's Hessian from forward
-    differences of the exact gradient (k + 1 gradients in one batch), cheaper to run and to
+    differences of the exact gradient (k + 1 gradients, one after another), cheaper to run and to
     compile than the autodiff Hessian when k is large.
 
     ``split = (value_pieces, gradient)`` (BFGS only): ``value_pieces(x, *args)`` returns
@@ -265,7 +265,7 @@ def newton_minimize(
     def evaluate(x, s: NewtonState, fn, pieces, args):
         """f, g and the second-order model at x (s: the state the step started from; fn,
         pieces: the line search's value at x and, with ``split``, its pieces)."""
-        if options.hessian == "fd":  # f, g and H from one batch of gradients
+        if options.hessian == "fd":  # f, g and H from k + 1 gradients, one after another
             return fd_hessian(lambda xx: vg(xx, *args), x, options.fd_step, batched=False)
         if split is None:
             f, g = vg(x, *args)
