@@ -464,6 +464,12 @@ class LMM:
             polish, polish_effects = jax.device_get(compiled_newton(x_bfgs, scale, struct))
             if Status(int(polish.status)).converged or float(polish.f) < float(state.f):
                 state, effects, polished = _continued(polish, state), polish_effects, True
+                if not Status(int(polish.status)).converged:
+                    # Newton's few steps ran out while still descending (a flat ridge towards
+                    # a singular optimum): BFGS goes on from the better point
+                    x_polish = jax.device_put(np.asarray(state.x))
+                    resumed, resumed_effects = jax.device_get(compiled(x_polish, scale, struct))
+                    state, effects = _continued(resumed, state), resumed_effects
             t0 += polish_compile_s
         if int(state.status) == Status.MAX_ITERATIONS:  # the iteration cap, often while creeping towards a bound
             snapped = self._snap_to_bounds(np.asarray(state.x))

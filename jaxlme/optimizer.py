@@ -92,6 +92,13 @@ class NewtonOptions(NamedTuple):
         fd_step: relative step of the forward differences ("fd").
         saddle_tol: a stationary point is a minimum only when the smallest eigenvalue of
             the Hessian on the free set is >= -saddle_tol.
+        step_growth: BFGS only: a step's first trial moves no coordinate farther than
+            step_growth times the last accepted step did (0: no limit).  Where bounds cut
+            BFGS's steps short, its model overshoots step after step and each line search
+            backtracks several times; growing the allowed length from the last accepted
+            one (doubling while steps succeed) keeps trials near the accepted scale.
+            Not with ``warm``: there the carried inner state moves f between iterations,
+            and a short first trial may then not decrease it.
     """
 
     gtol: float = 1e-6
@@ -101,6 +108,7 @@ class NewtonOptions(NamedTuple):
     hessian: str = "exact"
     fd_step: float = 1e-6
     saddle_tol: float = 1e-8
+    step_growth: float = 2.0
 
 
 # A lane accepts a trial that raises f by no more than its rounding noise (this fraction of
@@ -342,6 +350,7 @@ def newton_minimize(
         return xn, fn, pieces, ok, k
 
     fixed_args = args
+    capped = bfgs and options.step_growth > 0 and warm is None
 
     def cond(c):
         return c[0].status == Status.RUNNING
@@ -349,8 +358,11 @@ def newton_minimize(
     def body(c):
         # the args ride in the loop's carry only when ``warm`` changes them: constants
         # closed over stay visible to the compiler as loop invariants
-        s, args = c if warm is not None else (c[0], fixed_args)
+        s, radius = c[0], c[1]
+        args = c[2] if warm is not None else fixed_args
         d, _ = _direction(s.x, s.g, s.H, lb)
+        if capped:  # the first trial no longer than step_growth x the last accepted step
+            d = d * jnp.minimum(1.0, radius / jnp.maximum(jnp.max(jnp.abs(d), initial=0.0), 1e-300))
         xn, fn, pieces, ok, k = line_search(s.x, s.f, s.g, d, args)
         fe, ge, He = evaluate(xn, s, fn, pieces, args)
         if warm is not None:
@@ -397,9 +409,13 @@ def newton_minimize(
         )
         status = jnp.where(jnp.isfinite(f), status, S.NONFINITE)
         state = NewtonState(x, f, g, H, it, s.nfev + k + (split is None), status)
-        return (state, args) if warm is not None else (state,)
+        if capped:
+            step = jnp.max(jnp.abs(x - s.x), initial=0.0)
+            radius = jnp.where(step > 0, options.step_growth * step, radius)
+        return (state, radius) + ((args,) if warm is not None else ())
 
-    return jax.lax.while_loop(cond, body, (state, args) if warm is not None else (state,))[0]
+    init = (state, jnp.array(jnp.inf, x0.dtype)) + ((args,) if warm is not None else ())
+    return jax.lax.while_loop(cond, body, init)[0]
 
 
 class LaneState(NamedTuple):

@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 import jaxlme
 from jaxlme.objective import lower_cholesky, weighted_inverse
-from jaxlme.optimizer import BFGS_MIN_SIZE, BFGS_MIN_THETA, NewtonOptions, Status, bfgs_update, newton_minimize
+from jaxlme.optimizer import (
+    BFGS_MIN_SIZE,
+    BFGS_MIN_THETA,
+    NewtonOptions,
+    NewtonState,
+    Status,
+    bfgs_update,
+    newton_minimize,
+)
 
 REFERENCE = [r for r in json.loads((DATA / "lme4_reference.json").read_text()) if r["data"] != "InstEval"]
 
@@ -328,3 +336,38 @@ def test_fd_newton_reaches_the_exact_newton_optimum():
     assert float(runs["fd"].x[2]) == 0.0  # the bound
     with pytest.raises(ValueError, match="hessian"):
         newton_minimize(fun, x0, lb, (), NewtonOptions(hessian="lbfgs"))
+
+
+def test_bfgs_step_growth_bounds_each_step_by_the_last_accepted_one():
+    """With step_growth = g, no BFGS step moves a coordinate more than g times the last
+    accepted step did (the first step is free); without the limit the same problem's steps
+    jump by more, so the check can fail; both reach the same bounded optimum."""
+    target = np.array([40.0, -3.0, 2.0, -1.0])
+    weight = np.array([0.01, 1.0, 50.0, 1.0])
+
+    def fun(x):  # convex: the coupling 0.05 is below sqrt(0.01 * 1.0)
+        return 0.5 * jnp.sum(weight * (x - target) ** 2) + 0.05 * x[0] * x[1]
+
+    lb = np.array([-np.inf, -np.inf, -np.inf, 0.0])
+    x0 = np.array([0.0, 1.0, 0.0, 2.0])
+
+    def path(growth: float) -> tuple[np.ndarray, NewtonState]:
+        points = []
+        for it in range(1, 7):
+            opt = NewtonOptions(hessian="bfgs", maxiter=it, step_growth=growth, gtol=1e-9)
+            state = jax.jit(lambda x, o=opt: newton_minimize(fun, x, lb, (), o))(x0)
+            points.append(np.asarray(state.x))
+        full = jax.jit(
+            lambda x: newton_minimize(fun, x, lb, (), NewtonOptions(hessian="bfgs", step_growth=growth, gtol=1e-9))
+        )(x0)
+        return np.max(np.abs(np.diff(np.vstack([np.asarray(x0)[None]] + points), axis=0)), axis=1), full
+
+    with jax.enable_x64(True):
+        limited, end_limited = path(2.0)
+        free, end_free = path(0.0)
+    moved = limited[:-1] > 0
+    assert np.all(limited[1:][moved] <= 2.0 * limited[:-1][moved] * (1 + 1e-12))
+    assert np.any(free[1:] > 2.0 * free[:-1] * (1 + 1e-12))
+    for end in (end_limited, end_free):
+        assert Status(int(end.status)).converged
+        np.testing.assert_allclose(np.asarray(end.x), [220 / 3, -20 / 3, 2.0, 0.0], rtol=1e-6, atol=1e-9)
