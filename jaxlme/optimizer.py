@@ -93,8 +93,8 @@ class NewtonOptions(NamedTuple):
         saddle_tol: a stationary point is a minimum only when the smallest eigenvalue of
             the Hessian on the free set is >= -saddle_tol.
         step_growth: BFGS only: a step's first trial moves no coordinate farther than
-            step_growth times the last accepted step did (0: no limit).  Where bounds cut
-            BFGS's steps short, its model overshoots step after step and each line search
+            step_growth (at least 1) times the last accepted step did (0: no limit).
+            Where bounds cut BFGS's steps short, its model overshoots step after step and each line search
             backtracks several times; growing the allowed length from the last accepted
             one (doubling while steps succeed) keeps trials near the accepted scale.
             Not with ``warm``: there the carried inner state moves f between iterations,
@@ -268,6 +268,8 @@ def newton_minimize(
         raise ValueError("split objectives need hessian='bfgs'")
     if warm is not None and split is None:
         raise ValueError("warm starts need a split objective")
+    if options.step_growth < 0 or 0 < options.step_growth < 1:  # below 1 the steps would shrink to a stall
+        raise ValueError(f"step_growth must be 0 (no limit) or at least 1, got {options.step_growth!r}")
     hess = jax.hessian(fun)
 
     def evaluate(x, s: NewtonState, fn, pieces, args):
@@ -373,6 +375,7 @@ def newton_minimize(
         H = jnp.where(ok, He, s.H)
         pg, _ = _projected_gradient(x, g, lb)
         gnorm = jnp.max(jnp.abs(pg), initial=0.0)
+        step = jnp.max(jnp.abs(x - s.x), initial=0.0)
         small_change = jnp.abs(s.f - f) <= 1e-14 * (1.0 + jnp.abs(f))
         it = s.it + 1
         loose = (gnorm <= options.gtol) & (free_min_eig(x, g, H, lb) >= -options.saddle_tol)
@@ -381,7 +384,6 @@ def newton_minimize(
             # Newton converges quadratically: once |g| ≤ gtol, one more step costs one
             # Hessian and brings θ to rounding level, so fits of affinely transformed data
             # (y + c, a·y) end at the same θ instead of a step apart.
-            step = jnp.max(jnp.abs(x - s.x), initial=0.0)
             settled = (gnorm <= 1e-3 * options.gtol) | (step <= 1e-3 * options.gtol * (1.0 + jnp.max(jnp.abs(x))))
             stationary = loose & settled
             small_change = small_change & ~loose  # f stops changing before θ settles
@@ -410,7 +412,6 @@ def newton_minimize(
         status = jnp.where(jnp.isfinite(f), status, S.NONFINITE)
         state = NewtonState(x, f, g, H, it, s.nfev + k + (split is None), status)
         if capped:
-            step = jnp.max(jnp.abs(x - s.x), initial=0.0)
             radius = jnp.where(step > 0, options.step_growth * step, radius)
         return (state, radius) + ((args,) if warm is not None else ())
 

@@ -371,3 +371,6 @@ def test_bfgs_step_growth_bounds_each_step_by_the_last_accepted_one():
     for end in (end_limited, end_free):
         assert Status(int(end.status)).converged
         np.testing.assert_allclose(np.asarray(end.x), [220 / 3, -20 / 3, 2.0, 0.0], rtol=1e-6, atol=1e-9)
+    for bad in (0.5, -1.0):
+        with pytest.raises(ValueError, match="step_growth must be 0 \\(no limit\\) or at least 1"):
+            newton_minimize(fun, x0, lb, (), NewtonOptions(hessian="bfgs", step_growth=bad))
