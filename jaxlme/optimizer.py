@@ -1,11 +1,16 @@
-"""Bound-constrained Newton minimizer with autodiff Hessians, entirely inside ``lax.while_loop``.
+"""Bound-constrained Newton minimizer with autodiff Hessians, entirely on the device.
 
 θ is low-dimensional (a handful of covariance parameters), so the exact Hessian is cheap
-relative to the number of iterations it saves.  Each iteration: projected gradient with
+relative to the number of iterations it saves.  Each step: projected gradient with
 the active set {θ_i at its bound with ∂f/∂θ_i > 0}; an eigen-modified Newton direction on
 the free set (|eigenvalues|, so saddles are escaped); a projected backtracking line
-search.  Converges on the projected-gradient norm.  Everything stays on the device (no
-host round-trips), so it jit-compiles, runs on GPU and vmaps over bootstrap replicates.
+search.  Converges on the projected-gradient norm.
+
+One step function serves every caller: :func:`newton_trial` proposes a point and
+:func:`newton_update` judges it (the line search folded into the iteration), so a fit
+runs them in a ``while_loop`` (:func:`newton_minimize`) and the refit pool
+(:mod:`jaxlme.pool`) runs them vmapped over lanes of replicates.  Everything stays on the
+device (no host round-trips), so it jit-compiles, runs on GPU and vmaps.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ __all__ = [
     "NewtonOptions",
     "NewtonState",
     "newton_minimize",
-    "LaneState",
-    "lane_trial",
-    "lane_update",
+    "newton_init",
+    "newton_trial",
+    "newton_admissible",
+    "newton_shorten",
+    "newton_update",
     "Status",
     "STATUS",
 ]
@@ -83,12 +90,12 @@ class NewtonOptions(NamedTuple):
 
     Attributes:
         gtol: converged when max|projected gradient| <= gtol.
-        maxiter: iteration cap (:data:`MAXITER` for fits; the refit pool's lanes stop
-            earlier and a standalone fit finishes what they leave).
+        maxiter: cap on completed steps (:data:`MAXITER` for fits; the refit pool's lanes
+            stop earlier and a standalone fit finishes what they leave).
         max_halvings: consecutive rejected trials before the line search gives up.
         armijo: sufficient-decrease constant of the line search.
         hessian: "exact" (autodiff Newton), "bfgs" (quasi-Newton: gradients only) or "fd"
-            (forward differences of the exact gradient; the refit pool's lanes).
+            (forward differences of the exact gradient).
         fd_step: relative step of the forward differences ("fd").
         saddle_tol: a stationary point is a minimum only when the smallest eigenvalue of
             the Hessian on the free set is >= -saddle_tol.
@@ -99,6 +106,14 @@ class NewtonOptions(NamedTuple):
             one (doubling while steps succeed) keeps trials near the accepted scale.
             Not with ``warm``: there the carried inner state moves f between iterations,
             and a short first trial may then not decrease it.
+        settle: Newton ("exact", "fd"): once max|projected gradient| <= gtol, take steps
+            until θ settles at rounding level (one more Hessian, as Newton converges
+            quadratically), so fits of affinely transformed data end at the same θ.
+        accept_noise: also accept a trial that raises f by no more than its rounding noise
+            (a 1e-11 fraction of 1 + |f|) when it halves the projected gradient.  Near the
+            optimum f is flat to rounding, so whether a settling step passes the Armijo
+            test is chance: without this a fit may halve its last step many times, and a
+            lane of the pool hold its slot doing so.  Such trials need their derivatives.
     """
 
     gtol: float = 1e-6
@@ -109,21 +124,45 @@ class NewtonOptions(NamedTuple):
     fd_step: float = 1e-6
     saddle_tol: float = 1e-8
     step_growth: float = 2.0
+    settle: bool = True
+    accept_noise: bool = True
 
 
-# A lane accepts a trial that raises f by no more than its rounding noise (this fraction of
-# 1 + |f|) if it halves the projected gradient: near the optimum f is flat to rounding.
+# accept_noise's bound: a trial may raise f by this fraction of 1 + |f| (f's rounding noise)
 _ROUNDING = 1e-11
-# A lane that stops (cap or failed line search) with max|projected gradient| below this and
-# no negative curvature counts as converged with no further decrease, like the fit's rule.
-_FLAT_GNORM = 1e-3
 
 
 class NewtonState(NamedTuple):
+    """The solver's state between trials (as arrays with a leading lane axis in the pool).
+
+    The line search is folded into the iteration: each :func:`newton_update` judges one
+    trial point.  A fit runs the trials in a ``while_loop``, the refit pool runs them
+    vmapped over lanes (so no lane waits on another's line search), and both get the same
+    acceptance, step-length and convergence rules.
+
+    Attributes:
+        x: the last accepted point.
+        f: the criterion at x (+inf before the first accepted evaluation).
+        g: the gradient at x.
+        H: the Hessian at x, or BFGS's model of it.
+        d: the projected Newton direction at (x, g, H), before BFGS's step limit.
+        alpha: the next trial's step length along d (1 after a completed step).
+        nhalf: consecutive rejected trials.
+        radius: BFGS's step limit, ``step_growth`` times the last accepted step (+inf: none).
+        it: completed steps (accepted, or a line search given up), from -1: the start's
+            evaluation completes step 0.
+        nfev: criterion evaluations.
+        status: a :class:`Status` code (-1: an empty slot of the refit pool).
+    """
+
     x: jax.Array
     f: jax.Array
     g: jax.Array
     H: jax.Array
+    d: jax.Array
+    alpha: jax.Array
+    nhalf: jax.Array
+    radius: jax.Array
     it: jax.Array
     nfev: jax.Array
     status: jax.Array
@@ -181,14 +220,9 @@ def noise_floor(f: jax.Array) -> jax.Array:
     return jnp.maximum(1e-3, 1e-8 * jnp.abs(f))
 
 
-def below_resolution(x, g, H, lb, f) -> jax.Array:
-    """The model's predicted decrease -g'd/2 along the next direction is below f's
-    resolution: a line search there can only chase rounding noise."""
-    return decrease_below_resolution(g, _direction(x, g, H, lb)[0], f)
-
-
 def decrease_below_resolution(g, d, f) -> jax.Array:
-    """:func:`below_resolution` for a direction d already at hand."""
+    """The model's predicted decrease -g'd/2 along the direction d is below f's resolution:
+    a line search there can only chase rounding noise."""
     return -0.5 * jnp.dot(g, d) <= 1e-12 * (1.0 + jnp.abs(f))
 
 
@@ -231,6 +265,172 @@ def bfgs_update(B: jax.Array, s: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.where(ok, 0.5 * (Bn + Bn.T), B)
 
 
+def newton_init(x0: jax.Array, lb: jax.Array, H0: jax.Array | None = None, xp=jnp) -> NewtonState:
+    """The state before the start's evaluation: the first trial is x0 itself (d = 0), and
+    it is accepted when f(x0) is finite.
+
+    Args:
+        x0: the start (moved onto the bounds where below them).
+        lb: lower bounds.
+        H0: the starting Hessian model (BFGS); None for the identity.
+        xp: the array namespace: ``jax.numpy`` inside a program, ``numpy`` for a state
+            built on the host (the refit pool's empty lanes: no device call to compile).
+
+    Returns:
+        A running :class:`NewtonState`.
+    """
+    x0 = xp.maximum(x0, lb)
+    dt = x0.dtype
+    H = xp.eye(x0.shape[-1], dtype=dt) if H0 is None else xp.asarray(H0, dt)
+    i32 = xp.int32
+    return NewtonState(
+        x0,
+        xp.array(xp.inf, dt),
+        xp.zeros_like(x0),
+        H,
+        xp.zeros_like(x0),
+        xp.array(1.0, dt),
+        xp.array(0, i32),
+        xp.array(xp.inf, dt),
+        xp.array(-1, i32),
+        xp.array(0, i32),
+        xp.array(int(Status.RUNNING), i32),
+    )
+
+
+def newton_trial(s: NewtonState, lb: jax.Array) -> jax.Array:
+    """The next trial point: x + alpha·d projected onto the bounds, d first shortened to
+    the step limit ``radius``."""
+    d = s.d * jnp.minimum(1.0, s.radius / jnp.maximum(jnp.max(jnp.abs(s.d), initial=0.0), 1e-300))
+    return jnp.maximum(s.x + s.alpha * d, lb)
+
+
+def newton_admissible(s: NewtonState, xn: jax.Array, fn: jax.Array, opt: NewtonOptions) -> tuple[jax.Array, jax.Array]:
+    """Whether the trial xn (criterion fn) decreases f sufficiently (Armijo), and whether
+    its derivatives are needed to judge it (also a trial within f's rounding noise, with
+    ``accept_noise``): a fit evaluates them only then."""
+    decrease = jnp.dot(s.g, xn - s.x)
+    finite = jnp.isfinite(fn)
+    armijo_ok = finite & (fn <= s.f + opt.armijo * jnp.minimum(decrease, 0.0)) & ((fn < s.f) | (decrease < 0))
+    if not opt.accept_noise:
+        return armijo_ok, armijo_ok
+    return armijo_ok, armijo_ok | (finite & (fn <= s.f + _ROUNDING * (1.0 + jnp.abs(s.f))))
+
+
+def newton_shorten(s: NewtonState, xn: jax.Array, fn: jax.Array, opt: NewtonOptions) -> jax.Array:
+    """The step length after the trial xn (criterion fn) is rejected.
+
+    BFGS backtracks to the minimizer of the quadratic through f, the slope and fn, kept
+    within [0.1, 0.5] of the rejected step: fewer evaluations than halving.  Newton halves:
+    its steps are well scaled, and halving takes fewer iterations.
+    """
+    if opt.hessian != "bfgs":
+        return 0.5 * s.alpha
+    decrease = jnp.dot(s.g, xn - s.x)
+    slope = decrease / s.alpha
+    curv = (fn - s.f - decrease) / s.alpha**2
+    quad = -slope / jnp.where(curv > 0, 2.0 * curv, 1.0)
+    usable = jnp.isfinite(fn) & jnp.isfinite(s.f) & (curv > 0) & (slope < 0)
+    return jnp.where(usable, jnp.clip(quad, 0.1 * s.alpha, 0.5 * s.alpha), 0.5 * s.alpha)
+
+
+def newton_update(
+    s: NewtonState,
+    xn: jax.Array,
+    fn: jax.Array,
+    point: tuple[jax.Array, jax.Array, jax.Array],
+    verdict: tuple[jax.Array, jax.Array],
+    lb: jax.Array,
+    opt: NewtonOptions,
+    *,
+    capped: bool = False,
+    count_point: bool = False,
+) -> tuple[NewtonState, jax.Array]:
+    """Judge one trial: accept it, or shorten the step (giving up after ``max_halvings``
+    rejections); after a completed step, the next direction and the status.
+
+    One ``eigh`` gives both the next direction and the curvature test.  A state that is
+    not running comes out unchanged (a finished or empty lane of the pool).
+
+    Args:
+        s: the state the trial was taken from.
+        xn, fn: the trial point (:func:`newton_trial`) and the criterion there.
+        point: (f, g, H) at xn: value, gradient and Hessian (or BFGS's updated model);
+            only read where :func:`newton_admissible` asked for them.
+        verdict: :func:`newton_admissible`'s answer at xn.
+        lb: lower bounds.
+        opt: the solver's options.
+        capped: keep BFGS's step limit (``opt.step_growth``).
+        count_point: count one more evaluation per completed step (evaluating ``point``
+            took one beyond ``fn``'s).
+
+    Returns:
+        The next state and whether the trial was accepted.
+    """
+    fe, gn, Hn = point
+    armijo_ok, wanted = verdict
+    bfgs = opt.hessian == "bfgs"
+    run = s.status == Status.RUNNING
+    ok = armijo_ok
+    if opt.accept_noise:  # within f's rounding noise (wanted), and the projected gradient halved
+        gnorm_n = jnp.max(jnp.abs(_projected_gradient(xn, gn, lb)[0]), initial=0.0)
+        gnorm_s = jnp.max(jnp.abs(_projected_gradient(s.x, s.g, lb)[0]), initial=0.0)
+        ok = ok | (wanted & (gnorm_n < 0.5 * gnorm_s))
+    ok = ok & jnp.all(jnp.isfinite(gn)) & jnp.all(jnp.isfinite(Hn)) & run
+    # no accepted point yet: the trial was the start itself, and repeating it cannot help
+    exhausted = run & ~ok & ((s.nhalf + 1 >= opt.max_halvings) | ~jnp.isfinite(s.f))
+    done = ok | exhausted
+    x = jnp.where(ok, xn, s.x)
+    f = jnp.where(ok, fe, s.f)
+    g = jnp.where(ok, gn, s.g)
+    H = jnp.where(ok, Hn, s.H)
+    d, pg, min_eig = newton_direction(x, g, H, lb)
+    gnorm = jnp.max(jnp.abs(pg), initial=0.0)
+    step = jnp.max(jnp.abs(x - s.x), initial=0.0)
+    small_change = jnp.abs(s.f - f) <= 1e-14 * (1.0 + jnp.abs(f))
+    it = s.it + done
+    loose = (gnorm <= opt.gtol) & (min_eig >= -opt.saddle_tol)
+    stationary = loose
+    if opt.settle and not bfgs:
+        # Newton converges quadratically: once |g| ≤ gtol, one more step costs one Hessian
+        # and brings θ to rounding level (BFGS's steps are not quadratically convergent).
+        settled = (gnorm <= 1e-3 * opt.gtol) | (step <= 1e-3 * opt.gtol * (1.0 + jnp.max(jnp.abs(x))))
+        stationary = loose & settled
+        small_change = small_change & ~loose  # f stops changing before θ settles
+    near = gnorm <= noise_floor(f)
+    if bfgs:
+        # On large models BFGS can stop with |g| above the floor where the predicted
+        # decrease g'B⁻¹g/2 is below f's resolution: that counts as converged by itself,
+        # also when the line search has just failed.
+        tiny = decrease_below_resolution(g, d, f)
+        small_change = small_change | tiny
+        near = near | tiny
+    S = Status
+    on_accept = jnp.where(
+        stationary,
+        S.CONVERGED,
+        jnp.where(
+            small_change & near,
+            S.NO_FURTHER_DECREASE,
+            jnp.where(it >= opt.maxiter, jnp.where(loose, S.CONVERGED, S.MAX_ITERATIONS), S.RUNNING),
+        ),
+    )
+    # a line search given up next to a small gradient: flat to rounding, unless a saddle
+    flat = near & (min_eig >= -opt.saddle_tol)
+    on_fail = jnp.where(loose, S.CONVERGED, jnp.where(flat, S.NO_FURTHER_DECREASE, S.LINE_SEARCH_FAILED))
+    status = jnp.where(ok, on_accept, jnp.where(exhausted, on_fail, S.RUNNING))
+    status = jnp.where(done & ~jnp.isfinite(f), S.NONFINITE, status)
+    status = jnp.where(run, status, s.status).astype(s.status.dtype)
+    alpha = jnp.where(done, jnp.ones_like(s.alpha), jnp.where(run, newton_shorten(s, xn, fn, opt), s.alpha))
+    nhalf = jnp.where(done, 0, s.nhalf + run).astype(s.nhalf.dtype)
+    radius = s.radius
+    if capped:
+        radius = jnp.where(ok & (step > 0), opt.step_growth * step, radius)
+    nfev = s.nfev + run + (done & count_point)
+    new = NewtonState(x, f, g, H, d, alpha, nhalf, radius, it.astype(s.it.dtype), nfev.astype(s.nfev.dtype), status)
+    return new, ok
+
+
 def newton_minimize(
     fun: Callable[..., jax.Array],
     x0: jax.Array,
@@ -243,6 +443,10 @@ def newton_minimize(
 ) -> NewtonState:
     """Minimize ``fun(x, *args)`` subject to ``x >= lb``. Traceable: call inside jit/vmap.
 
+    Runs :func:`newton_trial` / :func:`newton_update` in a ``while_loop`` until the status
+    leaves RUNNING.  Trials rejected on their value alone cost that value: the derivatives
+    are evaluated once per step, at the trial that passes.
+
     ``options.hessian == "bfgs"`` replaces the autodiff Hessian by a damped BFGS model (one
     gradient per iteration instead of a Hessian: the cheaper choice when the objective's
     dense block is large), started from ``H0`` when given (e.g. the Hessian at a nearby
@@ -252,13 +456,23 @@ def newton_minimize(
 
     ``split = (value_pieces, gradient)`` (BFGS only): ``value_pieces(x, *args)`` returns
     ``fun``'s value and what ``gradient(x, pieces, *args)`` needs to finish its gradient.
-    The line search keeps the pieces of its last trial, so the accepted point's gradient
-    does not evaluate the objective again.
+    The accepted trial's pieces give its gradient without a second evaluation.
 
     ``warm(pieces, args)`` (with ``split``): the ``args`` for the evaluations after a step
     is accepted, given the accepted point's pieces; e.g. an inner iteration (a GLMM's
     PIRLS) then starts from the modes of the last accepted point instead of the start's.
     It must return ``args``' structure and leave ``fun``'s minimum where it is.
+
+    Args:
+        fun: the criterion.
+        x0: the start.
+        lb: lower bounds (-inf: none).
+        args: further arguments of ``fun``.
+        options: the solver's options.
+        H0, split, warm: as above.
+
+    Returns:
+        The final :class:`NewtonState`.
     """
     vg = jax.value_and_grad(fun)
     bfgs = options.hessian == "bfgs"
@@ -274,7 +488,7 @@ def newton_minimize(
 
     def evaluate(x, s: NewtonState, fn, pieces, args):
         """f, g and the second-order model at x (s: the state the step started from; fn,
-        pieces: the line search's value at x and, with ``split``, its pieces)."""
+        pieces: the criterion at x and, with ``split``, its pieces)."""
         if options.hessian == "fd":  # f, g and H from k + 1 gradients, one after another
             return fd_hessian(lambda xx: vg(xx, *args), x, options.fd_step, batched=False)
         if split is None:
@@ -296,195 +510,43 @@ def newton_minimize(
         B = jnp.where(s.it == -1, start, jnp.where(s.it == 0, shanno, s.H))
         return f, g, jnp.where(s.it == -1, B, bfgs_update(B, dx, dg))
 
-    # The start is evaluated by the loop body itself (f = inf, g = 0 gives a zero step that
-    # the line search accepts), so the objective, gradient and Hessian are traced once,
-    # which shortens the compile.
-    x0 = jnp.maximum(x0, lb)
-    n = x0.shape[0]
-    state = NewtonState(
-        x0,
-        jnp.array(jnp.inf, x0.dtype),
-        jnp.zeros_like(x0),
-        jnp.eye(n, dtype=x0.dtype) if H0 is None else jnp.asarray(H0, x0.dtype),
-        jnp.array(-1),
-        jnp.array(0),
-        jnp.array(0),
-    )
-
     def value(x, args):
         return (fun(x, *args), ()) if split is None else split[0](x, *args)
-
-    def line_search(x, f, g, d, args):
-        """Projected backtracking from x along d: the accepted point, its f and pieces, ok,
-        trials.
-
-        (Trials take the value only: a gradient with each trial, inside ``lax.cond``, costs
-        more than it saves; ``split`` saves BFGS the accepted point's second evaluation.)
-        """
-
-        def cond(c):
-            alpha, k, fn, xn, ok, _ = c
-            return (~ok) & (k < options.max_halvings)
-
-        def body(c):
-            alpha, k = c[0], c[1]
-            xn = jnp.maximum(x + alpha * d, lb)
-            fn, pieces = value(xn, args)
-            decrease = jnp.dot(g, xn - x)
-            ok = jnp.isfinite(fn) & (fn <= f + options.armijo * jnp.minimum(decrease, 0.0))
-            ok = ok & ((fn < f) | (decrease < 0))
-            # BFGS backtracks to the minimizer of the quadratic through f, the slope and fn,
-            # kept within [0.1, 0.5] of the rejected step, in fewer evaluations than halving.
-            # Newton halves: its steps are well scaled, and halving takes fewer iterations.
-            slope = decrease / alpha
-            curv = (fn - f - decrease) / alpha**2
-            quad = -slope / jnp.where(curv > 0, 2.0 * curv, 1.0)
-            usable = jnp.isfinite(fn) & jnp.isfinite(f) & (curv > 0) & (slope < 0) & bfgs
-            nxt = jnp.where(usable, jnp.clip(quad, 0.1 * alpha, 0.5 * alpha), 0.5 * alpha)
-            return nxt, k + 1, fn, xn, ok, pieces
-
-        start = (jnp.array(1.0, x.dtype), jnp.array(0))
-        if split is None:
-            init = start + (f, x, jnp.array(False), ())
-        else:  # the first trial outside the loop: its pieces need no placeholder to start from
-            init = body(start)
-        _, k, fn, xn, ok, pieces = jax.lax.while_loop(cond, body, init)
-        return xn, fn, pieces, ok, k
 
     fixed_args = args
     capped = bfgs and options.step_growth > 0 and warm is None
 
-    def cond(c):
-        return c[0].status == Status.RUNNING
-
     def body(c):
         # the args ride in the loop's carry only when ``warm`` changes them: constants
         # closed over stay visible to the compiler as loop invariants
-        s, radius = c[0], c[1]
-        args = c[2] if warm is not None else fixed_args
-        d, _ = _direction(s.x, s.g, s.H, lb)
-        if capped:  # the first trial no longer than step_growth x the last accepted step
-            d = d * jnp.minimum(1.0, radius / jnp.maximum(jnp.max(jnp.abs(d), initial=0.0), 1e-300))
-        xn, fn, pieces, ok, k = line_search(s.x, s.f, s.g, d, args)
-        fe, ge, He = evaluate(xn, s, fn, pieces, args)
-        if warm is not None:
-            args = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), warm(pieces, args), args)
-        x = jnp.where(ok, xn, s.x)
-        f = jnp.where(ok, fe, s.f)
-        g = jnp.where(ok, ge, s.g)
-        H = jnp.where(ok, He, s.H)
-        pg, _ = _projected_gradient(x, g, lb)
-        gnorm = jnp.max(jnp.abs(pg), initial=0.0)
-        step = jnp.max(jnp.abs(x - s.x), initial=0.0)
-        small_change = jnp.abs(s.f - f) <= 1e-14 * (1.0 + jnp.abs(f))
-        it = s.it + 1
-        loose = (gnorm <= options.gtol) & (free_min_eig(x, g, H, lb) >= -options.saddle_tol)
-        stationary = loose  # BFGS: its steps are not quadratically convergent
-        if not bfgs:
-            # Newton converges quadratically: once |g| ≤ gtol, one more step costs one
-            # Hessian and brings θ to rounding level, so fits of affinely transformed data
-            # (y + c, a·y) end at the same θ instead of a step apart.
-            settled = (gnorm <= 1e-3 * options.gtol) | (step <= 1e-3 * options.gtol * (1.0 + jnp.max(jnp.abs(x))))
-            stationary = loose & settled
-            small_change = small_change & ~loose  # f stops changing before θ settles
-        near = gnorm <= noise_floor(f)
-        if bfgs:
-            # On large models BFGS can stop with |g| above the floor where the predicted
-            # decrease g'B⁻¹g/2 is below f's resolution: that counts as converged by itself,
-            # also when the line search has just failed.
-            tiny = below_resolution(x, g, H, lb, f)
-            small_change = small_change | tiny
-            near = near | tiny
-        S = Status
-        status = jnp.where(
-            stationary,
-            S.CONVERGED,
-            jnp.where(
-                ~ok,
-                jnp.where(loose, S.CONVERGED, jnp.where(near, S.NO_FURTHER_DECREASE, S.LINE_SEARCH_FAILED)),
-                jnp.where(
-                    small_change & near,
-                    S.NO_FURTHER_DECREASE,
-                    jnp.where(it >= options.maxiter, jnp.where(loose, S.CONVERGED, S.MAX_ITERATIONS), S.RUNNING),
-                ),
-            ),
-        )
-        status = jnp.where(jnp.isfinite(f), status, S.NONFINITE)
-        state = NewtonState(x, f, g, H, it, s.nfev + k + (split is None), status)
-        if capped:
-            radius = jnp.where(step > 0, options.step_growth * step, radius)
-        return (state, radius) + ((args,) if warm is not None else ())
+        s = c[0]
+        args = c[1] if warm is not None else fixed_args
 
-    init = (state, jnp.array(jnp.inf, x0.dtype)) + ((args,) if warm is not None else ())
-    return jax.lax.while_loop(cond, body, init)[0]
+        def trial(s):
+            xn = newton_trial(s, lb)
+            fn, pieces = value(xn, args)
+            return xn, fn, pieces, newton_admissible(s, xn, fn, options)
 
+        def searching(lc):
+            s, (_, _, _, verdict) = lc
+            # stop before the rejection that gives up: newton_update then records the outcome
+            return ~verdict[1] & (s.nhalf + 1 < options.max_halvings) & jnp.isfinite(s.f)
 
-class LaneState(NamedTuple):
-    """The solver's state for batched refits, one row per lane (leading axis: lanes).
+        def rejected(lc):  # what newton_update does with a trial it rejects, short of giving up
+            s, (xn, fn, _, _) = lc
+            s = s._replace(alpha=newton_shorten(s, xn, fn, options), nhalf=s.nhalf + 1, nfev=s.nfev + 1)
+            return s, trial(s)
 
-    A lane takes one trial per iteration (its line search folded into the iterations:
-    a rejected trial halves the next one's step), so vmapped lanes do the same work each
-    iteration and none waits on another's inner loop.
-    """
+        # the trials rejected on their value alone run in an inner loop, so the derivatives
+        # are evaluated outside any conditional and the step's update is traced once
+        s, (xn, fn, pieces, verdict) = jax.lax.while_loop(searching, rejected, (s, trial(s)))
+        point = evaluate(xn, s, fn, pieces, args)  # (discarded where the line search gave up)
+        s, ok = newton_update(s, xn, fn, point, verdict, lb, options, capped=capped, count_point=split is None)
+        if warm is None:
+            return (s,)
+        args = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), warm(pieces, args), args)
+        return s, args
 
-    x: jax.Array  # (B, k)
-    f: jax.Array  # (B,)  +inf before the first accepted evaluation
-    g: jax.Array  # (B, k)
-    H: jax.Array  # (B, k, k)
-    d: jax.Array  # (B, k) Newton direction at (x, g, H): the next trial is x + alpha d
-    gnorm: jax.Array  # (B,) max |projected g| at x
-    nhalf: jax.Array  # (B,) consecutive rejected trials: the next trial's step is 2^-nhalf
-    it: jax.Array  # (B,) iterations used
-    status: jax.Array  # (B,) 0 running, 1-5 as optimizer.STATUS, -1 empty slot
-    corner: jax.Array  # (B, p+1, p+1) fixed-effect corner of the factor at x ("fd" lanes)
-
-
-def lane_trial(st: LaneState, lb) -> jax.Array:
-    """The lane's next trial point x + α d (d: the direction the last iteration left, α
-    halved for each rejected trial since the last accepted one)."""
-    return jnp.maximum(st.x + 0.5 ** st.nhalf.astype(st.x.dtype) * st.d, lb)
-
-
-def lane_update(st: LaneState, xn, fn, gn, Hn, corner_n, finite, lb, opt: NewtonOptions) -> LaneState:
-    """Accept or reject a lane's trial and compute its next direction and status.
-
-    One ``eigh`` per iteration gives both the next direction and the curvature test of the
-    convergence rules.  Under the vmap every reduction is a kernel, which the first call
-    compiles and every iteration launches, so the lane logic keeps them few.  A lane that
-    is not running (status ≠ 0) comes out unchanged: masking here rather than selecting
-    between old and new states afterwards saves a select per state array, and compile time."""
-    x, f, g, H = st.x, st.f, st.g, st.H
-    decrease = jnp.dot(jnp.where(jnp.isfinite(f), g, 0.0), xn - x)
-    armijo_ok = (fn <= f + opt.armijo * jnp.minimum(decrease, 0.0)) & ((fn < f) | (decrease < 0))
-    # near the optimum f is flat to rounding: accept a step that does not raise f beyond
-    # its rounding noise and shrinks the projected gradient (else lanes stall halving)
-    gnorm_n = jnp.max(jnp.abs(_projected_gradient(xn, gn, lb)[0]), initial=0.0)
-    noise_ok = (fn <= f + _ROUNDING * (1.0 + jnp.abs(f))) & (gnorm_n < 0.5 * st.gnorm)
-    run = st.status == Status.RUNNING  # finished and empty lanes keep their state (and are not counted)
-    ok = finite & (armijo_ok | noise_ok) & run
-    x2 = jnp.where(ok, xn, x)
-    f2 = jnp.where(ok, fn, f)
-    g2 = jnp.where(ok, gn, g)
-    H2 = jnp.where(ok, Hn, H)
-    corner2 = jnp.where(ok, corner_n, st.corner)
-    gnorm = jnp.where(ok, gnorm_n, st.gnorm)
-    nhalf = jnp.where(ok, 0, st.nhalf + run)
-    it = st.it + run
-    d2, _, min_eig = newton_direction(x2, g2, H2, lb)
-    stationary = ok & (gnorm <= opt.gtol) & (min_eig >= -opt.saddle_tol)
-    small_change = ok & jnp.isfinite(f) & (jnp.abs(f - fn) <= 1e-14 * (1.0 + jnp.abs(fn))) & (gnorm <= _FLAT_GNORM)
-    if opt.hessian == "bfgs":  # as the core: a predicted decrease below f's resolution
-        tiny = decrease_below_resolution(g2, d2, f2)
-        small_change = small_change | (ok & tiny & (gnorm <= noise_floor(f2)))
-    ls_fail = (~ok) & (nhalf >= opt.max_halvings)
-    flat = (gnorm <= _FLAT_GNORM) & (min_eig >= -opt.saddle_tol)  # not a saddle (lanes do pass near them)
-    S = Status
-    stopped = jnp.where(flat, S.NO_FURTHER_DECREASE, jnp.where(ls_fail, S.LINE_SEARCH_FAILED, S.MAX_ITERATIONS))
-    status = jnp.where(
-        stationary,
-        S.CONVERGED,
-        jnp.where(small_change, S.NO_FURTHER_DECREASE, jnp.where(ls_fail | (it >= opt.maxiter), stopped, S.RUNNING)),
-    )
-    status = jnp.where(jnp.isfinite(f2), status, S.NONFINITE)  # the very first evaluation failed
-    status = jnp.where(run, status, st.status)
-    return LaneState(x2, f2, g2, H2, d2, gnorm, nhalf, it, status.astype(st.status.dtype), corner2)
+    state = newton_init(x0, lb, H0)
+    init = (state,) + ((args,) if warm is not None else ())
+    return jax.lax.while_loop(lambda c: c[0].status == Status.RUNNING, body, init)[0]

@@ -4,14 +4,15 @@
 Only the response changes between refits, so each recomputes just the y-dependent
 cross-products (``zy1``, ``ry``; O(n)) and reuses the model's structure.  The refits run
 as a *pool* of ``chunk_size`` vmapped lanes (sharded over all JAX devices with
-``shard_map``), driven by a batched Newton iteration written for batching:
+``shard_map``), driven by the fit's own step (:func:`~jaxlme.optimizer.newton_trial`,
+:func:`~jaxlme.optimizer.newton_update`) vmapped over the lanes:
 
 * every iteration is branch-free and costs the same for every lane: one batch of
   ``1 + ntheta`` value-and-gradient evaluations (the trial point and forward differences
-  of the autodiff gradient, which give the Hessian), then an accept/halve decision.  The
-  line search is folded into the outer iteration (a rejected step halves the step length
-  for the next iteration), so there is no inner ``while_loop`` whose slowest lane stalls
-  the batch, and the exact Hessian's expensive forward-over-reverse pass is avoided;
+  of the autodiff gradient, which give the Hessian), then the step's accept/shorten
+  decision.  The line search is folded into the iteration (a rejected trial shortens the
+  next one), so no lane's line search stalls the batch, and the exact Hessian's
+  expensive forward-over-reverse pass is avoided;
 * lanes that have converged (or failed) are masked and *retired* by the host, and their
   slots refilled with fresh replicates ("continuous batching").  A device call returns as
   soon as half of its lanes are done (or after ``round_iters`` iterations), so one stubborn
@@ -51,15 +52,17 @@ from .optimizer import (
     BFGS_MIN_SIZE,
     MAXITER,
     STATUS,
-    LaneState,
     NewtonOptions,
+    NewtonState,
     Status,
     bfgs_update,
     fd_assemble,
     fd_hessian,
     fd_points,
-    lane_trial,
-    lane_update,
+    newton_admissible,
+    newton_init,
+    newton_trial,
+    newton_update,
 )
 from .structure import Structure, response_crossprods
 
@@ -70,27 +73,37 @@ _INACTIVE = -1  # status of an empty pool slot
 
 # The lanes' options: a short iteration budget (a lane still running at the cap is finished
 # by a standalone fit, see _follow_up), forward-difference Hessians of the exact gradient,
-# and a saddle test loose enough for the noise those differences carry.
-LANE_OPTIONS = NewtonOptions(maxiter=30, max_halvings=30, hessian="fd", saddle_tol=1e-6)
+# a saddle test loose enough for the noise those differences carry, and no settling step
+# (a lane's extra Hessian of k + 1 gradients would buy digits that no bootstrap summary shows).
+LANE_OPTIONS = NewtonOptions(maxiter=30, max_halvings=30, hessian="fd", saddle_tol=1e-6, settle=False)
 
 
-def _lane_step(st: LaneState, s: Structure, lb, reml: bool, opt: NewtonOptions) -> LaneState:
-    """One BFGS iteration for one lane (the "bfgs" lanes, run one after another)."""
-    xn = lane_trial(st, lb)
+class Lanes(NamedTuple):
+    """The pool's lanes: the solver's state of each and, for the "fd" lanes, the
+    fixed-effect corner of the factor at its accepted point (β̂ and σ̂ without a second
+    factorization)."""
+
+    state: NewtonState  # (B, ...) per lane
+    corner: jax.Array  # (B, p + 1, p + 1)
+
+
+def _lane_step(st: NewtonState, s: Structure, lb, reml: bool, opt: NewtonOptions) -> NewtonState:
+    """One BFGS trial of one lane (the "bfgs" lanes, run one after another)."""
+    xn = newton_trial(st, lb)
     fn, gn = jax.value_and_grad(lambda t: program_objective(t, s, reml))(xn)
     Hn = bfgs_update(st.H, xn - st.x, gn - st.g)  # no-op at the start, where xn == x
-    finite = jnp.isfinite(fn) & jnp.all(jnp.isfinite(gn))  # (bfgs_update keeps H finite)
-    # the corner is unused: the round's end solves these lanes' effects afresh
-    return lane_update(st, xn, fn, gn, Hn, st.corner, finite, lb, opt)
+    verdict = newton_admissible(st, xn, fn, opt)
+    return newton_update(st, xn, fn, (fn, gn, Hn), verdict, lb, opt, capped=opt.step_growth > 0)[0]
 
 
-def _lanes_step(st: LaneState, struct: Structure, zy1, ry, lb, reml: bool, opt: NewtonOptions) -> LaneState:
-    """One Newton iteration of every lane, with forward-difference Hessians of the exact
-    gradient (the "fd" lanes).  All lanes' points are evaluated by one flat vmap (``zy1``,
-    ``ry``: each lane's cross-products repeated for its k + 1 points) rather than a vmap
-    over lanes of a vmap over points: a nesting that XLA's program carries as an extra
-    batch dimension through every operation of the objective."""
-    xn = jax.vmap(lane_trial, in_axes=(0, None))(st, lb)
+def _lanes_step(lanes: Lanes, struct: Structure, zy1, ry, lb, reml: bool, opt: NewtonOptions) -> Lanes:
+    """One trial of every lane, with forward-difference Hessians of the exact gradient
+    (the "fd" lanes).  All lanes' points are evaluated by one flat vmap (``zy1``, ``ry``:
+    each lane's cross-products repeated for its k + 1 points) rather than a vmap over
+    lanes of a vmap over points: a nesting that XLA's program carries as an extra batch
+    dimension through every operation of the objective."""
+    st = lanes.state
+    xn = jax.vmap(newton_trial, in_axes=(0, None))(st, lb)
     pts, h = jax.vmap(lambda x: fd_points(x, opt.fd_step))(xn)
     nb, npts, k = pts.shape
 
@@ -103,9 +116,12 @@ def _lanes_step(st: LaneState, struct: Structure, zy1, ry, lb, reml: bool, opt: 
     fs, gs, corners = jax.vmap(vg)(pts.reshape(nb * npts, k), zy1, ry)
     fs, gs, corners = fs.reshape(nb, npts), gs.reshape(nb, npts, k), corners.reshape((nb, npts) + corners.shape[1:])
     fn, gn, Hn = jax.vmap(fd_assemble)(fs, gs, h)
-    finite = jnp.isfinite(fn) & jnp.all(jnp.isfinite(Hn), axis=(1, 2))  # every g_j enters H's column j
-    update = functools.partial(lane_update, lb=lb, opt=opt)
-    return jax.vmap(update)(st, xn, fn, gn, Hn, corners[:, 0], finite)
+
+    def judge(s, x, f, g, H):
+        return newton_update(s, x, f, (f, g, H), newton_admissible(s, x, f, opt), lb, opt)
+
+    new, ok = jax.vmap(judge)(st, xn, fn, gn, Hn)
+    return Lanes(new, jnp.where(ok[:, None, None], corners[:, 0], lanes.corner))
 
 
 def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, opt):
@@ -118,7 +134,7 @@ def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, o
 
     def cond(c):
         st, k = c
-        return (k < budget) & (jnp.sum(st.status == Status.RUNNING) > min_active)
+        return (k < budget) & (jnp.sum(st.state.status == Status.RUNNING) > min_active)
 
     npts = lay.ntheta + 1
     zy1_pts, ry_pts = jnp.repeat(zy1, npts, axis=0), jnp.repeat(ry, npts, axis=0)
@@ -127,7 +143,7 @@ def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, o
         if opt.hessian == "bfgs":
             # large dense blocks: lanes one after another (BLAS already uses every core, and
             # unbatched the gradient keeps its fast recursive inverse)
-            return jax.lax.map(lambda a: lane(*a), (st, zy1, ry))
+            return st._replace(state=jax.lax.map(lambda a: lane(*a), (st.state, zy1, ry)))
         return _lanes_step(st, struct, zy1_pts, ry_pts, theta_lb, reml, opt)
 
     def body(c):
@@ -140,7 +156,7 @@ def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, o
         def effects(x, z, r):
             return fixef_sigma(x, struct.with_response(z, r), reml)
 
-        beta, sigma = jax.vmap(effects)(lanes.x, zy1, ry)
+        beta, sigma = jax.vmap(effects)(lanes.state.x, zy1, ry)
     else:  # from the factor of each lane's last accepted evaluation: no second factorization
         # to compile on the first call
         beta, sigma = jax.vmap(lambda c: effects_from_corner(c, lay, reml))(lanes.corner)
@@ -339,20 +355,12 @@ def refit_pool(
             put_rep = put
         struct, obs, lb = put_rep((model.structure, model.obs, lb))
 
-        # host-side pool
+        # host-side pool: a fresh lane's state, tiled; empty slots until filled
         idx = np.zeros(chunk, np.int32)
-        lanes = LaneState(
-            x=np.tile(theta_start, (chunk, 1)),
-            f=np.full(chunk, np.inf),
-            g=np.zeros((chunk, k)),
-            H=np.tile(H_start, (chunk, 1, 1)),
-            d=np.zeros((chunk, k)),  # g = 0 before the first evaluation: no step
-            gnorm=np.zeros(chunk),
-            nhalf=np.zeros(chunk, np.int32),
-            it=np.zeros(chunk, np.int32),
-            status=np.full(chunk, _INACTIVE, np.int32),
-            corner=np.full((chunk, lay.p + 1, lay.p + 1), np.nan),
-        )
+        fresh = newton_init(theta_start, np.asarray(lay.theta_lower, dtype=np.float64), H_start, xp=np)
+        st = NewtonState(*(np.repeat(np.asarray(a)[None], chunk, axis=0) for a in fresh))
+        st.status[:] = _INACTIVE
+        corner = np.full((chunk, lay.p + 1, lay.p + 1), np.nan)
         out_beta = np.full((n, lay.p), np.nan)
         out_sigma = np.full(n, np.nan)
         out_theta = np.full((n, k), np.nan)
@@ -367,42 +375,35 @@ def refit_pool(
         bar = progress_bar(n, progress, desc)
         try:
             while done < n:
-                empty = np.flatnonzero(lanes.status == _INACTIVE)
+                empty = np.flatnonzero(st.status == _INACTIVE)
                 take = empty[: max(0, n - next_rep)]
                 if take.size:
                     new = np.arange(next_rep, next_rep + take.size, dtype=np.int32)
                     next_rep += take.size
                     idx[take] = new
-                    lanes.x[take] = theta_start
-                    lanes.f[take] = np.inf
-                    lanes.g[take] = 0.0
-                    lanes.H[take] = H_start
-                    lanes.d[take] = 0.0
-                    lanes.gnorm[take] = 0.0
-                    lanes.corner[take] = np.nan
-                    lanes.nhalf[take] = 0
-                    lanes.it[take] = 0
-                    lanes.status[take] = 0
-                running = int(np.sum(lanes.status == Status.RUNNING))
+                    for field, value in zip(st, fresh):
+                        field[take] = value
+                    corner[take] = np.nan
+                running = int(np.sum(st.status == Status.RUNNING))
                 # refill when half the pool is idle, unless nothing is left to refill with
                 min_active = (chunk // 2) // ndev if next_rep < n else 0
                 if pool is None:  # the source compiles on a background thread meanwhile
                     source.start(model, devs, struct, obs, put_rep, put, chunk)
                     shapes = _shapes_of_crossprods(lay, chunk, lane_sharding)
-                    pool_args = (struct, lb, *shapes, put(lanes), np.int32(0), np.int32(0))
+                    pool_args = (struct, lb, *shapes, put(Lanes(st, corner)), np.int32(0), np.int32(0))
                     pool = _pool_program(model, reml, opt, devs, pool_args)
                 if take.size:  # the lanes' cross-products (every lane's: no scatter)
                     zy1, ry = source(idx)
                 budget = np.int32(round_iters if running else 0)
-                out = pool(struct, lb, zy1, ry, put(lanes), budget, np.int32(min_active))
+                out = pool(struct, lb, zy1, ry, put(Lanes(st, corner)), budget, np.int32(min_active))
                 new_lanes, beta, sigma = jax.device_get(out)
-                lanes = LaneState(*(np.array(a) for a in new_lanes))
-                fin = np.flatnonzero(lanes.status > 0)
-                left = fin[np.isin(lanes.status[fin], (Status.MAX_ITERATIONS, Status.LINE_SEARCH_FAILED))]
+                st, corner = NewtonState(*(np.array(a) for a in new_lanes.state)), np.array(new_lanes.corner)
+                fin = np.flatnonzero(st.status > 0)
+                left = fin[np.isin(st.status[fin], (Status.MAX_ITERATIONS, Status.LINE_SEARCH_FAILED))]
                 # lanes that stopped on a zero diagonal of a vector-valued term's Λ (or, BFGS
                 # lanes, on any zero θ_jj: a scalar's saddle): checked afterwards for a
                 # spurious boundary optimum (boundary.py)
-                edge = [i for i in fin if lanes.status[i] in (1, 2) and zero_columns(lanes.x[i], lay, bfgs)]
+                edge = [i for i in fin if st.status[i] in (1, 2) and zero_columns(st.x[i], lay, bfgs)]
                 if left.size or edge:  # the follow-ups refit these from their cross-products
                     zy1_h, ry_h = jax.device_get((zy1, ry))
                     stubborn.update((int(idx[i]), (zy1_h[i], ry_h[i])) for i in left)
@@ -411,11 +412,11 @@ def refit_pool(
                     r = idx[fin]
                     out_beta[r] = model.centering.beta(beta[fin])  # lanes fit the centred β̃
                     out_sigma[r] = sigma[fin]
-                    out_theta[r] = lanes.x[fin]
-                    out_obj[r] = lanes.f[fin]
-                    out_status[r] = lanes.status[fin]
-                    out_iter[r] = lanes.it[fin]
-                    lanes.status[fin] = _INACTIVE
+                    out_theta[r] = st.x[fin]
+                    out_obj[r] = st.f[fin]
+                    out_status[r] = st.status[fin]
+                    out_iter[r] = st.it[fin]
+                    st.status[fin] = _INACTIVE
                     done += fin.size
                     bar.update(fin.size)
                 if _on_round is not None:  # test hook (e.g. to simulate Ctrl-C)

@@ -374,3 +374,111 @@ def test_bfgs_step_growth_bounds_each_step_by_the_last_accepted_one():
     for bad in (0.5, -1.0):
         with pytest.raises(ValueError, match="step_growth must be 0 \\(no limit\\) or at least 1"):
             newton_minimize(fun, x0, lb, (), NewtonOptions(hessian="bfgs", step_growth=bad))
+
+
+# -- the one step function: newton_trial / newton_admissible / newton_update ------------------
+
+
+def _judge(s, x, fun, lb, opt, **kw):
+    from jaxlme.optimizer import newton_admissible, newton_update
+
+    f, g = jax.value_and_grad(fun)(x)
+    return newton_update(s, x, f, (f, g, jax.hessian(fun)(x)), newton_admissible(s, x, f, opt), lb, opt, **kw)
+
+
+def test_step_function_folds_the_line_search_into_the_iteration():
+    """A rejected trial keeps x and shortens the next one (Newton halves; BFGS moves to the
+    quadratic's minimizer within [0.1, 0.5] of the step); the step counter moves on
+    completed steps only; after max_halvings rejections the line search gives up."""
+    from jaxlme.optimizer import newton_init, newton_trial
+
+    def fun(x):  # log cosh: from x = 3 Newton's step (about -100) overshoots far
+        return jnp.sum(jnp.log(jnp.cosh(x)))
+
+    lb = jnp.array([-jnp.inf])
+    with jax.enable_x64(True):
+        for hessian, halvings in (("exact", 3), ("bfgs", 3), ("exact", 40)):
+            opt = NewtonOptions(hessian=hessian, max_halvings=halvings)
+            s = newton_init(jnp.array([3.0]), lb)
+            assert int(s.it) == -1 and np.isinf(float(s.f))
+            s, ok = _judge(s, newton_trial(s, lb), fun, lb, opt)  # the start
+            assert bool(ok) and int(s.it) == 0 and int(s.status) == Status.RUNNING
+            assert float(s.d[0]) < -90
+            alphas, rejected = [], 0
+            while int(s.status) == Status.RUNNING and int(s.it) == 0:
+                s, ok = _judge(s, newton_trial(s, lb), fun, lb, opt)
+                if not bool(ok):
+                    rejected += 1
+                    assert float(s.x[0]) == 3.0
+                    if int(s.it) == 0:  # still searching
+                        assert int(s.nhalf) == rejected
+                        alphas.append(float(s.alpha))
+            ratios = np.array(alphas[1:]) / np.array(alphas[:-1])
+            if hessian == "exact":
+                assert alphas[0] == 0.5 and np.all(ratios == 0.5)
+            else:
+                assert 0.1 <= alphas[0] <= 0.5 and np.all((ratios >= 0.1) & (ratios <= 0.5))
+            assert int(s.nfev) == 1 + rejected + (halvings != 3)  # the start, every trial (one evaluation each)
+            if halvings == 3:  # given up
+                assert rejected == 3 and int(s.it) == 1 and int(s.status) == Status.LINE_SEARCH_FAILED
+                assert float(s.alpha) == 1.0 and int(s.nhalf) == 0
+            else:  # accepted after a few halvings
+                assert 3 < rejected < 10 and bool(ok) and float(s.x[0]) < 3.0 and float(s.alpha) == 1.0
+
+
+def test_step_function_leaves_finished_and_empty_lanes_alone_and_flags_a_nonfinite_start():
+    """The pool's slots that are not running (finished, or empty: status -1) come out of
+    the step unchanged; a start whose criterion is not finite ends at once (one
+    evaluation), not after max_halvings copies of the same point."""
+    from jaxlme.optimizer import newton_init, newton_trial
+
+    def fun(x):
+        return jnp.sum((x - 1.0) ** 2)
+
+    lb = jnp.array([0.0, 0.0])
+    opt = NewtonOptions()
+    with jax.enable_x64(True):
+        s = newton_init(jnp.array([3.0, 2.0]), lb)
+        for code in (-1, int(Status.CONVERGED)):
+            idle = s._replace(status=jnp.array(code, jnp.int32))
+            out, ok = _judge(idle, newton_trial(idle, lb), fun, lb, opt)
+            assert not bool(ok)
+            for a, b in zip(out, idle):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+        def bad(x):
+            return jnp.sum(x) * jnp.nan
+
+        st = newton_minimize(bad, jnp.array([3.0, 2.0]), lb)
+        assert int(st.status) == Status.NONFINITE and int(st.nfev) == 2  # the trial and its gradient
+
+
+def test_accept_noise_takes_a_flat_step_that_halves_the_gradient():
+    """With accept_noise a trial that raises f by less than its rounding noise is accepted
+    when it halves the projected gradient (a lane at the optimum would otherwise halve
+    until it gives up); without it the same trial is rejected."""
+    from jaxlme.optimizer import newton_admissible, newton_init, newton_update
+
+    lb = jnp.array([-jnp.inf])
+    with jax.enable_x64(True):
+        s = newton_init(jnp.array([0.0]), lb)
+        s = s._replace(
+            f=jnp.array(1e6), g=jnp.array([1e-3]), H=jnp.eye(1), d=jnp.array([-1e-3]), it=jnp.array(3, jnp.int32)
+        )
+        xn = jnp.array([-1e-3])
+        fn = jnp.array(1e6 + 1e-7)  # up by 1e-13 relative: rounding noise
+        point = (fn, jnp.array([1e-4]), jnp.eye(1))
+        for noise, accepted in ((True, True), (False, False)):
+            opt = NewtonOptions(accept_noise=noise)
+            armijo_ok, wanted = newton_admissible(s, xn, fn, opt)
+            assert not bool(armijo_ok) and bool(wanted) == noise
+            out, ok = newton_update(s, xn, fn, point, (armijo_ok, wanted), lb, opt)
+            assert bool(ok) == accepted
+            assert float(out.x[0]) == (-1e-3 if accepted else 0.0)
+        # a trial that does not halve the gradient, or raises f beyond rounding noise
+        # (1e-11 of 1 + |f|: 1e-5 here), is rejected either way
+        opt = NewtonOptions(accept_noise=True)
+        for f_trial, g_trial in ((fn, 8e-4), (jnp.array(1e6 + 1e-4), 1e-4)):
+            verdict = newton_admissible(s, xn, f_trial, opt)
+            out, ok = newton_update(s, xn, f_trial, (f_trial, jnp.array([g_trial]), jnp.eye(1)), verdict, lb, opt)
+            assert not bool(ok)
