@@ -173,27 +173,14 @@ def _projected_gradient(x, g, lb):
     return jnp.where(at_bound, 0.0, g), at_bound
 
 
-def free_min_eig(x, g, H, lb):
-    """Smallest eigenvalue of the Hessian on the free set, relative to its largest."""
-    _, active = _projected_gradient(x, g, lb)
-    free = ~active
-    Hf = jnp.where(free[:, None] & free[None, :], H, jnp.zeros_like(H))
-    w = jnp.linalg.eigvalsh(Hf)
-    return w[0] / jnp.maximum(1.0, jnp.max(jnp.abs(w)))
-
-
-def _direction(x, g, H, lb):
-    d, pg, _ = newton_direction(x, g, H, lb)
-    return d, pg
-
-
 def newton_direction(x, g, H, lb):
     """Projected Newton direction at x, the projected gradient, and the free Hessian's
     smallest eigenvalue relative to its largest (negative: a saddle), from one ``eigh``.
 
-    The eigenvalue answers as :func:`free_min_eig` does for any threshold ≤ 0 (the active
-    block is I here, 0 there).  Reductions are paired up (one product for both signs, one
-    for both norms): under the bootstrap's vmap each is a kernel XLA compiles and launches.
+    The eigenvalue answers as that of the Hessian with the active block zeroed does, for any
+    threshold ≤ 0 (the active block is I here, 0 there).  Reductions are paired up (one
+    product for both signs, one for both norms): under the bootstrap's vmap each is a kernel
+    XLA compiles and launches.
     """
     pg, active = _projected_gradient(x, g, lb)
     free = ~active
