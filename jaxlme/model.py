@@ -20,7 +20,7 @@ from . import messages
 from ._config import x64
 from .boundary import boundary_escape, degenerate_fit, zero_columns
 from .centering import center_design
-from .compiled import compile_program, enable_compilation_cache
+from .compiled import compile_program, compile_program_async, enable_compilation_cache
 from .dask_frames import dask_crossproducts, is_dask_frame
 from .design import DataError, build_design
 from .inference import prefetch_satterthwaite
@@ -41,7 +41,7 @@ from .partitions import finalize
 from .results import LMMResult, OptSummary
 from .structure import Structure, build_structure, response_crossprods, weighted_rows
 
-__all__ = ["LMM", "lmm", "fit_program"]
+__all__ = ["LMM", "lmm", "fit_program", "fit_program_async"]
 
 
 def _fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
@@ -74,6 +74,19 @@ def fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bo
         _fit_program,
         (theta0, scale, struct),
         {"reml": bool(reml), "options": options},
+        **program_flags(struct.layout),
+    )
+
+
+def fit_program_async(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
+    """:func:`fit_program` with XLA's compile on a background thread (one code-generation
+    thread): returns at once a function that waits for the compiled program."""
+    return compile_program_async(
+        "fit",
+        _fit_program,
+        (theta0, scale, struct),
+        {"reml": bool(reml), "options": options},
+        threads=1,
         **program_flags(struct.layout),
     )
 
@@ -444,22 +457,34 @@ class LMM:
         theta_init = np.maximum(theta_init, lay.theta_lower)
         theta_dev = jax.device_put(theta_init)  # device_put, unlike jnp.asarray, compiles nothing
         scale = jax.device_put(self.theta_scale)
-        compiled, compile_s = fit_program(theta_dev, scale, struct, reml, options)
+        # BFGS can stall in the objective's rounding noise with the gradient still above its
+        # floor: finish with Newton from where it stopped, usually a step or two, and keep
+        # the better answer.  Its Hessian: forward differences of the exact gradient, one
+        # gradient after another (cheaper than the autodiff Hessian with many θ).  On a
+        # small rest block that finish always runs: its program compiles beside BFGS's.
+        small = lay.size_rest < BFGS_MIN_SIZE  # Newton's Hessian is affordable for a few steps
+        newton = options._replace(hessian="fd", maxiter=min(options.maxiter, 10))
+        t_async = time.perf_counter()
+        newton_job = None
+        if options.hessian == "bfgs" and small:
+            newton_job = fit_program_async(theta_dev, scale, struct, reml, newton)
+        compile_s = time.perf_counter() - t_async
+        compiled, main_compile_s = fit_program(theta_dev, scale, struct, reml, options)
+        compile_s += main_compile_s
         if reml not in self._prefetched:  # for a summary after the fit, while it runs
             self._prefetched.add(reml)
             prefetch_satterthwaite(struct, reml)
         t0 = time.perf_counter()
         state, effects = jax.device_get(compiled(theta_dev, scale, struct))
-        # BFGS can stall in the objective's rounding noise with the gradient still above its
-        # floor: finish with Newton from where it stopped, usually a step or two, and keep
-        # the better answer.  Its Hessian: forward differences of the exact gradient, one
-        # gradient after another (cheaper than the autodiff Hessian with many θ).
         polished = False
-        small = lay.size_rest < BFGS_MIN_SIZE  # Newton's Hessian is affordable for a few steps
         if options.hessian == "bfgs" and (small or not Status(int(state.status)).converged):
-            newton = options._replace(hessian="fd", maxiter=min(options.maxiter, 10))
             x_bfgs = jax.device_put(np.asarray(state.x))
-            compiled_newton, polish_compile_s = fit_program(x_bfgs, scale, struct, reml, newton)
+            if newton_job is not None:
+                t_wait = time.perf_counter()
+                compiled_newton = newton_job()
+                polish_compile_s = time.perf_counter() - t_wait
+            else:
+                compiled_newton, polish_compile_s = fit_program(x_bfgs, scale, struct, reml, newton)
             compile_s += polish_compile_s
             polish, polish_effects = jax.device_get(compiled_newton(x_bfgs, scale, struct))
             if Status(int(polish.status)).converged or float(polish.f) < float(state.f):

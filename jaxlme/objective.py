@@ -188,9 +188,74 @@ def factorize(theta: jax.Array, s: Structure) -> Factor:
 
 
 def _blocks(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Term-1 factors L1, the sparse L21 core C, and the rest block to factor (lower triangle valid)."""
+    """Term-1 factors L1, the sparse L21 core C, and the rest block to factor (lower triangle
+    valid).  With dense Schur products C is computed densely and its sparse entries read
+    from that (unused by the criterion, whose programs then never compute them)."""
+    lay = s.layout
+    if _dense_term1_pays(lay):
+        L1, Cd = _dense_term1(theta, s)
+        C = _sparse_entries(Cd, s)
+        return L1, C, _rest_matrix(_dense_schur_low(Cd, s), theta, lay)
     L1, C = _term1(theta, s)
-    return L1, C, _rest_matrix(_schur_low(C, s), theta, s.layout)
+    return L1, C, _rest_matrix(_schur_low(C, s), theta, lay)
+
+
+def _dense_term1_pays(lay: Layout) -> bool:
+    """Whether C is computed densely (:func:`_dense_term1`): with dense Schur products and
+    rest terms (crossed models).  With term 1 alone, C's entries are already the dense
+    matrix and a solve per entry is as cheap."""
+    return lay.dense_schur and lay.q_rest > 0
+
+
+def _term1_projector(L1: jax.Array, lam1: jax.Array) -> jax.Array:
+    """(k1, r1, r1) per-level P = L1⁻¹ Λ1': C's entries of level k are the rows of E_k P_k'.
+
+    The r1 solves per level (one per row of Λ1) run as one unrolled solve over k1·r1
+    systems: an r1 times smaller program than a solve per row, the same arithmetic."""
+    k, r = L1.shape[0], lam1.shape[0]
+    Lr = jnp.broadcast_to(L1[:, None], (k, r, r, r)).reshape(k * r, r, r)
+    rows = jnp.broadcast_to(lam1[None], (k, r, r)).reshape(k * r, r)
+    return jnp.swapaxes(small_forward(Lr, rows).reshape(k, r, r), 1, 2)
+
+
+def _dense_term1(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array]:
+    """Term 1's factors L1 and C as a dense (size_rest, k1·r1) matrix, computed densely:
+    one small product per level in place of a solve per sparse entry (whose gathers and
+    their reverse-mode scatters are serial loops on CPU)."""
+    lay = s.layout
+    k1, r1 = lay.terms[0].nlevels, lay.terms[0].ncols
+    L1 = _term1_factor(theta, s)
+    P = _term1_projector(L1, lambda_blocks(theta, lay)[0])
+    E = dense_entries(_entries(s), s).reshape(lay.size_rest, k1, r1)
+    # a broadcast product and sum rather than a batched matrix product: XLA fuses it into
+    # one loop, where r1 × r1 products per level would each be a call
+    return L1, jnp.sum(E[:, :, None, :] * P[None], axis=-1).reshape(lay.size_rest, k1 * r1)
+
+
+def _dense_schur_low(Cd: jax.Array, s: Structure) -> jax.Array:
+    """A_RR - C C' for dense C (the dense case of :func:`_schur_low`)."""
+    return _fixed_rows(s) - gram(Cd)
+
+
+@jax.custom_jvp
+def gram(c: jax.Array) -> jax.Array:
+    """c c'.  Its tangent is written T + T' with T = dc c', so reverse mode pulls a
+    cotangent H back with one product, (H + H') c, where JAX's rule for the product takes
+    two (H c and H' c); derivatives of any order follow from the rule."""
+    return c @ c.T
+
+
+@gram.defjvp
+def _gram_jvp(primals, tangents):
+    (c,), (dc,) = primals, tangents
+    t = dc @ c.T
+    return gram(c), t + t.T
+
+
+def _fixed_rows(s: Structure) -> jax.Array:
+    """[Zr X y]'[Zr X y] with y's row last (lower triangle exact); a concatenation, not an
+    indexed update, which would be a scatter (a loop on CPU) under the bootstrap's vmap."""
+    return jnp.concatenate([jnp.pad(s.arr_fixed, ((0, 0), (0, 1))), s.ry[None, :].astype(s.arr_fixed.dtype)], axis=0)
 
 
 def _term1(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array]:
@@ -215,21 +280,19 @@ def _schur_low(C: jax.Array, s: Structure) -> jax.Array:
     """A_RR - C C' on the unscaled rest rows: the Schur complement before Λ̃ (lower triangle exact)."""
     lay = s.layout
     size = lay.size_rest
-    # [X y]'[X y] with y's row last (lower triangle exact); a concatenation, not an indexed
-    # update, which would be a scatter (a loop on CPU) under the bootstrap's vmap
-    arr = jnp.concatenate([jnp.pad(s.arr_fixed, ((0, 0), (0, 1))), s.ry[None, :].astype(s.arr_fixed.dtype)], axis=0)
     if lay.dense_schur:
-        Cd = dense_entries(C, s)
-        return arr - Cd @ Cd.T
+        return _dense_schur_low(dense_entries(C, s), s)
     if lay.lead:  # pairs target the lead's parts: the dense matrix those parts make
         return _lead_matrix(_low_parts(C, s))
+    arr = _fixed_rows(s)
     prods = jnp.sum(C[s.pair_a] * C[s.pair_b], axis=-1)
     schur = jax.ops.segment_sum(prods, s.pair_target, num_segments=size * size, indices_are_sorted=True)
     return arr - schur.reshape(size, size)  # lower triangle only
 
 
 def dense_entries(C: jax.Array, s: Structure) -> jax.Array:
-    """C as a dense (size_rest, k1·r1) matrix."""
+    """(nnz, r1) entries at (rest row, term-1 level) = (``s.rows``, ``s.levs``), such as C or
+    [Zr X y]'Z1, as a dense (size_rest, k1·r1) matrix (zero where no entry)."""
     lay = s.layout
     k1, r1 = lay.terms[0].nlevels, lay.terms[0].ncols
     if lay.nnz == lay.size_rest * k1:
@@ -239,6 +302,16 @@ def dense_entries(C: jax.Array, s: Structure) -> jax.Array:
         return C.reshape(lay.size_rest, k1 * r1)
     Cd = jnp.zeros((lay.size_rest, k1, r1), C.dtype).at[s.rows, s.levs].add(C)
     return Cd.reshape(lay.size_rest, k1 * r1)
+
+
+def _sparse_entries(Cd: jax.Array, s: Structure) -> jax.Array:
+    """The (nnz, r1) entries of a dense (size_rest, k1·r1) matrix: the inverse of
+    :func:`dense_entries` on its pattern."""
+    lay = s.layout
+    r1 = lay.terms[0].ncols
+    if lay.nnz == lay.size_rest * lay.terms[0].nlevels:  # entries ordered by (row, level)
+        return Cd.reshape(lay.nnz, r1)
+    return Cd.reshape(lay.size_rest, -1, r1)[s.rows, s.levs]
 
 
 def _rest_matrix(low: jax.Array, theta: jax.Array, lay: Layout) -> jax.Array:
@@ -756,13 +829,19 @@ def weighted_value_pieces(
     theta: jax.Array, s: Structure, weights: Callable[[jax.Array], jax.Array]
 ) -> tuple[jax.Array, Pieces]:
     """f at θ (see :func:`weighted_value_and_gradient`) and the pieces its gradient reuses."""
-    L1, C = _term1(theta, s)
-    if _lead_parts(s.layout):
+    lay = s.layout
+    if _lead_parts(lay):
+        L1, C = _term1(theta, s)
         low = _low_parts(C, s)
-        f = _lead_cholesky(_rest_parts(low, theta, s.layout))
+        f = _lead_cholesky(_rest_parts(low, theta, lay))
         return _log_det1(L1) + _lead_logdiag(f, weights(f.LE)), Pieces(low, f)
-    low = _schur_low(C, s)
-    L = lower_cholesky(_rest_matrix(low, theta, s.layout), s.layout.lead_blocks)
+    if _dense_term1_pays(lay):
+        L1, Cd = _dense_term1(theta, s)
+        low = _dense_schur_low(Cd, s)
+    else:
+        L1, C = _term1(theta, s)
+        low = _schur_low(C, s)
+    L = lower_cholesky(_rest_matrix(low, theta, lay), lay.lead_blocks)
     value = _log_det1(L1) + 2.0 * jnp.sum(weights(L) * jnp.log(jnp.diagonal(L)))
     return value, Pieces(low, L)
 
@@ -845,18 +924,14 @@ def _schur_gradient(H: jax.Array, theta: jax.Array, s: Structure) -> jax.Array:
     if lay.dense_schur:  # dense products: reverse mode is matrix products, no scatter
 
         def inner(th):
-            Cd = dense_entries(_term1(th, s)[1], s)
-            return jnp.sum(H * (Cd @ Cd.T))
+            return jnp.sum(H * gram(_dense_term1(th, s)[1]))
 
         return jax.grad(inner)(theta)
     n1 = len(lay.terms[0].theta_index)
 
     def W(th1):  # (k1, r1, r1): Λ1 M_k⁻¹ Λ1' = P'P with P = L1⁻¹ Λ1'
         th = jnp.concatenate([th1, theta[n1:]])  # W reads term 1's entries only
-        L1 = _term1_factor(th, s)
-        lam1 = lambda_blocks(th, lay)[0]
-        r1 = lam1.shape[0]
-        P = jnp.stack([small_forward(L1, jnp.broadcast_to(lam1[c], (L1.shape[0], r1))) for c in range(r1)], -1)
+        P = _term1_projector(_term1_factor(th, s), lambda_blocks(th, lay)[0])
         return jnp.einsum("kic,kid->kcd", P, P)
 
     dW = jax.jacfwd(W)(theta[:n1])  # (k1, r1, r1, n1)
