@@ -74,6 +74,23 @@ def lambda_blocks(theta: jax.Array, layout: Layout) -> list[jax.Array]:
     return blocks
 
 
+def term1_lambda(lams: list[jax.Array], layout: Layout) -> jax.Array:
+    """Λ1 of the term-1 block: blockdiag(Λ_t) of the head terms (``Layout.head``), from
+    :func:`lambda_blocks`'s per-term list (a placement product: no scatter)."""
+    h = layout.head
+    if h == 1:
+        return lams[0]
+    r1 = layout.r1
+    out, start = jnp.zeros((r1, r1), lams[0].dtype), 0
+    for lam in lams[:h]:
+        r = lam.shape[0]
+        left = np.zeros((r1, r))
+        left[start : start + r] = np.eye(r)
+        out = out + left.astype(lam.dtype) @ lam @ left.T.astype(lam.dtype)
+        start += r
+    return out
+
+
 def block_diagonals(L: jax.Array) -> jax.Array:
     """Diagonals (k, r) of (k, r, r) blocks, by a mask (jnp.diagonal's derivative is a
     scatter, a loop on CPU)."""
@@ -191,13 +208,27 @@ def _blocks(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.A
     """Term-1 factors L1, the sparse L21 core C, and the rest block to factor (lower triangle
     valid).  With dense Schur products C is computed densely and its sparse entries read
     from that (unused by the criterion, whose programs then never compute them)."""
-    lay = s.layout
-    if _dense_term1_pays(lay):
+    L1, C, low = _term1_schur(theta, s)
+    return L1, C, _rest_matrix(low, theta, s.layout)
+
+
+def _term1_schur(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Term 1's factors L1, the sparse L21 core C and A_RR - C C' (the Schur complement
+    before Λ̃), computed densely where :func:`_dense_term1_pays`, else entry by entry.  A
+    reader that does not use C (the criterion) never computes its sparse entries: XLA drops
+    them from the program."""
+    if _dense_term1_pays(s.layout):
         L1, Cd = _dense_term1(theta, s)
-        C = _sparse_entries(Cd, s)
-        return L1, C, _rest_matrix(_dense_schur_low(Cd, s), theta, lay)
+        return L1, _sparse_entries(Cd, s), _dense_schur_low(Cd, s)
     L1, C = _term1(theta, s)
-    return L1, C, _rest_matrix(_schur_low(C, s), theta, lay)
+    return L1, C, _schur_low(C, s)
+
+
+def _dense_c(theta: jax.Array, s: Structure) -> jax.Array:
+    """C as the dense (size_rest, k1·r1) matrix, by the rule :func:`_term1_schur` uses."""
+    if _dense_term1_pays(s.layout):
+        return _dense_term1(theta, s)[1]
+    return dense_entries(_term1(theta, s)[1], s)
 
 
 def _dense_term1_pays(lay: Layout) -> bool:
@@ -223,9 +254,9 @@ def _dense_term1(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array]:
     one small product per level in place of a solve per sparse entry (whose gathers and
     their reverse-mode scatters are serial loops on CPU)."""
     lay = s.layout
-    k1, r1 = lay.terms[0].nlevels, lay.terms[0].ncols
+    k1, r1 = lay.k1, lay.r1
     L1 = _term1_factor(theta, s)
-    P = _term1_projector(L1, lambda_blocks(theta, lay)[0])
+    P = _term1_projector(L1, term1_lambda(lambda_blocks(theta, lay), lay))
     E = dense_entries(_entries(s), s).reshape(lay.size_rest, k1, r1)
     # a broadcast product and sum rather than a batched matrix product: XLA fuses it into
     # one loop, where r1 × r1 products per level would each be a call
@@ -261,12 +292,12 @@ def _fixed_rows(s: Structure) -> jax.Array:
 def _term1(theta: jax.Array, s: Structure) -> tuple[jax.Array, jax.Array]:
     """Term 1's factors L1 and C = [Zr X y]'Z1 Λ1 L1^{-T}, entry-wise (the sparse L21 core)."""
     L1 = _term1_factor(theta, s)
-    return L1, small_forward(L1[s.levs], _entries(s) @ lambda_blocks(theta, s.layout)[0])
+    return L1, small_forward(L1[s.levs], _entries(s) @ term1_lambda(lambda_blocks(theta, s.layout), s.layout))
 
 
 def _term1_factor(theta: jax.Array, s: Structure) -> jax.Array:
     """Term 1's diagonal blocks Λ1' A11 Λ1 + I = L1 L1', closed form per level."""
-    lam1 = lambda_blocks(theta, s.layout)[0]
+    lam1 = term1_lambda(lambda_blocks(theta, s.layout), s.layout)
     m11 = jnp.einsum("ba,kbc,cd->kad", lam1, s.a11, lam1) + jnp.eye(lam1.shape[0])
     return small_cholesky(m11)
 
@@ -294,7 +325,7 @@ def dense_entries(C: jax.Array, s: Structure) -> jax.Array:
     """(nnz, r1) entries at (rest row, term-1 level) = (``s.rows``, ``s.levs``), such as C or
     [Zr X y]'Z1, as a dense (size_rest, k1·r1) matrix (zero where no entry)."""
     lay = s.layout
-    k1, r1 = lay.terms[0].nlevels, lay.terms[0].ncols
+    k1, r1 = lay.k1, lay.r1
     if lay.nnz == lay.size_rest * k1:
         # every rest row meets every level (e.g. one term: [X y]'Z1), and build_structure
         # orders entries by (row, level): C is already that matrix, so no scatter (a loop
@@ -308,8 +339,8 @@ def _sparse_entries(Cd: jax.Array, s: Structure) -> jax.Array:
     """The (nnz, r1) entries of a dense (size_rest, k1·r1) matrix: the inverse of
     :func:`dense_entries` on its pattern."""
     lay = s.layout
-    r1 = lay.terms[0].ncols
-    if lay.nnz == lay.size_rest * lay.terms[0].nlevels:  # entries ordered by (row, level)
+    r1 = lay.r1
+    if lay.nnz == lay.size_rest * lay.k1:  # entries ordered by (row, level)
         return Cd.reshape(lay.nnz, r1)
     return Cd.reshape(lay.size_rest, -1, r1)[s.rows, s.levs]
 
@@ -317,7 +348,7 @@ def _sparse_entries(Cd: jax.Array, s: Structure) -> jax.Array:
 def _rest_matrix(low: jax.Array, theta: jax.Array, lay: Layout) -> jax.Array:
     """Λ̃'(A_RR - C C')Λ̃ + I on the random-effect rows: the rest block to factor."""
     size, q = lay.size_rest, lay.q_rest
-    rest_lams = lambda_blocks(theta, lay)[1:]
+    rest_lams = lambda_blocks(theta, lay)[lay.head :]
     unit = jnp.concatenate([jnp.ones(q, theta.dtype), jnp.zeros(size - q, theta.dtype)])
     if all(t.ncols == 1 for t in lay.rest_terms):
         # scalar terms: Λ̃ is diagonal, so Λ̃'MΛ̃ + I fuses into one elementwise pass (the
@@ -753,7 +784,7 @@ def _rest_parts(low: RestParts, theta: jax.Array, lay: Layout) -> RestParts:
     k, r = lay.lead_blocks
     q, size = k * r, lay.size_rest
     mo = size - q
-    lams = lambda_blocks(theta, lay)[1:]
+    lams = lambda_blocks(theta, lay)[lay.head :]
     lam2, others = lams[0], lay.rest_terms[1:]
     q_o = lay.q_rest - q  # random rows among the trailing ones
     unit = jnp.concatenate([jnp.ones(q_o, theta.dtype), jnp.zeros(mo - q_o, theta.dtype)])
@@ -835,12 +866,7 @@ def weighted_value_pieces(
         low = _low_parts(C, s)
         f = _lead_cholesky(_rest_parts(low, theta, lay))
         return _log_det1(L1) + _lead_logdiag(f, weights(f.LE)), Pieces(low, f)
-    if _dense_term1_pays(lay):
-        L1, Cd = _dense_term1(theta, s)
-        low = _dense_schur_low(Cd, s)
-    else:
-        L1, C = _term1(theta, s)
-        low = _schur_low(C, s)
+    L1, _, low = _term1_schur(theta, s)
     L = lower_cholesky(_rest_matrix(low, theta, lay), lay.lead_blocks)
     value = _log_det1(L1) + 2.0 * jnp.sum(weights(L) * jnp.log(jnp.diagonal(L)))
     return value, Pieces(low, L)
@@ -910,7 +936,7 @@ def objective_gradient(theta: jax.Array, s: Structure, pieces: Pieces, reml: boo
 
 def _lambda_vector(theta: jax.Array, lay: Layout) -> jax.Array:
     """Diagonal of Λ̃ (rest terms all scalar): θ_j on term j's rows, 1 on X and y."""
-    rest_lams = lambda_blocks(theta, lay)[1:]
+    rest_lams = lambda_blocks(theta, lay)[lay.head :]
     return jnp.concatenate(
         [jnp.full(t.nlevels, lam[0, 0]) for t, lam in zip(lay.rest_terms, rest_lams)]
         + [jnp.ones(lay.size_rest - lay.q_rest, theta.dtype)]
@@ -924,14 +950,14 @@ def _schur_gradient(H: jax.Array, theta: jax.Array, s: Structure) -> jax.Array:
     if lay.dense_schur:  # dense products: reverse mode is matrix products, no scatter
 
         def inner(th):
-            return jnp.sum(H * gram(_dense_term1(th, s)[1]))
+            return jnp.sum(H * gram(_dense_c(th, s)))
 
         return jax.grad(inner)(theta)
-    n1 = len(lay.terms[0].theta_index)
+    n1 = sum(t.ntheta for t in lay.terms[: lay.head])
 
     def W(th1):  # (k1, r1, r1): Λ1 M_k⁻¹ Λ1' = P'P with P = L1⁻¹ Λ1'
         th = jnp.concatenate([th1, theta[n1:]])  # W reads term 1's entries only
-        P = _term1_projector(_term1_factor(th, s), lambda_blocks(th, lay)[0])
+        P = _term1_projector(_term1_factor(th, s), term1_lambda(lambda_blocks(th, lay), lay))
         return jnp.einsum("kic,kid->kcd", P, P)
 
     dW = jax.jacfwd(W)(theta[:n1])  # (k1, r1, r1, n1)
@@ -1028,14 +1054,17 @@ def solve_effects(theta: jax.Array, s: Structure, reml: bool = True) -> Effects:
     ur_beta = jax.scipy.linalg.solve_triangular(Lm, ly, lower=True, trans="T")
     beta = ur_beta[q:]
     lams = lambda_blocks(theta, lay)
+    h = lay.head
     # back-substitute term 1: L1' u1 = C_y - C_rest' Λ̃ [u_rest; β]
-    t_vec = _apply_lambda_rows(ur_beta[:, None], [lam.T for lam in lams[1:]], lay)[:, 0]
-    k1 = lay.terms[0].nlevels
+    t_vec = _apply_lambda_rows(ur_beta[:, None], [lam.T for lam in lams[h:]], lay)[:, 0]
+    k1 = lay.k1
     nfix = lay.nnz - k1
     contrib = f.C[:nfix] * t_vec[s.rows[:nfix], None]
     rhs = f.C[nfix:] - jax.ops.segment_sum(contrib, s.levs[:nfix], num_segments=k1)
     u1 = small_backward(f.L1, rhs)
-    us = [u1]
+    # the term-1 block's columns are the head terms' columns side by side
+    cuts = np.cumsum([t.ncols for t in lay.terms[:h]])[:-1]
+    us = list(jnp.split(u1, cuts, axis=1)) if h > 1 else [u1]
     start = 0
     for t in lay.rest_terms:
         size_t = t.nlevels * t.ncols

@@ -252,7 +252,7 @@ def crossproducts_start(cp, layout, theta_scale: np.ndarray) -> np.ndarray:
     start = layout.theta_start * theta_scale
     if any(t.ncols > 1 for t in layout.terms) or cp.p == 0:
         return start
-    q, p, k1 = layout.q_rest, cp.p, layout.terms[0].nlevels
+    q, p, k1 = layout.q_rest, cp.p, layout.k1
     XtX, Xty = cp.arr[q:, q:], cp.ry[q : q + p]
     try:
         beta = np.linalg.solve(XtX, Xty)
@@ -260,10 +260,12 @@ def crossproducts_start(cp, layout, theta_scale: np.ndarray) -> np.ndarray:
         return start
     total = float(cp.ry[-1] - beta @ Xty) / cp.n
     rows, levs = cp.keys // k1, cp.keys % k1
-    zx1 = np.zeros((k1, p))  # Z1'X per level
     sel = rows >= q
-    zx1[levs[sel], rows[sel] - q] = cp.vals[sel, 0]
-    moments = [(cp.a11[:, 0, 0], cp.zy1[:, 0] - zx1 @ beta)]
+    moments = []
+    for j in range(layout.head):  # the term-1 block's columns, one scalar term each
+        zx1 = np.zeros((k1, p))  # Z1'X per level
+        zx1[levs[sel], rows[sel] - q] = cp.vals[sel, j]
+        moments.append((cp.a11[:, j, j], cp.zy1[:, j] - zx1 @ beta))
     for t in layout.rest_terms:
         idx = t.offset + np.arange(t.nlevels)
         moments.append((np.diag(cp.arr)[idx], cp.ry[idx] - cp.arr[np.ix_(idx, np.arange(q, q + p))] @ beta))

@@ -184,17 +184,16 @@ def progress_bar(n: int, progress: bool, desc: str = "bootstrap"):
 
 def _shapes_of_crossprods(lay, chunk: int, sharding) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
     """Shapes of the simulation program's outputs, to compile the pool round against."""
-    t1 = lay.terms[0]
     return (
-        jax.ShapeDtypeStruct((chunk, t1.nlevels, t1.ncols), jnp.float64, sharding=sharding),
+        jax.ShapeDtypeStruct((chunk, lay.k1, lay.r1), jnp.float64, sharding=sharding),
         jax.ShapeDtypeStruct((chunk, lay.size_rest), jnp.float64, sharding=sharding),
     )
 
 
 def _lane_bytes(layout) -> int:
     """Rough peak device memory of one lane (float64), for the default chunk size."""
-    t1 = layout.terms[0]
-    per_eval = layout.size_rest**2 + layout.nnz * t1.ncols * 3 + t1.nlevels * t1.ncols**2 * 4
+    k1, r1 = layout.k1, layout.r1
+    per_eval = layout.size_rest**2 + layout.nnz * r1 * 3 + k1 * r1**2 * 4
     per_eval += layout.npairs * 2
     evals = layout.ntheta + 1
     sim = layout.n * (2 + sum(t.ncols for t in layout.terms))

@@ -249,8 +249,7 @@ def crossproducts_gram(struct: Structure) -> np.ndarray:
     """[Z1 Zr X]'[Z1 Zr X] (√w-scaled, centred rows) as a dense matrix from the blocked
     cross-products: Z1's columns level-major, then the rest block's rows."""
     lay = struct.layout
-    t1 = lay.terms[0]
-    k1, r1 = t1.nlevels, t1.ncols
+    k1, r1 = lay.k1, lay.r1
     q1, m = k1 * r1, lay.size_rest - 1
     M = np.zeros((q1 + m, q1 + m))
     a11 = np.asarray(struct.a11)
@@ -280,10 +279,9 @@ def draw_crossproducts(M, eig, sp: SimParams, layout, n_obs: int, rng: np.random
     lam, U = eig
     positive = lam > lam.max() * 1e-12
     sigma = float(sp.sigma)
-    parts = []
-    for t, L in zip(layout.terms, sp.lams):
-        u = rng.standard_normal((t.nlevels, t.ncols))
-        parts.append((sigma * u @ np.asarray(L).T).reshape(-1))
+    bs = [sigma * rng.standard_normal((t.nlevels, t.ncols)) @ np.asarray(L).T for t, L in zip(layout.terms, sp.lams)]
+    h = layout.head  # the term-1 block's columns: the head terms' side by side, level-major
+    parts = [np.concatenate(bs[:h], axis=1).reshape(-1)] + [b.reshape(-1) for b in bs[h:]]
     gamma = np.concatenate(parts + [np.asarray(sp.beta)])
     z = rng.standard_normal(len(lam))
     v = U @ (np.sqrt(np.where(positive, lam, 0.0)) * z)
@@ -291,9 +289,8 @@ def draw_crossproducts(M, eig, sp: SimParams, layout, n_obs: int, rng: np.random
     chi2 = rng.chisquare(n_obs - int(positive.sum())) if n_obs > positive.sum() else 0.0
     yy = gamma @ Mg + 2.0 * sigma * gamma @ v + sigma**2 * (float(z[positive] @ z[positive]) + chi2)
     aty = Mg + sigma * v
-    t1 = layout.terms[0]
-    q1 = t1.nlevels * t1.ncols
-    return aty[:q1].reshape(t1.nlevels, t1.ncols), np.concatenate([aty[q1:], [yy]])
+    q1 = layout.k1 * layout.r1
+    return aty[:q1].reshape(layout.k1, layout.r1), np.concatenate([aty[q1:], [yy]])
 
 
 class DrawnCrossProducts:

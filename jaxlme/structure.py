@@ -6,7 +6,9 @@ r1×r1 matrices and its off-diagonal block against everything else as a sparse l
 (row, level, r1-vector) entries.  Every other column — the remaining random-effects
 terms, then X, then y — forms the "rest" block R, held dense: it is where a crossed
 design's Schur complement fills in.  Per-evaluation cost then depends only on k1, the
-number of sparse entries and the size of R, never on n.
+number of sparse entries and the size of R, never on n.  Later terms on term 1's grouping
+factor, side by side in lme4's order (``(x || g)`` splits into such terms), join term 1's
+block when they would add many rows to R (:func:`head_size`): r1 counts their columns too.
 
 The response enters only through ``zy1`` (Z1'y) and ``ry`` (the last row of the rest
 block, [Zr'y, X'y, y'y]), so refits with a new y (bootstrap) recompute just those.
@@ -30,6 +32,8 @@ from .design import Design
 __all__ = [
     "TermLayout",
     "Layout",
+    "head_size",
+    "HEAD_MIN_ROWS",
     "LARGE_REST",
     "Structure",
     "ObsData",
@@ -75,6 +79,37 @@ class TermLayout:
         return len(self.theta_index)
 
 
+# Rows of the dense rest block from which later terms on term 1's grouping factor join
+# term 1's block (see :func:`head_size`).  Below it the dense rows cost less per fit than
+# compiling the merged block's r1 × r1 code takes once (measured: benchmarks/RESULTS.md,
+# "One term-1 block for a grouping factor's terms").
+HEAD_MIN_ROWS = 128
+
+
+def head_size(terms) -> int:
+    """How many leading terms form the block-diagonal "term 1" block: r1 = Σ r_t columns
+    per level, Λ1 = blockdiag(Λ_t).
+
+    lme4's order puts a factor's terms side by side (``(1 + x || g)`` splits into
+    ``(1 | g) + (0 + x | g)``, same number of levels).  Left as separate terms, the later
+    ones put k·r rows into the dense rest block; in term 1's block they are factored level
+    by level, so ``(x || g)`` costs what ``(x | g)`` costs.  That pays once they would
+    add at least :data:`HEAD_MIN_ROWS` rows.  The terms keep their own θ and names: only
+    the blocking of the cross-products changes.
+
+    Args:
+        terms: the terms (anything with ``name``, ``nlevels`` and ``ncols``), in lme4's order.
+
+    Returns:
+        The number of terms in the term-1 block (1 when no later term joins).
+    """
+    h = 1
+    while h < len(terms) and terms[h].name == terms[0].name and terms[h].nlevels == terms[0].nlevels:
+        h += 1
+    moved = terms[0].nlevels * sum(t.ncols for t in terms[1:h]) if terms else 0
+    return h if moved >= HEAD_MIN_ROWS else 1
+
+
 @dataclass(frozen=True)
 class Layout:
     """Hashable shape information: part of the jit cache key, so same-shaped models share code."""
@@ -88,8 +123,23 @@ class Layout:
     lead: int = 0  # levels of term 2 whose rest rows form a block-diagonal lead (0: none)
 
     @property
+    def head(self) -> int:
+        """Number of leading terms that form the block-diagonal "term 1" block (see :func:`head_size`)."""
+        return head_size(self.terms)
+
+    @property
+    def k1(self) -> int:
+        """Levels of the term-1 block."""
+        return self.terms[0].nlevels
+
+    @property
+    def r1(self) -> int:
+        """Columns per level of the term-1 block: those of every term in its head."""
+        return sum(t.ncols for t in self.terms[: self.head])
+
+    @property
     def rest_terms(self) -> tuple[TermLayout, ...]:
-        return self.terms[1:]
+        return self.terms[self.head :]
 
     @property
     def q_rest(self) -> int:
@@ -108,12 +158,12 @@ class Layout:
     def lead_blocks(self) -> tuple[int, int] | None:
         """(levels, columns) of the rest block's block-diagonal lead, or None.
 
-        When every level of term 1 meets at most one level of term 2 (term 1 nested in
-        term 2, or both on the same grouping factor, as ``(1 + x || g)`` splits), term 2's
-        rows of the rest block stay block diagonal through the Schur update, and the
-        kernel factors that lead block by block instead of as part of a dense matrix.
+        When every level of term 1 meets at most one level of the first rest term ("term
+        2"; term 1 nested in it), term 2's rows of the rest block stay block diagonal
+        through the Schur update, and the kernel factors that lead block by block instead
+        of as part of a dense matrix.
         """
-        return (self.lead, self.terms[1].ncols) if self.lead else None
+        return (self.lead, self.rest_terms[0].ncols) if self.lead else None
 
     @property
     def theta_lower(self) -> np.ndarray:
@@ -207,14 +257,20 @@ class ObsData:
 
 def response_crossprods(layout: Layout, obs: ObsData, y: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Z1'y (k1, r1) and [Zr'y, X'y, y'y] for a response vector y — O(n), vmappable."""
-    t1 = layout.terms[0]
-    zy1 = jax.ops.segment_sum(obs.Z[0] * y[:, None], obs.index[0], num_segments=t1.nlevels)
+    h = layout.head
+    Z1 = head_columns(jnp, obs.Z, h)
+    zy1 = jax.ops.segment_sum(Z1 * y[:, None], obs.index[0], num_segments=layout.k1)
     parts = []
-    for t, idx, Z in zip(layout.rest_terms, obs.index[1:], obs.Z[1:]):
+    for t, idx, Z in zip(layout.rest_terms, obs.index[h:], obs.Z[h:]):
         parts.append(jax.ops.segment_sum(Z * y[:, None], idx, num_segments=t.nlevels).ravel())
     parts.append(obs.X.T @ y)
     parts.append(jnp.atleast_1d(y @ y))
     return zy1, jnp.concatenate(parts)
+
+
+def head_columns(xp, Z, head: int):
+    """Z1 (n, r1): the columns of the ``head`` terms that form the term-1 block, side by side."""
+    return Z[0] if head == 1 else xp.concatenate(list(Z[:head]), axis=1)
 
 
 def _schur_pairs(rows: np.ndarray, levs: np.ndarray, size: int, lead: tuple[int, int] | None = None):
@@ -320,16 +376,20 @@ def structure_pattern(index, ncols, nlevels, names, correlated, p: int, schur: s
         raise ValueError(f"schur must be 'auto', 'sparse' or 'dense', got {schur!r}")
     index = tuple(np.asarray(i, dtype=np.int64) for i in index)
     n = len(index[0])
+    h = head_size([TermLayout(names[i], int(nlevels[i]), int(ncols[i]), True, 0) for i in range(len(index))])
+    for i in range(1, h):
+        if not np.array_equal(index[i], index[0]):
+            raise ValueError(f"terms on grouping factor '{names[0]}' have different level codes")
     tls, offset = [], 0
     for i in range(len(index)):
-        tls.append(TermLayout(names[i], int(nlevels[i]), int(ncols[i]), bool(correlated[i]), 0 if i == 0 else offset))
-        if i > 0:
+        tls.append(TermLayout(names[i], int(nlevels[i]), int(ncols[i]), bool(correlated[i]), 0 if i < h else offset))
+        if i >= h:
             offset += int(nlevels[i]) * int(ncols[i])
     q_rest = offset
     size = q_rest + p + 1
     k1 = tls[0].nlevels
     rest_rows = []
-    for tl, idx in zip(tls[1:], index[1:]):
+    for tl, idx in zip(tls[h:], index[h:]):
         for c in range(tl.ncols):
             rest_rows.append(tl.offset + idx * tl.ncols + c)
     ncol_rest = len(rest_rows) + p
@@ -370,18 +430,19 @@ def entry_layout(terms: tuple[TermLayout, ...], p: int, n: int, rows: np.ndarray
     ``schur`` says which."""
     if schur not in ("auto", "sparse", "dense"):
         raise ValueError(f"schur must be 'auto', 'sparse' or 'dense', got {schur!r}")
+    h = head_size(terms)
     k1 = terms[0].nlevels
-    size = sum(t.nlevels * t.ncols for t in terms[1:]) + p + 1
+    size = sum(t.nlevels * t.ncols for t in terms[h:]) + p + 1
     npairs_est = _count_pairs(levs, k1)
-    dense_cost = size * size * k1 * terms[0].ncols / 20.0  # ~20 flops per scatter-add, in flop units
-    dense_schur = npairs_est > _MAX_PAIRS or dense_cost < npairs_est * (terms[0].ncols + 4)
+    dense_cost = size * size * k1 * sum(t.ncols for t in terms[:h]) / 20.0  # ~20 flops per scatter-add, in flop units
+    dense_schur = npairs_est > _MAX_PAIRS or dense_cost < npairs_est * (sum(t.ncols for t in terms[:h]) + 4)
     if schur != "auto":
         dense_schur = schur == "dense"
     lead = _nested_lead(terms, size, rows, levs)
     if dense_schur:
         pa = pb = pt = np.zeros(0, dtype=np.int32)
     else:
-        pa, pb, pt = _schur_pairs(rows, levs, size, (lead, terms[1].ncols) if lead else None)
+        pa, pb, pt = _schur_pairs(rows, levs, size, (lead, terms[h].ncols) if lead else None)
     return Layout(terms, p, n, len(rows), len(pa), bool(dense_schur), lead), (pa, pb, pt)
 
 
@@ -413,9 +474,10 @@ def _nested_lead(terms: tuple[TermLayout, ...], size: int, rows: np.ndarray, lev
     """Term 2's number of levels if its rows lead the rest block block-diagonally (each
     term-1 level's entries touch at most one term-2 level) and the rest block is large
     enough for block-wise factoring to pay (:data:`LARGE_REST`); else 0."""
-    if len(terms) < 2 or size < LARGE_REST:
+    h = head_size(terms)
+    if len(terms) <= h or size < LARGE_REST:
         return 0
-    t2 = terms[1]
+    t2 = terms[h]
     in2 = rows < t2.nlevels * t2.ncols
     if t2.nlevels < 2 or not in2.any():
         return 0
@@ -437,9 +499,11 @@ def response_values(xp, pat: StructurePattern, y, X, Z) -> tuple:
         return xp.stack([_segment_sum(xp, Zt[:, c] * y, idx, t.nlevels) for c in range(t.ncols)], axis=1)
 
     lay = pat.layout
-    parts = [zty(t, i, z).reshape(-1) for t, i, z in zip(lay.rest_terms, pat.index[1:], Z[1:])]
+    h = lay.head
+    parts = [zty(t, i, z).reshape(-1) for t, i, z in zip(lay.rest_terms, pat.index[h:], Z[h:])]
     parts += [X.T @ y, xp.reshape(y @ y, (1,))]
-    return zty(lay.terms[0], pat.index[0], Z[0]), xp.concatenate(parts)
+    z1 = head_columns(xp, Z, h)
+    return zty(TermLayout("", lay.k1, lay.r1, True, 0), pat.index[0], z1), xp.concatenate(parts)
 
 
 def structure_values(xp, pat: StructurePattern, y, X, Z) -> dict:
@@ -450,16 +514,15 @@ def structure_values(xp, pat: StructurePattern, y, X, Z) -> dict:
     traceable one (``xp=jnp``: segment sums, differentiable in y, X and Z).
     """
     lay = pat.layout
-    t1 = lay.terms[0]
-    k1, r1, p, q = t1.nlevels, t1.ncols, lay.p, lay.q_rest
+    k1, r1, p, q = lay.k1, lay.r1, lay.p, lay.q_rest
     size = lay.size_rest
-    i1, Z1 = pat.index[0], Z[0]
+    i1, Z1 = pat.index[0], head_columns(xp, Z, lay.head)
     cols = [[None] * r1 for _ in range(r1)]
     for c in range(r1):
         for d in range(c, r1):
             cols[c][d] = cols[d][c] = _segment_sum(xp, Z1[:, c] * Z1[:, d], i1, k1)
     a11 = xp.stack([xp.stack(row, axis=-1) for row in cols], axis=-2)
-    rest_vals = [Zt[:, c] for t, Zt in zip(lay.rest_terms, Z[1:]) for c in range(t.ncols)]
+    rest_vals = [Zt[:, c] for t, Zt in zip(lay.rest_terms, Z[lay.head :]) for c in range(t.ncols)]
     rest_vals += [X[:, j] for j in range(p)]
     if rest_vals:
         nu = lay.nnz - k1
@@ -580,8 +643,9 @@ class CrossProducts:
     @classmethod
     def zero(cls, terms: tuple[TermLayout, ...], p: int, n_dropped: int = 0) -> CrossProducts:
         """The sums over no rows (an empty partition)."""
-        k1, r1 = terms[0].nlevels, terms[0].ncols
-        size = sum(t.nlevels * t.ncols for t in terms[1:]) + p + 1
+        h = head_size(terms)
+        k1, r1 = terms[0].nlevels, sum(t.ncols for t in terms[:h])
+        size = sum(t.nlevels * t.ncols for t in terms[h:]) + p + 1
         return cls(
             terms,
             p,

@@ -451,7 +451,21 @@ def test_lanes_on_a_zero_diagonal_are_checked_by_the_core_fit():
         assert boot.objective[r] <= alone.objective + 1e-6, r
 
 
-def test_drawn_crossproducts_have_the_per_row_simulations_distribution():
+def _head_model_data() -> pd.DataFrame:
+    """``(1 + x || g)`` with enough levels for its terms to form one term-1 block."""
+    rng = np.random.default_rng(12)
+    n, k = 1300, 130
+    g, x = rng.integers(0, k, n), rng.normal(size=n)
+    u = rng.normal(size=(k, 2)) * [1.0, 0.4]
+    return pd.DataFrame({"g": g, "x": x, "y": 1 + x + u[g, 0] + u[g, 1] * x + rng.normal(size=n)})
+
+
+@pytest.mark.parametrize(
+    "formula,data",
+    [("Reaction ~ Days + (Days | Subject)", "sleepstudy"), ("y ~ x + (1 + x || g)", "head")],
+    ids=["sleepstudy", "term1_block"],
+)
+def test_drawn_crossproducts_have_the_per_row_simulations_distribution(formula, data):
     """A model without rows bootstraps from cross-products drawn without the rows
     (bootstrap.draw_crossproducts): their joint law equals that of the cross-products of
     per-row simulated responses.  Checked on sleepstudy with 3000 draws each: every
@@ -459,7 +473,8 @@ def test_drawn_crossproducts_have_the_per_row_simulations_distribution():
     from jaxlme.simulation import crossproducts_gram, draw_crossproducts, sim_params
     from jaxlme.structure import response_crossprods
 
-    res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+    res = jaxlme.lmm(formula, _head_model_data() if data == "head" else jaxlme.datasets.load(data))
+    assert res.model.layout.head == (2 if data == "head" else 1)
     model, N = res.model, 3000
     ys = np.asarray(res.simulate(N, seed=5)) - model.centering.y_shift
     with jax.enable_x64(True):

@@ -166,3 +166,21 @@ def test_complete_separation_warns_naming_the_column():
     d = pd.DataFrame({"y": y, "x": x, "g": g})
     with pytest.warns(UserWarning, match="complete separation.*'y' is 1 in every row where 'x' is 1"):
         GLMM("y ~ x + (1 | g)", d)
+
+
+def test_term1_block_of_a_factors_terms_fits_the_same_model():
+    """``(1 + x || g1) + (1 + x || g2)`` (equal level counts) fits g1's two terms as one
+    term-1 block (``Layout.head``); listing the terms interleaved keeps them apart.  Same
+    model: the same deviance and θ (in each formula's term order)."""
+    rng = np.random.default_rng(3)
+    n, k = 3000, 130
+    g1, g2, x = rng.integers(0, k, n), rng.integers(0, k, n), rng.normal(size=n)
+    u1, u2 = rng.normal(size=(k, 2)) * [0.8, 0.4], rng.normal(size=(k, 2)) * [0.6, 0.3]
+    eta = -0.3 + 0.5 * x + u1[g1, 0] + u1[g1, 1] * x + u2[g2, 0] + u2[g2, 1] * x
+    d = pd.DataFrame({"g1": g1, "g2": g2, "x": x, "y": rng.binomial(1, 1 / (1 + np.exp(-eta)))})
+    a = jaxlme.glmm("y ~ x + (1 + x || g1) + (1 + x || g2)", d, family="binomial")
+    b = jaxlme.glmm("y ~ x + (1 | g1) + (1 | g2) + (0 + x | g1) + (0 + x | g2)", d, family="binomial")
+    assert a.model.layout.head == 2 and b.model.layout.head == 1
+    assert a.objective == pytest.approx(b.objective, abs=1e-6)
+    np.testing.assert_allclose(np.asarray(a.theta)[[0, 2, 1, 3]], b.theta, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-5, atol=1e-7)

@@ -116,14 +116,13 @@ def test_fixef_and_sigma_are_the_penalized_least_squares_solution():
     assert float(sigma) ** 2 == pytest.approx(float(ct.pwrss) / (n - p), rel=1e-10)
 
 
-# Rest blocks with a block-diagonal lead: term 1 nested in term 2 (or both on one grouping
-# factor, as (x || g) splits), large enough (>= structure.LARGE_REST rows) to be factored
-# block by block.  Simulated: no bundled data set is that large.
+# Rest blocks with a block-diagonal lead: term 1 nested in term 2, large enough
+# (>= structure.LARGE_REST rows) to be factored block by block.  Simulated: no bundled data
+# set is that large.
 LEAD = {
     "nested": ("y ~ x + (1 | a) + (1 | a:b)", (420, 1)),
     "nested_vector": ("y ~ x + (1 + x | a) + (1 | a:b)", (210, 2)),
-    "zerocorr": ("y ~ x + (1 + x || g1) + (1 | g2)", (420, 1)),
-    "zerocorr_vector": ("y ~ x + (1 + x || g1) + (1 + x | g2)", (420, 1)),
+    "nested_zerocorr": ("y ~ x + (1 + x || a) + (1 | a:b)", (210, 1)),  # (0 + x | a) trails the lead
 }
 
 
@@ -192,16 +191,16 @@ def test_lead_blocks_gradients_agree_with_the_dense_formula(name):
 def test_lead_needs_nesting_and_size():
     """Crossed factors keep the dense rest block; so does a nested model below the size
     where factoring block by block pays."""
-    crossed = jaxlme.LMM("y ~ x + (1 | g1) + (1 | g2)", _lead_data("zerocorr"))
+    crossed = jaxlme.LMM("y ~ x + (1 | g1) + (1 | g2)", _lead_data("crossed"))
     assert crossed.layout.size_rest < 400 or crossed.layout.lead_blocks is None
-    data = _lead_data("zerocorr")
+    data = _lead_data("crossed")
     data["g3"] = np.random.default_rng(5).integers(0, 430, len(data))  # many levels, crossed with g1
     assert jaxlme.LMM("y ~ x + (1 | g1) + (1 | g3)", data).layout.lead_blocks is None
     small = jaxlme.LMM("strength ~ 1 + (1 | batch/cask)", jaxlme.datasets.load("Pastes"))
     assert small.layout.lead_blocks is None
 
 
-@pytest.mark.parametrize("name", ["nested", "zerocorr_vector"])
+@pytest.mark.parametrize("name", ["nested", "nested_zerocorr"])
 def test_lead_blocks_fit_reaches_a_minimum_of_the_dense_formula(name):
     """At the fitted θ the dense formula gives the reported criterion, and no step of 1e-3
     along any coordinate (inside the bounds) lowers it."""
@@ -220,11 +219,150 @@ def test_lead_blocks_fit_reaches_a_minimum_of_the_dense_formula(name):
 
 def test_lead_blocks_under_vmap_match_single_fits():
     """The vmapped lanes (fit_many, the bootstrap's machinery) reach the single fits' optima."""
-    data = _lead_data("zerocorr", 3)
-    model = jaxlme.LMM(LEAD["zerocorr"][0], data)
+    data = _lead_data("nested_zerocorr", 3)
+    model = jaxlme.LMM(LEAD["nested_zerocorr"][0], data)
     rng = np.random.default_rng(6)
     Y = np.column_stack([data["y"].to_numpy() + rng.normal(size=len(data)) * s for s in (0.5, 1.0, 2.0)])
     many = model.fit_many(Y)
     for j in range(Y.shape[1]):
         single = model.refit(Y[:, j])
         assert many["objective"].iloc[j] == pytest.approx(single.opt.objective, abs=1e-6)
+
+
+# Terms on term 1's grouping factor side by side in lme4's order (``(x || g)`` splits into
+# such terms) form one block-diagonal term-1 block once they would put at least
+# structure.HEAD_MIN_ROWS rows into the dense rest block: (head terms, columns per level,
+# rows of the dense rest block).  Simulated crossed data; g1 has the most levels.
+HEAD = {
+    "zerocorr_crossed": ("y ~ x + (1 + x + z || g1) + (1 + x || g2)", (3, 3, 2 * 9 + 2 + 1)),
+    "factor_piece": ("y ~ x + (1 + f || g1) + (1 | g2)", (2, 4, 9 + 2 + 1)),
+    "vector_and_scalar": ("y ~ x + (1 + x | g1) + (0 + z | g1) + (1 | g2)", (2, 3, 9 + 2 + 1)),
+    "head_only": ("y ~ x + z + (1 + x + z || g1)", (3, 3, 3 + 1)),
+}
+
+
+def _head_data(seed: int = 0, n: int = 1500, k1: int = 150) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g1, g2 = rng.integers(0, k1, n), rng.integers(0, 9, n)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    f = np.array(["a", "b", "c"])[rng.integers(0, 3, n)]
+    u1, u2 = rng.normal(size=(k1, 4)) * [1.0, 0.5, 0.3, 0.4], rng.normal(size=(9, 2)) * [0.8, 0.3]
+    y = 1 + x - 0.5 * z + u1[g1, 0] + u1[g1, 1] * x + u1[g1, 2] * z + u1[g1, 3] * (f == "b")
+    y = y + u2[g2, 0] + u2[g2, 1] * x + rng.normal(size=n)
+    return pd.DataFrame({"g1": g1, "g2": g2, "x": x, "z": z, "f": f, "y": y})
+
+
+def _dense_effects(model, theta) -> list[np.ndarray]:
+    """Per term (k_t, r_t) conditional modes b = Λu of the dense penalized least squares."""
+    d, lay = model.design, model.layout
+    blocks, lams = [], lay.lambdas(theta)
+    for term, lam in zip(d.terms, lams):
+        n, r = term.Z.shape
+        Zt = np.zeros((n, term.nlevels * r))
+        for j in range(r):
+            Zt[np.arange(n), term.index * r + j] = term.Z[:, j]
+        blocks.append(Zt @ np.kron(np.eye(term.nlevels), lam))
+    ZL = np.hstack(blocks)
+    q, p = ZL.shape[1], d.p
+    M = np.block([[ZL, d.X], [np.eye(q), np.zeros((q, p))]])
+    coef = np.linalg.lstsq(M, np.concatenate([d.y, np.zeros(q)]), rcond=None)[0]
+    out, start = [], 0
+    for term, lam in zip(d.terms, lams):
+        size = term.nlevels * term.ncols
+        out.append(coef[start : start + size].reshape(term.nlevels, term.ncols) @ lam.T)
+        start += size
+    return out
+
+
+@pytest.mark.parametrize("name", list(HEAD))
+def test_head_terms_form_one_term1_block(name):
+    formula, (head, r1, size) = HEAD[name]
+    lay = jaxlme.LMM(formula, _head_data()).layout
+    assert (lay.head, lay.r1, lay.size_rest) == (head, r1, size)
+    assert lay.ntheta == sum(t.ntheta for t in lay.terms)  # every term keeps its own θ
+
+
+def test_head_needs_enough_rows_to_pay():
+    """Below HEAD_MIN_ROWS moved rows the terms stay apart; at it they join."""
+    from jaxlme.structure import HEAD_MIN_ROWS
+
+    few = jaxlme.LMM("y ~ x + (1 + x || g1) + (1 | g2)", _head_data(k1=HEAD_MIN_ROWS - 1)).layout
+    assert few.head == 1 and few.size_rest == (HEAD_MIN_ROWS - 1) + 9 + 2 + 1
+    enough = jaxlme.LMM("y ~ x + (1 + x || g1) + (1 | g2)", _head_data(k1=HEAD_MIN_ROWS)).layout
+    assert enough.head == 2 and enough.size_rest == 9 + 2 + 1
+    sleep = jaxlme.LMM("Reaction ~ Days + (Days || Subject)", jaxlme.datasets.load("sleepstudy")).layout
+    assert sleep.head == 1  # 18 rows: not worth the merged block's compile time
+
+
+@pytest.mark.parametrize("schur", ["sparse", "dense"])
+@pytest.mark.parametrize("name", list(HEAD))
+def test_head_block_criterion_gradient_and_modes_equal_the_dense_formulas(name, schur):
+    """With a multi-term head, both Schur updates give the dense formula's criterion (REML
+    and ML), the analytic gradient and autodiff agree with its central differences, and the
+    conditional modes of every term equal the dense solution's."""
+    formula, _ = HEAD[name]
+    model = jaxlme.LMM(formula, _head_data(1))
+    with jax.enable_x64(True):
+        s = build_structure(model.design, schur)[0]
+    assert s.layout.head == model.layout.head and s.layout.dense_schur == (schur == "dense")
+    theta = next(_thetas(model.layout, 5))
+    h = 1e-5
+    fd = np.array(
+        [(_dense(model, theta + e, True) - _dense(model, theta - e, True)) / (2 * h) for e in np.eye(len(theta)) * h]
+    )
+    with jax.enable_x64(True):
+        t = jnp.asarray(theta)
+        for reml in (True, False):
+            assert float(obj.objective(t, s, reml)) == pytest.approx(_dense(model, theta, reml), rel=1e-10)
+        value, analytic = obj.value_and_gradient(t, s, True)
+        autodiff = jax.grad(obj.objective)(t, s, True)
+        eff = obj.solve_effects(t, s, True)
+    assert float(value) == pytest.approx(_dense(model, theta, True), rel=1e-10)
+    np.testing.assert_allclose(np.asarray(analytic), fd, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(autodiff), np.asarray(analytic), rtol=1e-8, atol=1e-8)
+    want = _dense_effects(model, theta)
+    assert len(eff.b) == len(want)
+    for got, ref in zip(eff.b, want):
+        np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-8, atol=1e-8)
+
+
+def test_head_block_fit_equals_the_same_model_without_one():
+    """``(1 + x || g1) + (1 + x || g2)`` with as many levels in g1 as in g2 is fitted with a
+    two-term head; listing the terms interleaved, ``(1 | g1) + (1 | g2) + (0 + x | g1) +
+    (0 + x | g2)``, keeps lme4's order g1, g2, g1, g2 and so no head.  Same model: the
+    same criterion, the same SDs under their names, the same conditional modes."""
+    rng = np.random.default_rng(7)
+    n, k = 2600, 130
+    g1, g2, x = rng.integers(0, k, n), rng.integers(0, k, n), rng.normal(size=n)
+    u1, u2 = rng.normal(size=(k, 2)) * [1.0, 0.5], rng.normal(size=(k, 2)) * [0.7, 0.4]
+    y = 2 + x + u1[g1, 0] + u1[g1, 1] * x + u2[g2, 0] + u2[g2, 1] * x + rng.normal(size=n)
+    data = pd.DataFrame({"g1": g1, "g2": g2, "x": x, "y": y})
+    split = jaxlme.LMM("y ~ x + (1 + x || g1) + (1 + x || g2)", data)
+    interleaved = jaxlme.LMM("y ~ x + (1 | g1) + (1 | g2) + (0 + x | g1) + (0 + x | g2)", data)
+    assert split.layout.head == 2 and interleaved.layout.head == 1
+    for reml in (True, False):
+        a, b = split.fit(reml=reml), interleaved.fit(reml=reml)
+        assert a.objective == pytest.approx(b.objective, abs=1e-6)
+        va, vb = a.varcorr.set_index(["group", "var1"]), b.varcorr.set_index(["group", "var1"])
+        for key in [("g1", "(Intercept)"), ("g1.1", "x"), ("g2", "(Intercept)"), ("g2.1", "x")]:
+            assert va.loc[key, "sdcor"] == pytest.approx(vb.loc[key, "sdcor"], rel=1e-4)
+        for g in ("g1", "g2"):
+            np.testing.assert_allclose(a.ranef[g].to_numpy(), b.ranef[g].to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_head_block_under_vmap_matches_single_fits():
+    """The vmapped lanes (fit_many, the bootstrap's machinery) reach the single fits'
+    optima with a multi-term head, and a bootstrap's replicates are refits of its responses."""
+    data = _head_data(8)
+    model = jaxlme.LMM(HEAD["zerocorr_crossed"][0], data)
+    assert model.layout.head == 3
+    rng = np.random.default_rng(9)
+    Y = np.column_stack([data["y"].to_numpy() + rng.normal(size=len(data)) * s for s in (0.5, 1.0)])
+    many = model.fit_many(Y)
+    for j in range(Y.shape[1]):
+        assert many["objective"].iloc[j] == pytest.approx(model.refit(Y[:, j]).opt.objective, abs=1e-6)
+    res = model.fit()
+    boot = res.bootstrap(3, seed=2, progress=False)
+    sims = res.simulate(3, seed=2)
+    for r in range(3):
+        assert boot.objective[r] == pytest.approx(model.refit(sims[r], warn=False).objective, abs=1e-5)

@@ -64,6 +64,21 @@ def test_reference_datasets_in_partitions_equal_the_in_memory_fit(name, formula,
     assert_same_fit(fit_parts(formula, split(data, k), **TIGHT), ref)
 
 
+def test_term1_block_of_several_terms_in_partitions_equals_the_in_memory_fit():
+    """``(1 + x || g)`` on a factor with many levels: its two terms form one term-1 block
+    (``Layout.head``), summed from partitions as from all rows."""
+    rng = np.random.default_rng(11)
+    n, k1 = 2000, 150
+    g, h, x = rng.integers(0, k1, n), rng.integers(0, 12, n), rng.normal(size=n)
+    u = rng.normal(size=(k1, 2)) * [1.0, 0.4]
+    y = 1 + x + u[g, 0] + u[g, 1] * x + 0.6 * rng.normal(size=12)[h] + rng.normal(size=n)
+    data = pd.DataFrame({"g": g, "h": h, "x": x, "y": y})
+    formula = "y ~ x + (1 + x || g) + (1 | h)"
+    ref = jaxlme.LMM(formula, data)
+    assert ref.layout.head == 2
+    assert_same_fit(fit_parts(formula, split(data, 7), **TIGHT), ref.fit(**TIGHT))
+
+
 def test_default_tolerance_fixed_effects_and_criterion_equal():
     data = jaxlme.datasets.load("Penicillin")
     f = MODELS[1][1]
