@@ -29,16 +29,21 @@ MODELS = {
 }
 
 
-def _dense(model, theta, reml: bool) -> float:
-    d, lay = model.design, model.layout
+def _z_lambda(model, theta) -> np.ndarray:
+    """ZΛ as a dense (n, q) matrix: each term's columns level-major, terms in order."""
     blocks = []
-    for term, lam in zip(d.terms, lay.lambdas(theta)):
+    for term, lam in zip(model.design.terms, model.layout.lambdas(theta)):
         n, r = term.Z.shape
         Zt = np.zeros((n, term.nlevels * r))
         for j in range(r):
             Zt[np.arange(n), term.index * r + j] = term.Z[:, j]
         blocks.append(Zt @ np.kron(np.eye(term.nlevels), lam))
-    ZL = np.hstack(blocks)
+    return np.hstack(blocks)
+
+
+def _dense(model, theta, reml: bool) -> float:
+    d = model.design
+    ZL = _z_lambda(model, theta)
     X, y = d.X, d.y
     n, p = X.shape
     A = ZL.T @ ZL + np.eye(ZL.shape[1])
@@ -254,15 +259,8 @@ def _head_data(seed: int = 0, n: int = 1500, k1: int = 150) -> pd.DataFrame:
 
 def _dense_effects(model, theta) -> list[np.ndarray]:
     """Per term (k_t, r_t) conditional modes b = Λu of the dense penalized least squares."""
-    d, lay = model.design, model.layout
-    blocks, lams = [], lay.lambdas(theta)
-    for term, lam in zip(d.terms, lams):
-        n, r = term.Z.shape
-        Zt = np.zeros((n, term.nlevels * r))
-        for j in range(r):
-            Zt[np.arange(n), term.index * r + j] = term.Z[:, j]
-        blocks.append(Zt @ np.kron(np.eye(term.nlevels), lam))
-    ZL = np.hstack(blocks)
+    d, lams = model.design, model.layout.lambdas(theta)
+    ZL = _z_lambda(model, theta)
     q, p = ZL.shape[1], d.p
     M = np.block([[ZL, d.X], [np.eye(q), np.zeros((q, p))]])
     coef = np.linalg.lstsq(M, np.concatenate([d.y, np.zeros(q)]), rcond=None)[0]
