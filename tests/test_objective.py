@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.linalg
+import scipy.sparse
 
 import jaxlme
 from jaxlme import objective as obj
@@ -29,34 +31,48 @@ MODELS = {
 }
 
 
-def _z_lambda(model, theta) -> np.ndarray:
-    """ZΛ as a dense (n, q) matrix: each term's columns level-major, terms in order."""
+def _z_lambda(model, theta) -> scipy.sparse.csr_matrix:
+    """ZΛ as a sparse (n, q) matrix: each term's columns level-major, terms in order.
+
+    Row i of a term's Z is z_i ⊗ e_level, and (z_i ⊗ e_level)(I ⊗ Λ) = (z_i Λ) ⊗ e_level:
+    the row's z_i Λ lands in its level's columns."""
     blocks = []
     for term, lam in zip(model.design.terms, model.layout.lambdas(theta)):
         n, r = term.Z.shape
-        Zt = np.zeros((n, term.nlevels * r))
-        for j in range(r):
-            Zt[np.arange(n), term.index * r + j] = term.Z[:, j]
-        blocks.append(Zt @ np.kron(np.eye(term.nlevels), lam))
-    return np.hstack(blocks)
+        zl = term.Z @ lam
+        cols = term.index[:, None] * r + np.arange(r)
+        rows = np.repeat(np.arange(n), r)
+        blocks.append(scipy.sparse.csr_matrix((zl.ravel(), (rows, cols.ravel())), shape=(n, term.nlevels * r)))
+    return scipy.sparse.hstack(blocks, format="csr")
+
+
+def _pls(model, theta) -> tuple[np.ndarray, float, float, np.ndarray]:
+    """The dense penalized least squares at θ: min_u,β ‖y − ZΛu − Xβ‖² + ‖u‖², solved from
+    its normal equations [[A, Λ'Z'X], [X'ZΛ, X'X]] (A = Λ'Z'ZΛ + I) by one dense Cholesky
+    factor.  Returns (u, r², log|A|, R_X'R_X)."""
+    d = model.design
+    ZL, X, y = _z_lambda(model, theta), d.X, d.y
+    q = ZL.shape[1]
+    A = (ZL.T @ ZL).toarray() + np.eye(q)
+    ZtX = np.asarray(ZL.T @ X)
+    M = np.block([[A, ZtX], [ZtX.T, X.T @ X]])
+    rhs = np.concatenate([ZL.T @ y, X.T @ y])
+    cM = scipy.linalg.cho_factor(M, lower=True)
+    coef = scipy.linalg.cho_solve(cM, rhs)
+    u, beta = coef[:q], coef[q:]
+    r2 = float(np.sum((y - ZL @ u - X @ beta) ** 2) + u @ u)
+    # M's factor is [[L_A, 0], [., L_X]]: its leading q rows give log|A|, the rest R_X
+    diag = np.log(np.diag(cM[0]))
+    return u, r2, 2.0 * np.sum(diag[:q]), 2.0 * np.sum(diag[q:])
 
 
 def _dense(model, theta, reml: bool) -> float:
-    d = model.design
-    ZL = _z_lambda(model, theta)
-    X, y = d.X, d.y
-    n, p = X.shape
-    A = ZL.T @ ZL + np.eye(ZL.shape[1])
-    # the penalized least-squares problem as one augmented least-squares solve
-    M = np.block([[ZL, X], [np.eye(ZL.shape[1]), np.zeros((ZL.shape[1], p))]])
-    rhs = np.concatenate([y, np.zeros(ZL.shape[1])])
-    coef = np.linalg.lstsq(M, rhs, rcond=None)[0]
-    r2 = float(np.sum((rhs - M @ coef) ** 2))
-    logdet_A = np.linalg.slogdet(A)[1]
+    """The criterion from the dense formulas (see the module docstring)."""
+    n, p = model.design.X.shape
+    _, r2, logdet_A, logdet_RX = _pls(model, theta)
     if not reml:
         return logdet_A + n * (1 + np.log(2 * np.pi * r2 / n))
-    RX = X.T @ X - X.T @ ZL @ np.linalg.solve(A, ZL.T @ X)
-    return logdet_A + np.linalg.slogdet(RX)[1] + (n - p) * (1 + np.log(2 * np.pi * r2 / (n - p)))
+    return logdet_A + logdet_RX + (n - p) * (1 + np.log(2 * np.pi * r2 / (n - p)))
 
 
 def _thetas(layout, seed: int):
@@ -121,6 +137,16 @@ def test_fixef_and_sigma_are_the_penalized_least_squares_solution():
     assert float(sigma) ** 2 == pytest.approx(float(ct.pwrss) / (n - p), rel=1e-10)
 
 
+# The kernel compiled whole, for the larger models below: evaluated eagerly, JAX dispatches
+# and compiles it primitive by primitive, about three times slower there.
+objective_jit = jax.jit(obj.objective, static_argnums=2)
+value_and_gradient_jit = jax.jit(obj.value_and_gradient, static_argnums=2)
+gradient_jit = jax.jit(jax.grad(obj.objective), static_argnums=2)
+solve_effects_jit = jax.jit(obj.solve_effects, static_argnums=2)
+unprofiled_jit = jax.jit(obj.unprofiled_value_and_grad, static_argnums=2)
+unprofiled_autodiff_jit = jax.jit(jax.value_and_grad(obj.unprofiled_deviance), static_argnums=2)
+
+
 # Rest blocks with a block-diagonal lead: term 1 nested in term 2, large enough
 # (>= structure.LARGE_REST rows) to be factored block by block.  Simulated: no bundled data
 # set is that large.
@@ -163,8 +189,8 @@ def test_lead_blocks_criterion_equals_the_dense_formula(name):
             for reml in (True, False):
                 want = _dense(model, theta, reml)
                 for s in (model.structure, dense):
-                    assert float(obj.objective(jnp.asarray(theta), s, reml)) == pytest.approx(want, rel=1e-10)
-                value, _ = obj.value_and_gradient(jnp.asarray(theta), model.structure, reml)
+                    assert float(objective_jit(jnp.asarray(theta), s, reml)) == pytest.approx(want, rel=1e-10)
+                value, _ = value_and_gradient_jit(jnp.asarray(theta), model.structure, reml)
                 assert float(value) == pytest.approx(want, rel=1e-10)
 
 
@@ -180,12 +206,12 @@ def test_lead_blocks_gradients_agree_with_the_dense_formula(name):
     fd = np.array([(_dense(model, theta + e, True) - _dense(model, theta - e, True)) / (2 * h) for e in steps])
     with jax.enable_x64(True):
         t = jnp.asarray(theta)
-        _, analytic = obj.value_and_gradient(t, model.structure, True)
-        autodiff = jax.grad(obj.objective)(t, model.structure, True)
-        dense = jax.grad(obj.objective)(t, build_structure(model.design, "dense")[0], True)
+        _, analytic = value_and_gradient_jit(t, model.structure, True)
+        autodiff = gradient_jit(t, model.structure, True)
+        dense = gradient_jit(t, build_structure(model.design, "dense")[0], True)
         varpar = jnp.concatenate([t, jnp.array([0.8])])
-        value, grad, _ = obj.unprofiled_value_and_grad(varpar, model.structure, True)
-        want_value, want_grad = jax.value_and_grad(obj.unprofiled_deviance)(varpar, model.structure, True)
+        value, grad, _ = unprofiled_jit(varpar, model.structure, True)
+        want_value, want_grad = unprofiled_autodiff_jit(varpar, model.structure, True)
     np.testing.assert_allclose(np.asarray(analytic), fd, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(np.asarray(autodiff), np.asarray(analytic), rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(np.asarray(dense), np.asarray(analytic), rtol=1e-8, atol=1e-8)
@@ -260,10 +286,7 @@ def _head_data(seed: int = 0, n: int = 1500, k1: int = 150) -> pd.DataFrame:
 def _dense_effects(model, theta) -> list[np.ndarray]:
     """Per term (k_t, r_t) conditional modes b = Λu of the dense penalized least squares."""
     d, lams = model.design, model.layout.lambdas(theta)
-    ZL = _z_lambda(model, theta)
-    q, p = ZL.shape[1], d.p
-    M = np.block([[ZL, d.X], [np.eye(q), np.zeros((q, p))]])
-    coef = np.linalg.lstsq(M, np.concatenate([d.y, np.zeros(q)]), rcond=None)[0]
+    coef = _pls(model, theta)[0]
     out, start = [], 0
     for term, lam in zip(d.terms, lams):
         size = term.nlevels * term.ncols
@@ -311,10 +334,10 @@ def test_head_block_criterion_gradient_and_modes_equal_the_dense_formulas(name, 
     with jax.enable_x64(True):
         t = jnp.asarray(theta)
         for reml in (True, False):
-            assert float(obj.objective(t, s, reml)) == pytest.approx(_dense(model, theta, reml), rel=1e-10)
-        value, analytic = obj.value_and_gradient(t, s, True)
-        autodiff = jax.grad(obj.objective)(t, s, True)
-        eff = obj.solve_effects(t, s, True)
+            assert float(objective_jit(t, s, reml)) == pytest.approx(_dense(model, theta, reml), rel=1e-10)
+        value, analytic = value_and_gradient_jit(t, s, True)
+        autodiff = gradient_jit(t, s, True)
+        eff = solve_effects_jit(t, s, True)
     assert float(value) == pytest.approx(_dense(model, theta, True), rel=1e-10)
     np.testing.assert_allclose(np.asarray(analytic), fd, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(np.asarray(autodiff), np.asarray(analytic), rtol=1e-8, atol=1e-8)
