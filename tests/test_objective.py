@@ -46,10 +46,10 @@ def _z_lambda(model, theta) -> scipy.sparse.csr_matrix:
     return scipy.sparse.hstack(blocks, format="csr")
 
 
-def _pls(model, theta) -> tuple[np.ndarray, float, float, np.ndarray]:
+def _pls(model, theta) -> tuple[np.ndarray, float, float, float]:
     """The dense penalized least squares at θ: min_u,β ‖y − ZΛu − Xβ‖² + ‖u‖², solved from
     its normal equations [[A, Λ'Z'X], [X'ZΛ, X'X]] (A = Λ'Z'ZΛ + I) by one dense Cholesky
-    factor.  Returns (u, r², log|A|, R_X'R_X)."""
+    factor.  Returns (u, r², log|A|, log|R_X'R_X|)."""
     d = model.design
     ZL, X, y = _z_lambda(model, theta), d.X, d.y
     q = ZL.shape[1]
@@ -61,7 +61,7 @@ def _pls(model, theta) -> tuple[np.ndarray, float, float, np.ndarray]:
     coef = scipy.linalg.cho_solve(cM, rhs)
     u, beta = coef[:q], coef[q:]
     r2 = float(np.sum((y - ZL @ u - X @ beta) ** 2) + u @ u)
-    # M's factor is [[L_A, 0], [., L_X]]: its leading q rows give log|A|, the rest R_X
+    # M's factor is [[L_A, 0], [., R_X']]: its leading q diagonal entries give log|A|, the rest log|R_X'R_X|
     diag = np.log(np.diag(cM[0]))
     return u, r2, 2.0 * np.sum(diag[:q]), 2.0 * np.sum(diag[q:])
 
