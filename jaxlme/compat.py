@@ -36,12 +36,11 @@ import pandas as pd
 
 from . import messages
 from ._config import x64
-from .compiled import compile_program
 from .design import DataError
 from .formula import FormulaError
-from .inference import satterthwaite_program
+from .inference import information_program
 from .model import LMM
-from .objective import criterion_terms, factorize, fixef_sigma, lambda_blocks, program_flags, rx_beta, solve_effects
+from .objective import criterion_terms, factorize, lambda_blocks, rx_beta, solve_effects
 from .results import LMMResult
 from .transforms import r_context
 
@@ -616,10 +615,10 @@ class MixedLM:
             e0[cen.intercept] = cen.y_shift
         build = self._theta_builder(var, use_sqrt)
         k_fe, k_re2 = self.k_fe, self.k_re2
-        n, p = lay.n, lay.p
-        nn = float(n - p) if reml else float(n)
+        p = lay.p
 
         def loglike(x, struct):
+            nn = struct.nobs - p if reml else struct.nobs
             off = k_fe if has_fe else 0
             theta = build(x[off : off + k_re2], x[off + k_re2 :])
             f = factorize(theta, struct)
@@ -1046,13 +1045,6 @@ def _tied_fit(var: _Variant, res: LMMResult, reml: bool) -> LMMResult:
     )
 
 
-def _beta_jacobian(theta, struct):
-    """∂β̃/∂θ (centred fixed effects), forward mode through one factorization."""
-    import jax
-
-    return jax.jacfwd(lambda t: fixef_sigma(t, struct, True)[0])(theta)
-
-
 # -- results -----------------------------------------------------------------------------------
 
 
@@ -1232,7 +1224,7 @@ class MixedLMResults:
         """Inverse observed information of statsmodels' scale-profiled likelihood over
         (fe_params, lower(cov_re)/scale, vcomp/scale), by the delta method from jaxlme's
         quantities at the optimum: Cov(θ, σ) = 2 H⁻¹ (H the Hessian of the deviance in θ, σ,
-        jaxlme's compiled and cached Satterthwaite program), Cov(β̂) = Var(β̂ | θ) +
+        jaxlme's compiled and cached information program), Cov(β̂) = Var(β̂ | θ) +
         (∂β̂/∂θ) Cov(θ) (∂β̂/∂θ)', and the covariance parameters through ∂ψ/∂θ.  At the
         optimum this equals inverting the Hessian in statsmodels' parametrization, but only
         small (θ-sized) derivatives are formed.  Rows of parameters held fixed by ``free``
@@ -1246,11 +1238,7 @@ class MixedLMResults:
         theta = np.asarray(res.theta, dtype=float)
         with jax_x64():
             varpar = jax.device_put(np.append(theta, res.sigma))
-            name, parts, static = satterthwaite_program(struct, res.reml)
-            prog, _ = compile_program(name, parts, (varpar, struct), static, **program_flags(lay))
-            H, V, _ = (np.asarray(a) for a in prog(varpar, struct))
-            bprog, _ = compile_program("statsmodels_beta_jacobian", _beta_jacobian, (varpar[:-1], struct), {})
-            Bt = np.asarray(bprog(varpar[:-1], struct))  # ∂β̃/∂θ, (p, ntheta)
+            H, V, Bt = information_program(struct, res.reml)(varpar)  # Bt = ∂β̃/∂θ, (p, ntheta)
         T = lmm.centering.T
         Vb, Bth = T @ V @ T.T, T @ Bt
         # free directions: tie groups of θ and σ; θ at its lower bound of 0 is held there
@@ -1436,13 +1424,17 @@ class MixedLMResults:
             raise ValueError("the data were removed (remove_data()); random effects need them")
         r = m.endog - m.exog @ self._fe
         means, covs = {}, {}
+        index: dict[tuple, pd.Index] = {}  # one Index per name list: most of the cost is pandas'
         for g, rows, Z, D, names in self._group_parts():
             ZtZ = Z.T @ Z
             A = np.eye(len(D)) + D @ ZtZ  # (I + D Z'Z) b = D Z' r ; V⁻¹ via push-through, D may be singular
             b = np.linalg.solve(A, D @ (Z.T @ r[rows]))
             C = self.scale * (D - np.linalg.solve(A, D @ ZtZ @ D))
-            means[g] = pd.Series(b, index=names)
-            covs[g] = pd.DataFrame((C + C.T) / 2, index=names, columns=names)
+            idx = index.get(tuple(names))
+            if idx is None:
+                idx = index[tuple(names)] = pd.Index(names)
+            means[g] = pd.Series(b, index=idx, copy=False)
+            covs[g] = pd.DataFrame((C + C.T) / 2, index=idx, columns=idx, copy=False)
         return means, covs
 
     @property

@@ -256,8 +256,7 @@ def _theta_scale(cp: Structure) -> jax.Array:
     lay = cp.layout
     diag_rest = jnp.diagonal(cp.arr_fixed)
     zz1 = jnp.sum(jnp.diagonal(cp.a11, axis1=1, axis2=2), axis=0)  # the head terms' columns side by side
-    cuts = np.cumsum([t.ncols for t in lay.terms[: lay.head]])[:-1]
-    zz = list(jnp.split(zz1, cuts)) if lay.head > 1 else [zz1]
+    zz = lay.split_head(zz1)
     zz += [
         jnp.sum(diag_rest[t.offset : t.offset + t.nlevels * t.ncols].reshape(t.nlevels, t.ncols), axis=0)
         for t in lay.rest_terms

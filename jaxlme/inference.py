@@ -26,7 +26,9 @@ from .compiled import compile_program, prefetch
 from .objective import (
     criterion_terms,
     factorize,
+    fixef_sigma,
     program_flags,
+    reml_flag,
     rx_beta,
     unprofiled_deviance,
     unprofiled_value_and_grad,
@@ -35,7 +37,7 @@ from .objective import (
 from .optimizer import NewtonOptions, fd_hessian, fd_points, newton_minimize
 from .params import COR_MAX, phi_kinds, phi_to_psi, psi_to_phi, theta_from_vc, varpar_name, vc_values
 from .simulation import resolve_seed, simulate
-from .structure import is_small
+from .structure import is_small, pad_structure
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import LMMResult
@@ -51,6 +53,7 @@ __all__ = [
     "interval_request",
     "interval_frame",
     "satterthwaite_program",
+    "information_program",
     "DDF_METHODS",
     "CI_METHODS",
 ]
@@ -110,24 +113,99 @@ def satterthwaite_parts_fd(varpar: jax.Array, struct, reml: bool, step: float = 
     return H, Vs[0], J
 
 
-def satterthwaite_program(struct, reml: bool):
-    """The program behind :func:`satterthwaite`, for callers that compile it themselves.
+def _satterthwaite_parts(layout):
+    """The name and function of the Satterthwaite program for a layout: exact autodiff
+    derivatives for small models, finite differences of exact gradients for larger ones
+    (a Hessian by autodiff costs ~ntheta gradients on a large dense block)."""
+    if is_small(layout):
+        return "satterthwaite", satterthwaite_parts
+    return "satterthwaite_fd", satterthwaite_parts_fd
 
-    Small models get exact autodiff derivatives, larger ones finite differences of exact
-    gradients (a Hessian by autodiff costs ~ntheta gradients on a large dense block).
+
+def satterthwaite_program(struct, reml: bool):
+    """The compiled program behind :func:`satterthwaite` (cached in memory and on disk;
+    it runs on the padded structure, with the criterion as data, so REML and ML fits and
+    small models of one shape bucket share it: see ``jaxlme.structure.pad_structure``).
 
     Args:
         struct: the model's ``Structure``.
         reml: whether the fit's criterion is REML.
 
     Returns:
-        ``(name, function, static)``: the program's name for ``compiled.compile_program``,
-        the traced function of ``(varpar, struct)`` returning (Hessian, Var(β̂), ∂Var(β̂)/∂varpar),
-        and its static keyword arguments.
+        A function of varpar = (θ, σ) returning (Hessian of the deviance, Var(β̂),
+        ∂Var(β̂)/∂varpar), all in (θ, σ).
     """
+    padded = pad_structure(struct)
+    name, parts = _satterthwaite_parts(padded.struct.layout)
+    args = _satterthwaite_args(padded, reml)
+    prog, _ = compile_program(name, parts, args, {}, **program_flags(padded.struct.layout))
+    p, idx = padded.p, np.append(padded.theta, padded.ntheta)  # σ last
+
+    def run(varpar):
+        varpar = np.asarray(varpar, dtype=float)
+        at = jax.device_put(np.append(padded.theta_in(varpar[:-1]), varpar[-1]))
+        H, V, J = jax.device_get(prog(at, *args[1:]))
+        return H[np.ix_(idx, idx)], V[:p, :p], J[:p, :p][..., idx]  # the padding cut off
+
+    return run
+
+
+def _information_parts(varpar: jax.Array, struct, reml: bool):
+    """Hessian of the deviance in (θ, σ), Var(β̂) and ∂β̂/∂θ (autodiff; one program)."""
+    H = jax.hessian(unprofiled_deviance)(varpar, struct, reml)
+    B = jax.jacfwd(lambda t: fixef_sigma(t, struct, True)[0])(varpar[:-1])
+    return H, vcov_varpar(varpar, struct), B
+
+
+def _beta_jacobian(theta: jax.Array, struct) -> jax.Array:
+    """∂β̂/∂θ, forward mode through one factorization."""
+    return jax.jacfwd(lambda t: fixef_sigma(t, struct, True)[0])(theta)
+
+
+def information_program(struct, reml: bool):
+    """The compiled program behind Wald standard errors of every parameter (the
+    statsmodels front end's ``cov_params``): at varpar = (θ, σ), the Hessian of the
+    deviance in (θ, σ), Var(β̂) at θ and ∂β̂/∂θ, the fixed effects as the structure holds
+    them (centred).  Small models: one autodiff program on the padded structure (see
+    :func:`satterthwaite_program`); larger ones: the Satterthwaite program's Hessian and
+    a forward-mode Jacobian.
+
+    Args:
+        struct: the model's ``Structure``.
+        reml: whether the fit's criterion is REML.
+
+    Returns:
+        A function of varpar returning (H, Var(β̂), ∂β̂/∂θ) as host arrays.
+    """
+    padded = pad_structure(struct)
+    flags = program_flags(padded.struct.layout)
     if is_small(struct.layout):
-        return "satterthwaite", satterthwaite_parts, {"reml": bool(reml)}
-    return "satterthwaite_fd", satterthwaite_parts_fd, {"reml": bool(reml)}
+        args = _satterthwaite_args(padded, reml)
+        prog, _ = compile_program("information", _information_parts, args, {}, **flags)
+        p, idx = padded.p, np.append(padded.theta, padded.ntheta)  # σ last
+
+        def run(varpar):
+            varpar = np.asarray(varpar, dtype=float)
+            at = jax.device_put(np.append(padded.theta_in(varpar[:-1]), varpar[-1]))
+            H, V, B = jax.device_get(prog(at, *args[1:]))
+            return H[np.ix_(idx, idx)], V[:p, :p], B[:p][:, padded.theta]
+
+        return run
+    hessian = satterthwaite_program(struct, reml)
+    theta = jax.ShapeDtypeStruct((struct.layout.ntheta,), jnp.float64)
+    jac, _ = compile_program("beta_jacobian", _beta_jacobian, (theta, struct), {}, **flags)
+
+    def run_large(varpar):
+        H, V, _ = hessian(varpar)
+        return H, V, np.asarray(jac(jax.device_put(np.asarray(varpar, dtype=float)[:-1]), struct))
+
+    return run_large
+
+
+def _satterthwaite_args(padded, reml: bool) -> tuple:
+    """The Satterthwaite program's arguments (varpar as a shape)."""
+    varpar = jax.ShapeDtypeStruct((padded.ntheta + 1,), jnp.float64)
+    return varpar, padded.struct, reml_flag(reml)
 
 
 def prefetch_satterthwaite(struct, reml: bool) -> bool:
@@ -135,9 +213,9 @@ def prefetch_satterthwaite(struct, reml: bool) -> bool:
     background, so a summary after the fit does not wait for it; see compiled.prefetch."""
     if not is_small(struct.layout):
         return False
-    name, _, static = satterthwaite_program(struct, reml)
-    varpar = jax.ShapeDtypeStruct((struct.layout.ntheta + 1,), jnp.float64)
-    return prefetch(name, (varpar, struct), static, **program_flags(struct.layout))
+    padded = pad_structure(struct)
+    name, _ = _satterthwaite_parts(padded.struct.layout)
+    return prefetch(name, _satterthwaite_args(padded, reml), {}, **program_flags(padded.struct.layout))
 
 
 @x64
@@ -164,9 +242,7 @@ def satterthwaite(res: LMMResult, L=None) -> pd.DataFrame:
             names = [f"L{i + 1}" for i in range(L.shape[0])]
     struct = res.model.structure
     varpar = jax.device_put(np.append(res.theta, res.sigma))
-    name, parts, static = satterthwaite_program(struct, res.reml)
-    prog, _ = compile_program(name, parts, (varpar, struct), static, **program_flags(struct.layout))
-    H, V, J = (np.asarray(a) for a in prog(varpar, struct))  # J: (p, p, nvp)
+    H, V, J = (np.asarray(a) for a in satterthwaite_program(struct, res.reml)(varpar))  # J: (p, p, nvp)
     # θ components at a bound of 0 are not free parameters (lmerTest drops them likewise)
     free = ~((res.model.layout.theta_lower == 0) & (res.theta <= 1e-10))
     free = np.append(free, True)
@@ -447,7 +523,6 @@ def _profile_program(psi0, kinds, lb, k, value, c, bvalue, use_beta, struct, opt
     φ_k fixed at ``value`` (k = -1: none) and the contrast c'β̃ of the structure's (centred)
     fixed effects fixed at ``bvalue`` (``use_beta``); the other directions of β̃ are
     profiled out analytically.  One compiled program serves every profile."""
-    n = struct.layout.n
 
     def fun(psi, struct):
         phi = psi_to_phi(psi, kinds)
@@ -457,7 +532,7 @@ def _profile_program(psi0, kinds, lb, k, value, c, bvalue, use_beta, struct, opt
         RXinv = jax.scipy.linalg.solve_triangular(RX, jnp.eye(RX.shape[0], dtype=RX.dtype), lower=True)
         acc = jnp.sum((RXinv @ c) ** 2)  # c'(RX RX')⁻¹c: min of the quadratic form with c'β fixed
         r2 = pwrss + jnp.where(use_beta, (bvalue - c @ beta) ** 2 / acc, 0.0)
-        return ldL2 + n * (_LOG2PI + 2.0 * jnp.log(sigma)) + r2 / sigma**2 - struct.log_det_w
+        return ldL2 + struct.nobs * (_LOG2PI + 2.0 * jnp.log(sigma)) + r2 / sigma**2 - struct.log_det_w
 
     return newton_minimize(fun, psi0, lb, (struct,), options)
 

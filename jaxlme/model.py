@@ -31,6 +31,7 @@ from .objective import (
     objective_pieces,
     program_flags,
     program_objective,
+    reml_flag,
     solve_effects,
     uses_analytic_gradient,
 )
@@ -39,56 +40,96 @@ from .params import crossproducts_start, moment_start, theta_scale
 from .parquet import BATCH_SIZE, parquet_crossproducts
 from .partitions import finalize
 from .results import LMMResult, OptSummary
-from .structure import Structure, build_structure, response_crossprods, weighted_rows
+from .structure import Padded, Structure, build_structure, pad_structure, response_crossprods, weighted_rows
 
 __all__ = ["LMM", "lmm", "fit_program", "fit_program_async"]
 
 
-def _fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
-    """Optimize over θ̃ = θ / scale (so every Z column has unit RMS), return θ-space state."""
+def _fit_program(
+    theta0: jax.Array, scale: jax.Array, struct: Structure, reml: jax.Array, free: jax.Array, options: NewtonOptions
+):
+    """Optimize over θ̃ = θ / scale (so every Z column has unit RMS), return θ-space state.
+
+    ``reml``: the criterion as data (:func:`jaxlme.objective.reml_flag`).  ``free``: 1.0
+    at the θ entries the model has, 0.0 at those a padded structure adds
+    (:func:`jaxlme.structure.pad_structure`).  Those are held at 0: the criterion is
+    evaluated at θ·free, plus ½θ̃² on them (0 at 0, with gradient 0 and unit curvature,
+    so no step moves them)."""
     lb = jnp.asarray(struct.layout.theta_lower)
+    pin = 1.0 - free
 
     def fun(theta_tilde, s):
-        return program_objective(theta_tilde * scale, s, reml)
+        return program_objective(theta_tilde * scale * free, s, reml) + 0.5 * jnp.sum(pin * theta_tilde**2)
 
     split = None
     if options.hessian == "bfgs" and uses_analytic_gradient(struct.layout):
         # the gradient at the line search's accepted point reuses its factorization
         def value_pieces(theta_tilde, s):
-            return objective_pieces(theta_tilde * scale, s, reml)
+            value, pieces = objective_pieces(theta_tilde * scale * free, s, reml)
+            return value + 0.5 * jnp.sum(pin * theta_tilde**2), pieces
 
         def gradient(theta_tilde, pieces, s):
-            return objective_gradient(theta_tilde * scale, s, pieces, reml) * scale
+            g = objective_gradient(theta_tilde * scale * free, s, pieces, reml)
+            return g * scale * free + pin * theta_tilde
 
         split = (value_pieces, gradient)
     state = newton_minimize(fun, theta0 / scale, lb, (struct,), options, split=split)
-    effects = solve_effects(state.x * scale, struct, reml)
+    effects = solve_effects(state.x * scale * free, struct, reml)
     return state._replace(x=state.x * scale), effects  # g stays in θ̃ units (as tested)
 
 
+class _PaddedFit:
+    """The compiled fit as a function of the model's (θ0, scale, struct): θ placed in the
+    program's θ, the structure padded (:func:`jaxlme.structure.pad_structure`; a refit's
+    structure, another response, is padded on its first call), the criterion's flag
+    bound, and the state and effects cut back to the model's."""
+
+    def __init__(self, compiled, struct: Structure, padded: Padded, flag: jax.Array):
+        self.compiled, self.flag, self.padded = compiled, flag, padded
+        self.free = jax.device_put(padded.free())
+        self._last = (struct, padded)  # keeps struct alive, so its id stays its own
+
+    def __call__(self, theta0, scale, struct):
+        pad = self.padded
+        if pad.struct is struct:  # nothing padded
+            return self.compiled(theta0, scale, struct, self.flag, self.free)
+        if self._last[0] is not struct:
+            self._last = (struct, pad_structure(struct))
+        args = jax.device_put((pad.theta_in(theta0), pad.theta_in(scale, fill=1.0)))
+        state, effects = jax.device_get(self.compiled(*args, self._last[1].struct, self.flag, self.free))
+        idx, p = pad.theta, pad.p
+        state = state._replace(x=state.x[idx], g=state.g[idx], H=state.H[np.ix_(idx, idx)], d=state.d[idx])
+        b, u = pad.per_term(effects.b), pad.per_term(effects.u)
+        return state, effects._replace(beta=effects.beta[:p], RX=effects.RX[:p, :p], b=b, u=u)
+
+
+def _fit_args(theta0, scale, struct: Structure, reml: bool):
+    """The fit program's arguments (and the padding): the structure padded to its shape
+    bucket and the criterion and the free θ entries as data, so models that differ only
+    in n, in the criterion, or (small models) in their padded shapes share one program."""
+    padded = pad_structure(struct)
+    free = padded.free()
+    args = (padded.theta_in(theta0), padded.theta_in(scale, fill=1.0), padded.struct, reml_flag(reml), free)
+    return tuple(jax.device_put(a) if isinstance(a, np.ndarray) else a for a in args), padded
+
+
 def fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
-    """AOT-compiled fit for this layout (cached in memory and on disk); returns
-    (compiled, seconds to obtain it)."""
-    return compile_program(
-        "fit",
-        _fit_program,
-        (theta0, scale, struct),
-        {"reml": bool(reml), "options": options},
-        **program_flags(struct.layout),
-    )
+    """AOT-compiled fit for this layout (cached in memory and on disk; see :func:`_fit_args`
+    for what models share it); returns (compiled, seconds to obtain it), the compiled
+    program a function of (θ0, scale, struct) returning the optimizer state and effects."""
+    args, padded = _fit_args(theta0, scale, struct, reml)
+    flags = program_flags(padded.struct.layout)
+    compiled, seconds = compile_program("fit", _fit_program, args, {"options": options}, **flags)
+    return _PaddedFit(compiled, struct, padded, args[3]), seconds
 
 
 def fit_program_async(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
     """:func:`fit_program` with XLA's compile on a background thread (one code-generation
     thread): returns at once a function that waits for the compiled program."""
-    return compile_program_async(
-        "fit",
-        _fit_program,
-        (theta0, scale, struct),
-        {"reml": bool(reml), "options": options},
-        threads=1,
-        **program_flags(struct.layout),
-    )
+    args, padded = _fit_args(theta0, scale, struct, reml)
+    flags = program_flags(padded.struct.layout)
+    wait = compile_program_async("fit", _fit_program, args, {"options": options}, threads=1, **flags)
+    return lambda: _PaddedFit(wait(), struct, padded, args[3])
 
 
 class LMM:

@@ -45,6 +45,7 @@ __all__ = [
     "fixef_sigma",
     "unprofiled_deviance",
     "unprofiled_value_and_grad",
+    "reml_flag",
 ]
 
 _LOG2PI = math.log(2.0 * math.pi)  # a Python float: jnp here would be float32 at import
@@ -458,60 +459,88 @@ def criterion_terms(f: Factor, lay: Layout) -> CriterionTerms:
     return CriterionTerms(ldL2, ldRX2, d[-1] ** 2)
 
 
-def _row_weights(lay: Layout, reml: bool) -> tuple[float, float, float]:
+def reml_flag(reml: bool) -> jax.Array:
+    """The criterion as data: a 0-d array, 1.0 for REML and 0.0 for ML.
+
+    Every function of the criterion takes ``reml`` as a Python bool or as this flag.
+    jaxlme's fit and Satterthwaite programs take the flag as an argument, so one
+    compiled program serves both criteria (like n, see ``Structure.nobs``).
+    """
+    return jax.device_put(np.float64(1.0 if reml else 0.0))
+
+
+def _reml_weight(reml: bool | jax.Array) -> float | jax.Array:
+    """1.0 under REML, 0.0 under ML, for a Python bool or a :func:`reml_flag`."""
+    if isinstance(reml, (bool, np.bool_)):
+        return 1.0 if reml else 0.0
+    return jnp.asarray(reml, jnp.float64)
+
+
+def _dof(s: Structure, reml: bool | jax.Array) -> jax.Array:
+    """The degrees of freedom that multiply log σ²: n - p (REML) or n (ML), from the
+    structure's ``nobs`` leaf (n is data, not part of a program's key)."""
+    return s.nobs - s.nfixed * _reml_weight(reml)
+
+
+def _row_weights(s: Structure, reml: bool | jax.Array) -> tuple[float, float | jax.Array, jax.Array]:
     """Weights c of 2·log L_ii for the rest block's Z, X and y rows in the criterion.
 
     ML: ldL2 + n log r²  ->  (1, 0, n);  REML: ldL2 + ldRX2 + (n-p) log r²  ->  (1, 1, n-p).
     """
-    return (1.0, 1.0, float(lay.n - lay.p)) if reml else (1.0, 0.0, float(lay.n))
+    return (1.0, _reml_weight(reml), _dof(s, reml))
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def weighted_chol_logdiag(m: jax.Array, weights: tuple[tuple[int, float], ...], lead=None) -> jax.Array:
-    """Σ_i c_i · 2 log L_ii for the Cholesky factor L of m, c given as (count, c) runs.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def weighted_chol_logdiag(m: jax.Array, c: jax.Array, lead=None) -> jax.Array:
+    """Σ_i c_i · 2 log L_ii for the Cholesky factor L of m.
 
     Only m's lower triangle is read (it stands for the symmetric matrix it determines).
     A weighted sum of logdets of m's leading blocks, so its derivative is <G, dm> with
     G = L⁻ᵀ diag(c) L⁻¹ (see weighted_inverse), several times cheaper
-    than differentiating through the Cholesky factorization itself.  ``lead``: see
+    than differentiating through the Cholesky factorization itself.  The weights c (one
+    per row, see :func:`_expand`) are an argument, not a constant: the criterion's
+    degrees of freedom are data (``Structure.nobs``, :func:`reml_flag`).  ``lead``: see
     :func:`lower_cholesky`.
     """
-    return _logdiag(lower_cholesky(m, lead), weights)
+    return _logdiag(lower_cholesky(m, lead), c)
 
 
-def _logdiag(L: jax.Array, weights) -> jax.Array:
-    return 2.0 * jnp.sum(_expand(weights, L.dtype) * jnp.log(jnp.diagonal(L)))
+def _logdiag(L: jax.Array, c: jax.Array) -> jax.Array:
+    return 2.0 * jnp.sum(c * jnp.log(jnp.diagonal(L)))
 
 
 def _expand(weights, dtype) -> jax.Array:
+    """Per-row weights from (count, c) runs (c a float or a 0-d array)."""
     return jnp.concatenate([jnp.full(k, c, dtype) for k, c in weights if k])
 
 
-def _logdiag_jvp(weights, lead, m: jax.Array, dm: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """L, the weighted log-diagonal sum and its tangent <G, dm>."""
+def _logdiag_jvp(lead, primals, tangents) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """L, the weighted log-diagonal sum and its tangent <G, dm> + Σ dc_i · 2 log L_ii."""
+    (m, c), (dm, dc) = primals[:2], tangents[:2]
     L = lower_cholesky(m, lead)
-    G = pattern_inverse(L, _expand(weights, m.dtype), lead)
+    G = pattern_inverse(L, c, lead)
     G_low = 2.0 * jnp.tril(G) - jnp.diag(jnp.diagonal(G))  # m_ij, i > j, stands for both m_ij and m_ji
-    return L, _logdiag(L, weights), jnp.sum(G_low * dm)
+    logd = 2.0 * jnp.log(jnp.diagonal(L))
+    return L, jnp.sum(c * logd), jnp.sum(G_low * dm) + jnp.sum(dc * logd)
 
 
 @weighted_chol_logdiag.defjvp
-def _weighted_chol_logdiag_jvp(weights, lead, primals, tangents):
-    _, value, tangent = _logdiag_jvp(weights, lead, primals[0], tangents[0])
+def _weighted_chol_logdiag_jvp(lead, primals, tangents):
+    _, value, tangent = _logdiag_jvp(lead, primals, tangents)
     return value, tangent
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def _logdiag_and_corner(m: jax.Array, weights, k: int, lead) -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _logdiag_and_corner(m: jax.Array, c: jax.Array, k: int, lead) -> tuple[jax.Array, jax.Array]:
     """weighted_chol_logdiag and, from the same factorization, the trailing k × k corner of
     L, which carries no derivative (a by-product, as through ``stop_gradient``)."""
     L = lower_cholesky(m, lead)
-    return _logdiag(L, weights), L[-k:, -k:]
+    return _logdiag(L, c), L[-k:, -k:]
 
 
 @_logdiag_and_corner.defjvp
-def _logdiag_and_corner_jvp(weights, k, lead, primals, tangents):
-    L, value, tangent = _logdiag_jvp(weights, lead, primals[0], tangents[0])
+def _logdiag_and_corner_jvp(k, lead, primals, tangents):
+    L, value, tangent = _logdiag_jvp(lead, primals, tangents)
     corner = L[-k:, -k:]
     return (value, corner), (tangent, jnp.zeros_like(corner))
 
@@ -595,8 +624,8 @@ def objective(theta: jax.Array, s: Structure, reml: bool = True) -> jax.Array:
     (any order, in θ and in the structure's arrays), by JAX's rules throughout."""
     lay = s.layout
     L1, _, m = _blocks(theta, s)
-    rest = weighted_chol_logdiag(m, _weights(lay, reml), lay.lead_blocks)
-    return _log_det1(L1) + rest + _constant(lay, reml) - s.log_det_w
+    rest = weighted_chol_logdiag(m, _expand(_weights(s, reml), m.dtype), lay.lead_blocks)
+    return _log_det1(L1) + rest + _constant(s, reml) - s.log_det_w
 
 
 def objective_and_corner(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.Array, jax.Array]:
@@ -606,13 +635,14 @@ def objective_and_corner(theta: jax.Array, s: Structure, reml: bool = True) -> t
     the optimum into β̂ and σ̂ without factorizing term 1 and the Schur complement again."""
     lay = s.layout
     L1, _, m = _blocks(theta, s)
-    rest, corner = _logdiag_and_corner(m, _weights(lay, reml), lay.p + 1, lay.lead_blocks)
-    return _log_det1(L1) + rest + _constant(lay, reml) - s.log_det_w, corner
+    rest, corner = _logdiag_and_corner(m, _expand(_weights(s, reml), m.dtype), lay.p + 1, lay.lead_blocks)
+    return _log_det1(L1) + rest + _constant(s, reml) - s.log_det_w, corner
 
 
-def effects_from_corner(corner: jax.Array, lay: Layout, reml: bool = True) -> tuple[jax.Array, jax.Array]:
-    """β̂ and σ̂ from the corner :func:`objective_and_corner` returns."""
-    return rx_beta(corner, lay, 0)[1], jnp.sqrt(corner[-1, -1] ** 2 / _row_weights(lay, reml)[2])
+def effects_from_corner(corner: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.Array, jax.Array]:
+    """β̂ and σ̂ from the corner :func:`objective_and_corner` returns (``s``: the structure it
+    was computed on)."""
+    return rx_beta(corner, s.layout, 0)[1], jnp.sqrt(corner[-1, -1] ** 2 / _dof(s, reml))
 
 
 # Rows of the rest block from which jaxlme's own programs use the analytic θ-gradient.
@@ -644,23 +674,23 @@ def program_objective(theta: jax.Array, s: Structure, reml: bool = True) -> jax.
     return objective(theta, s, reml)
 
 
-def _weights(lay: Layout, reml: bool) -> tuple[tuple[int, float], ...]:
-    cz, cx, cy = _row_weights(lay, reml)
-    return ((lay.q_rest, cz), (lay.p, cx), (1, cy))
+def _weights(s: Structure, reml: bool) -> tuple[tuple[int, float | jax.Array], ...]:
+    cz, cx, cy = _row_weights(s, reml)
+    return ((s.layout.q_rest, cz), (s.layout.p, cx), (1, cy))
 
 
-def _criterion_weights(lay: Layout, reml: bool) -> Callable[[jax.Array], jax.Array]:
+def _criterion_weights(s: Structure, reml: bool) -> Callable[[jax.Array], jax.Array]:
     """The criterion's row weights c as ``weighted_value_and_gradient`` takes them."""
-    return lambda L: _expand(_weights(lay, reml), L.dtype)
+    return lambda L: _expand(_weights(s, reml), L.dtype)
 
 
 def _log_det1(L1: jax.Array) -> jax.Array:
     return 2.0 * jnp.sum(jnp.log(block_diagonals(L1)))
 
 
-def _constant(lay: Layout, reml: bool) -> float:
-    dof = (lay.n - lay.p) if reml else lay.n
-    return dof * (1.0 + _LOG2PI - math.log(dof))
+def _constant(s: Structure, reml: bool) -> jax.Array:
+    dof = _dof(s, reml)
+    return dof * (1.0 + _LOG2PI - jnp.log(dof))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -700,9 +730,8 @@ def _instantiate(t, primal):
 def value_and_gradient(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.Array, jax.Array]:
     """The objective and its θ-gradient from one factorization, without reverse-mode
     through the Schur pairs (see :func:`weighted_value_and_gradient`)."""
-    lay = s.layout
-    value, grad, _ = weighted_value_and_gradient(theta, s, _criterion_weights(lay, reml))
-    return value + _constant(lay, reml) - s.log_det_w, grad
+    value, grad, _ = weighted_value_and_gradient(theta, s, _criterion_weights(s, reml))
+    return value + _constant(s, reml) - s.log_det_w, grad
 
 
 def weighted_value_and_gradient(
@@ -924,14 +953,13 @@ def gradient_from_pieces(
 
 def objective_pieces(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.Array, Pieces]:
     """The objective (lme4's scale) and the pieces :func:`objective_gradient` reuses."""
-    lay = s.layout
-    value, pieces = weighted_value_pieces(theta, s, _criterion_weights(lay, reml))
-    return value + _constant(lay, reml) - s.log_det_w, pieces
+    value, pieces = weighted_value_pieces(theta, s, _criterion_weights(s, reml))
+    return value + _constant(s, reml) - s.log_det_w, pieces
 
 
 def objective_gradient(theta: jax.Array, s: Structure, pieces: Pieces, reml: bool = True) -> jax.Array:
     """The objective's θ-gradient from :func:`objective_pieces` at the same θ."""
-    return gradient_from_pieces(theta, s, pieces, _criterion_weights(s.layout, reml))
+    return gradient_from_pieces(theta, s, pieces, _criterion_weights(s, reml))
 
 
 def _lambda_vector(theta: jax.Array, lay: Layout) -> jax.Array:
@@ -983,9 +1011,9 @@ def unprofiled_deviance(varpar: jax.Array, struct: Structure, reml: bool = True)
     ld1 = _log_det1(L1)
     q, p = lay.q_rest, lay.p
     lead = lay.lead_blocks
-    logdets = weighted_chol_logdiag(mat, ((q, 1.0), (p, 1.0 if reml else 0.0), (1, 0.0)), lead)  # ldL2 [+ ldRX2]
-    log_pwrss = weighted_chol_logdiag(mat, ((q, 0.0), (p, 0.0), (1, 1.0)), lead)
-    m = (lay.n - lay.p) if reml else lay.n
+    logdets = weighted_chol_logdiag(mat, _expand(((q, 1.0), (p, _reml_weight(reml)), (1, 0.0)), mat.dtype), lead)
+    log_pwrss = weighted_chol_logdiag(mat, _expand(((q, 0.0), (p, 0.0), (1, 1.0)), mat.dtype), lead)
+    m = _dof(struct, reml)
     ld_w = struct.log_det_w  # prior weights' Σ log w (lme4's ldW)
     return ld1 + logdets + m * (_LOG2PI + 2.0 * jnp.log(sigma)) + jnp.exp(log_pwrss) / sigma**2 - ld_w
 
@@ -1003,7 +1031,7 @@ def unprofiled_value_and_grad(
     theta, sigma = varpar[:-1], varpar[-1]
     lay = struct.layout
     q, p = lay.q_rest, lay.p
-    cz, cx, m = _row_weights(lay, reml)  # m: the dof that multiplies log σ²
+    cz, cx, m = _row_weights(struct, reml)  # m: the dof that multiplies log σ²
 
     def weights(L):
         return _expand(((q, cz), (p, cx), (1, L[-1, -1] ** 2 / sigma**2)), L.dtype)
@@ -1032,7 +1060,7 @@ def fixef_sigma(theta: jax.Array, s: Structure, reml: bool = True) -> tuple[jax.
     the last of the rest block, so β needs only its p × p corner, RX' β = L_yX', and not
     the conditional modes :func:`solve_effects` back-substitutes (a smaller program)."""
     L = factorize(theta, s).L
-    return effects_from_corner(L[s.layout.q_rest :, s.layout.q_rest :], s.layout, reml)
+    return effects_from_corner(L[s.layout.q_rest :, s.layout.q_rest :], s, reml)
 
 
 def rx_beta(L: jax.Array, lay: Layout, q: int | None = None) -> tuple[jax.Array, jax.Array]:
@@ -1063,15 +1091,13 @@ def solve_effects(theta: jax.Array, s: Structure, reml: bool = True) -> Effects:
     rhs = f.C[nfix:] - jax.ops.segment_sum(contrib, s.levs[:nfix], num_segments=k1)
     u1 = small_backward(f.L1, rhs)
     # the term-1 block's columns are the head terms' columns side by side
-    cuts = np.cumsum([t.ncols for t in lay.terms[:h]])[:-1]
-    us = list(jnp.split(u1, cuts, axis=1)) if h > 1 else [u1]
+    us = lay.split_head(u1, axis=1)
     start = 0
     for t in lay.rest_terms:
         size_t = t.nlevels * t.ncols
         us.append(ur_beta[start : start + size_t].reshape(t.nlevels, t.ncols))
         start += size_t
     bs = tuple(u @ lam.T for u, lam in zip(us, lams))
-    denom = (lay.n - p) if reml else lay.n
-    sigma = jnp.sqrt(ct.pwrss / denom)
+    sigma = jnp.sqrt(ct.pwrss / _dof(s, reml))
     RX = f.L[q : q + p, q : q + p]
     return Effects(beta, bs, tuple(us), sigma, RX, ct.pwrss, ct.ldL2, ct.ldRX2)

@@ -285,11 +285,19 @@ def newton_init(x0: jax.Array, lb: jax.Array, H0: jax.Array | None = None, xp=jn
     )
 
 
+#: A trial point this close to a lower bound is put on it (x is O(1): jaxlme optimizes
+#: θ̃ = θ / scale).  Rounding would otherwise leave a coordinate at 1e-16 where the step
+#: aimed at the bound, and the tests that hold at the bound (the active set, the side a
+#: negative-curvature step takes) would not apply there.
+BOUND_SNAP = 1e-12
+
+
 def newton_trial(s: NewtonState, lb: jax.Array) -> jax.Array:
-    """The next trial point: x + alpha·d projected onto the bounds, d first shortened to
-    the step limit ``radius``."""
+    """The next trial point: x + alpha·d projected onto the bounds (within
+    :data:`BOUND_SNAP` of a bound: on it), d first shortened to the step limit ``radius``."""
     d = s.d * jnp.minimum(1.0, s.radius / jnp.maximum(jnp.max(jnp.abs(s.d), initial=0.0), 1e-300))
-    return jnp.maximum(s.x + s.alpha * d, lb)
+    x = jnp.maximum(s.x + s.alpha * d, lb)
+    return jnp.where(x - lb < BOUND_SNAP, lb, x)
 
 
 def newton_admissible(s: NewtonState, xn: jax.Array, fn: jax.Array, opt: NewtonOptions) -> tuple[jax.Array, jax.Array]:

@@ -37,7 +37,7 @@ from .design import (
     split_uncorrelated,
 )
 from .formula import FormulaError, ParsedFormula, parse_formula
-from .structure import CrossProducts, crossproducts, head_size
+from .structure import CrossProducts, crossproducts
 
 __all__ = ["LevelSet", "collect_levels", "PartitionPlan", "finalize", "fitted_values", "partition_fitted"]
 
@@ -265,7 +265,7 @@ def _recentre(cp: CrossProducts, j0: int) -> tuple[CrossProducts, np.ndarray, fl
     """Sums of the rows centred at their global (weighted) means from sums of shifted rows:
     column j of X becomes X_j − δ_j·1 and y becomes y − δ_y·1, δ = mean of the shifted
     column, i.e. [Zr X y] ↦ [Zr X y]·T with T the identity plus −δ in the intercept's row."""
-    q = sum(t.nlevels * t.ncols for t in cp.terms[head_size(cp.terms) :])
+    q = cp.q_rest
     m = len(cp.ry) - 1
     F = np.empty((m + 1, m + 1))
     F[:m, :m], F[:m, m], F[m, :m], F[m, m] = cp.arr, cp.ry[:m], cp.ry[:m], cp.ry[m]
@@ -295,7 +295,7 @@ def _drop_columns(cp: CrossProducts, drop: list[int]) -> CrossProducts:
     """The sums without the fixed-effect columns ``drop`` (aliased)."""
     if not drop:
         return cp
-    q = sum(t.nlevels * t.ncols for t in cp.terms[head_size(cp.terms) :])
+    q = cp.q_rest
     size = len(cp.ry)
     keep_rows = np.setdiff1d(np.arange(size), q + np.asarray(drop))
     new_row = np.full(size, -1)
@@ -347,7 +347,7 @@ def finalize(plan: PartitionPlan, total: CrossProducts, warn: bool = True):
         means = plan.means + dx
         means[plan.intercept] = 0.0
         centering = Centering(means, plan.y_shift + dy, plan.intercept)
-    q = sum(t.nlevels * t.ncols for t in cp.terms[head_size(cp.terms) :])
+    q = cp.q_rest
     drop = _aliased(cp.arr[q:, q:])
     xnames = [x for j, x in enumerate(head.xnames) if j not in drop]
     aliased = [head.xnames[j] for j in drop]

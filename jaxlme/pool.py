@@ -159,7 +159,7 @@ def _pool_round(struct, theta_lb, zy1, ry, lanes, budget, min_active, *, reml, o
         beta, sigma = jax.vmap(effects)(lanes.state.x, zy1, ry)
     else:  # from the factor of each lane's last accepted evaluation: no second factorization
         # to compile on the first call
-        beta, sigma = jax.vmap(lambda c: effects_from_corner(c, lay, reml))(lanes.corner)
+        beta, sigma = jax.vmap(lambda c: effects_from_corner(c, struct, reml))(lanes.corner)
     return lanes, beta, sigma
 
 

@@ -21,7 +21,8 @@ response handed to :func:`response_crossprods` must be √w·y.  The criterion's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,10 @@ __all__ = [
     "CrossProducts",
     "crossproducts",
     "entry_layout",
+    "Padded",
+    "pad_structure",
+    "unpadded",
+    "replace_layout",
     "lead_sizes",
 ]
 
@@ -112,11 +117,17 @@ def head_size(terms) -> int:
 
 @dataclass(frozen=True)
 class Layout:
-    """Hashable shape information: part of the jit cache key, so same-shaped models share code."""
+    """Hashable shape information: part of the jit cache key, so same-shaped models share code.
+
+    The number of observations ``n`` is kept for host-side use but is not part of the key
+    (neither compared nor in the repr): programs read it from :attr:`Structure.nobs`, so
+    models that differ only in n (subsets, resamples, another data set of the same
+    design) share their compiled programs.
+    """
 
     terms: tuple[TermLayout, ...]  # terms[0] is term 1 (most levels)
     p: int
-    n: int
+    n: int = field(compare=False, repr=False)
     nnz: int  # sparse entries of the term-1 off-diagonal block, y entries included
     npairs: int  # 0 when the dense Schur update is used
     dense_schur: bool
@@ -140,6 +151,14 @@ class Layout:
     @property
     def rest_terms(self) -> tuple[TermLayout, ...]:
         return self.terms[self.head :]
+
+    def split_head(self, block, axis: int = -1) -> list:
+        """The term-1 block's columns (along ``axis``, e.g. of u1 or of Σ Z1²) split into
+        its head terms' own, which sit side by side in lme4's order."""
+        if self.head == 1:
+            return [block]
+        cuts = np.cumsum([t.ncols for t in self.terms[: self.head]])[:-1]
+        return list(jnp.split(block, cuts, axis=axis))
 
     @property
     def q_rest(self) -> int:
@@ -208,6 +227,8 @@ class Structure:
     pair_b: jax.Array
     pair_target: jax.Array  # (npairs,) flat index row_a * size_rest + row_b
     log_det_w: jax.Array  # () Σ log wᵢ of the prior weights (0 without weights)
+    nobs: jax.Array  # () the number of observations n, as data (see Layout)
+    nfixed: jax.Array  # () the number of fixed effects p, as data (``layout.p`` beyond it: padding)
 
     def tree_flatten(self):
         children = (
@@ -222,6 +243,8 @@ class Structure:
             self.pair_b,
             self.pair_target,
             self.log_det_w,
+            self.nobs,
+            self.nfixed,
         )
         return children, self.layout
 
@@ -235,6 +258,208 @@ class Structure:
         new = list(children)
         new[4], new[6] = zy1, ry
         return Structure.tree_unflatten(layout, new)
+
+
+class Padded(NamedTuple):
+    """A structure padded to its program's shape bucket (see :func:`pad_structure`), and
+    how the model's quantities sit in the program's.
+
+    Attributes:
+        struct: the padded structure the program runs on.
+        theta: positions of the model's θ entries in the program's θ (the others are
+            held at 0).
+        p: the model's fixed effects: the program's first p.
+        columns: per model term, (program term, first column, columns): where its
+            random effects sit among the program's.
+    """
+
+    struct: Structure
+    theta: np.ndarray
+    p: int
+    columns: tuple[tuple[int, int, int], ...]
+
+    @property
+    def ntheta(self) -> int:
+        """The program's number of θ entries."""
+        return self.struct.layout.ntheta
+
+    def theta_in(self, theta, fill: float = 0.0) -> np.ndarray:
+        """The model's θ-shaped vector (last axis) in the program's θ, ``fill`` elsewhere."""
+        theta = np.asarray(theta, dtype=float)
+        out = np.full(theta.shape[:-1] + (self.ntheta,), fill)
+        out[..., self.theta] = theta
+        return out
+
+    def free(self) -> np.ndarray:
+        """1.0 at the program's θ entries the model has, 0.0 at those held at 0."""
+        return self.theta_in(np.ones(len(self.theta)))
+
+    def per_term(self, blocks) -> tuple:
+        """The model's per-term (levels, columns) arrays from the program's (e.g. the
+        conditional modes)."""
+        return tuple(blocks[t][:, c : c + r] for t, c, r in self.columns)
+
+
+def unpadded(struct: Structure) -> Padded:
+    """``struct`` as its own program's structure (nothing padded)."""
+    lay = struct.layout
+    return Padded(struct, np.arange(lay.ntheta), lay.p, tuple((i, 0, t.ncols) for i, t in enumerate(lay.terms)))
+
+
+def pad_structure(struct: Structure) -> Padded:
+    """A small model's structure padded to a shape bucket, so that many small models
+    share one compiled program (compiling one takes longer than fitting it).
+
+    Only models whose programs run in milliseconds (:func:`is_small`) are padded:
+
+    - A model whose terms are all on one grouping factor (``(1 | g)``, ``(x | g)``,
+      ``(x || g)``, ``(1 | g) + (0 + x | g)``) becomes one term of at least 2 columns with
+      a full Λ whose extra θ entries the programs hold at 0 (a zero column where the model
+      has one), under a neutral name.
+    - Fixed-effect columns are appended, to p = 4, 8, 16, ..., orthonormal and orthogonal
+      to every other column: X'X gains an identity block; Z'X and X'y explicit zero
+      entries at every level, so entry and Schur-pair counts are those of a model with
+      that many real columns.
+
+    The criterion, β̂ (first rows), R_X (leading block), the conditional modes and every
+    derivative in the model's θ are unchanged: the added rows of the factor are identity
+    rows (log 1 = 0), zero columns add nothing, Λ entries held at 0 leave Λ the model's,
+    and the degrees of freedom come from ``nfixed``.
+
+    Args:
+        struct: the model's structure.
+
+    Returns:
+        The :class:`Padded` structure (``struct`` itself for larger models).
+    """
+    cached = getattr(struct, "_padded", None)  # the fit, a summary and the front ends all ask
+    if cached is None:
+        cached = struct._padded = _padded(struct)
+    return cached
+
+
+def _padded(struct: Structure) -> Padded:
+    lay = struct.layout
+    if not is_small(lay):
+        return unpadded(struct)
+    one_factor = all(t.name == lay.terms[0].name and t.nlevels == lay.k1 for t in lay.terms)
+    if one_factor:
+        struct, theta, columns = _one_term(struct)
+    elif lay.lead:
+        return unpadded(struct)
+    else:
+        theta, columns = unpadded(struct)[1:4:2]
+    padded = _pad_fixed(struct)
+    return Padded(padded, theta, lay.p, columns)
+
+
+def _one_term(struct: Structure) -> tuple[Structure, np.ndarray, tuple]:
+    """A one-factor model's structure as one correlated term of R = max(Σ r_t, 2) columns
+    (the terms' columns side by side, lme4's order), its θ positions and term columns."""
+    lay = struct.layout
+    k1, h, r1, p, q = lay.k1, lay.head, lay.r1, lay.p, lay.q_rest
+    total = sum(t.ncols for t in lay.terms)
+    wide = TermLayout("", k1, max(total, 2), True, 0)  # columns from total on: zero
+    R, starts = wide.ncols, np.cumsum([0] + [t.ncols for t in lay.terms])
+    pos = {ij: k for k, ij in enumerate(wide.theta_index)}
+    theta = np.array([pos[c + i, c + j] for t, c in zip(lay.terms, starts) for i, j in t.theta_index])
+    columns = tuple((0, int(c), t.ncols) for t, c in zip(lay.terms, starts))
+    if len(lay.terms) == 1 and R == r1 and lay.terms[0].correlated:
+        return replace_layout(struct, replace(lay, terms=(wide,))), theta, columns
+    # the rest block's rows of a one-factor model: per rest term, level-major blocks of r_t
+    arr, ry = np.asarray(struct.arr_fixed), np.asarray(struct.ry)
+    rows, levs, vals = np.asarray(struct.rows), np.asarray(struct.levs), np.asarray(struct.vals_fixed)
+    rc = np.zeros((k1, total - r1), dtype=np.int64)  # rest row of (level, rest-term column)
+    for t, c in zip(lay.rest_terms, starts[h:]):
+        rc[:, c - r1 : c - r1 + t.ncols] = t.offset + np.arange(k1)[:, None] * t.ncols + np.arange(t.ncols)
+    a11 = np.zeros((k1, R, R))
+    a11[:, :r1, :r1] = np.asarray(struct.a11)
+    a11[:, r1:total, r1:total] = arr[rc[:, :, None], rc[:, None, :]]
+    zy1 = np.zeros((k1, R))
+    zy1[:, :r1] = np.asarray(struct.zy1)
+    zy1[:, r1:total] = ry[rc]
+    # Z1' against the rest terms' rows: the sparse entries there (one level each)
+    nfix = lay.nnz - k1
+    wide_col = np.full(q, -1)
+    wide_col[rc.ravel()] = np.tile(np.arange(r1, total), k1)
+    on_rest = rows[:nfix] < q
+    a11[levs[:nfix][on_rest], :r1, wide_col[rows[:nfix][on_rest]]] = vals[on_rest]
+    a11[:, r1:, :r1] = np.swapaxes(a11[:, :r1, r1:], 1, 2)
+    # X rows against every column: all (row, level) entries, in (row, level) order
+    xv = np.zeros((p, k1, R))
+    on_x = ~on_rest
+    xv[rows[:nfix][on_x] - q, levs[:nfix][on_x], :r1] = vals[on_x]
+    xv[:, :, r1:total] = arr[q : q + p][:, rc]
+    entries_rows = np.concatenate([np.repeat(np.arange(p), k1), np.full(k1, p)])
+    entries_levs = np.concatenate([np.tile(np.arange(k1), p), np.arange(k1)])
+    layout, (pa, pb, pt) = entry_layout((wide,), p, lay.n, entries_rows, entries_levs, "auto")
+    one = Structure(
+        layout,
+        _put(a11),
+        _put(entries_rows, np.int32),
+        _put(entries_levs, np.int32),
+        _put(xv.reshape(p * k1, R)),
+        _put(zy1),
+        _put(arr[q:, q:]),
+        _put(ry[q:]),
+        _put(pa, np.int32),
+        _put(pb, np.int32),
+        _put(pt, pt.dtype),
+        struct.log_det_w,
+        struct.nobs,
+        struct.nfixed,
+    )
+    return one, theta, columns
+
+
+def replace_layout(struct: Structure, layout: Layout) -> Structure:
+    """The structure's arrays under another (compatible) layout."""
+    return Structure.tree_unflatten(layout, struct.tree_flatten()[0])
+
+
+def _pad_fixed(struct: Structure) -> Structure:
+    """The structure with fixed-effect columns appended up to p = 4, 8, 16, ... (see
+    :func:`pad_structure`), or itself when that would leave the small models' size."""
+    lay = struct.layout
+    p = max(4, 1 << max(lay.p - 1, 0).bit_length())
+    if lay.size_rest + p - lay.p >= LARGE_REST:  # stay small: the same code paths
+        return struct
+    extra = p - lay.p
+    if extra == 0:
+        return struct
+    size, k1 = lay.size_rest, lay.k1  # the y row is size - 1; the added rows go before it
+    arr = np.zeros((size - 1 + extra, size - 1 + extra))
+    arr[: size - 1, : size - 1] = np.asarray(struct.arr_fixed)
+    arr[size - 1 :, size - 1 :] = np.eye(extra)
+    ry = np.asarray(struct.ry)
+    ry = np.concatenate([ry[:-1], np.zeros(extra), ry[-1:]])
+    # entries stay in (row, level) order: the added rows' after X's, then y's (moved down)
+    rows, levs = np.asarray(struct.rows).astype(np.int64), np.asarray(struct.levs).astype(np.int64)
+    rows = np.concatenate([rows[:-k1], np.repeat(np.arange(size - 1, size - 1 + extra), k1), rows[-k1:] + extra])
+    levs = np.concatenate([levs[:-k1], np.tile(np.arange(k1), extra), levs[-k1:]])
+    vals = np.asarray(struct.vals_fixed)
+    vals = np.concatenate([vals, np.zeros((extra * k1, vals.shape[1]))])
+    if lay.dense_schur:
+        pa = pb = pt = np.zeros(0, np.int32)
+    else:
+        pa, pb, pt = _schur_pairs(rows, levs, size + extra, (lay.lead, lay.rest_terms[0].ncols) if lay.lead else None)
+    layout = replace(lay, p=p, nnz=len(rows), npairs=len(pa))
+    return Structure(
+        layout,
+        struct.a11,
+        _put(rows, np.int32),
+        _put(levs, np.int32),
+        _put(vals),
+        struct.zy1,
+        _put(arr),
+        _put(ry),
+        _put(pa, np.int32),
+        _put(pb, np.int32),
+        _put(pt, pt.dtype),
+        struct.log_det_w,
+        struct.nobs,
+        struct.nfixed,
+    )
 
 
 @jax.tree_util.register_pytree_node_class
@@ -431,11 +656,11 @@ def entry_layout(terms: tuple[TermLayout, ...], p: int, n: int, rows: np.ndarray
     if schur not in ("auto", "sparse", "dense"):
         raise ValueError(f"schur must be 'auto', 'sparse' or 'dense', got {schur!r}")
     h = head_size(terms)
-    k1 = terms[0].nlevels
+    k1, r1 = terms[0].nlevels, sum(t.ncols for t in terms[:h])
     size = sum(t.nlevels * t.ncols for t in terms[h:]) + p + 1
     npairs_est = _count_pairs(levs, k1)
-    dense_cost = size * size * k1 * sum(t.ncols for t in terms[:h]) / 20.0  # ~20 flops per scatter-add, in flop units
-    dense_schur = npairs_est > _MAX_PAIRS or dense_cost < npairs_est * (sum(t.ncols for t in terms[:h]) + 4)
+    dense_cost = size * size * k1 * r1 / 20.0  # ~20 flops per scatter-add, in flop units
+    dense_schur = npairs_est > _MAX_PAIRS or dense_cost < npairs_est * (r1 + 4)
     if schur != "auto":
         dense_schur = schur == "dense"
     lead = _nested_lead(terms, size, rows, levs)
@@ -582,6 +807,8 @@ def assemble_structure(pat: StructurePattern, values: dict, log_det_w, put=None)
     size = pat.layout.size_rest
     index_dtype = np.int32 if size * size < 2**31 else np.int64
     put = put or _put
+    nobs = np.asarray(pat.layout.n, np.float64)  # 0-d (``_put`` would make it 1-d)
+    nfixed = np.asarray(pat.layout.p, np.float64)
     return Structure(
         layout=pat.layout,
         a11=values["a11"],
@@ -595,6 +822,8 @@ def assemble_structure(pat: StructurePattern, values: dict, log_det_w, put=None)
         pair_b=put(pat.pair_b, np.int32),
         pair_target=put(pat.pair_target, index_dtype),
         log_det_w=log_det_w,
+        nobs=jax.device_put(nobs) if put is _put else put(nobs, np.float64),
+        nfixed=jax.device_put(nfixed) if put is _put else put(nfixed, np.float64),
     )
 
 
@@ -661,6 +890,11 @@ class CrossProducts:
             ones=np.ones(p, bool),
             n_dropped=n_dropped,
         )
+
+    @property
+    def q_rest(self) -> int:
+        """Random-effect rows of the dense rest block (terms after the head)."""
+        return sum(t.nlevels * t.ncols for t in self.terms[head_size(self.terms) :])
 
     def __add__(self, other: CrossProducts) -> CrossProducts:
         if not isinstance(other, CrossProducts):

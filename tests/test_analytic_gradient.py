@@ -220,7 +220,7 @@ def test_objective_and_corner_shares_the_factor(case, schur):
                 ref_value, ref_grad = jax.jit(jax.value_and_grad(obj.objective), static_argnums=2)(th, s, reml)
                 assert float(value) == pytest.approx(float(ref_value), rel=1e-13)
                 np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-9)
-                beta, sigma = obj.effects_from_corner(corner, s.layout, reml)
+                beta, sigma = obj.effects_from_corner(corner, s, reml)
                 ref_beta, ref_sigma = jax.jit(obj.fixef_sigma, static_argnums=2)(th, s, reml)
                 np.testing.assert_allclose(beta, ref_beta, rtol=1e-11, atol=1e-12)
                 assert float(sigma) == pytest.approx(float(ref_sigma), rel=1e-12)

@@ -351,3 +351,56 @@ def test_unwritable_cache_still_compiles(tmp_path, monkeypatch):
     prog, _ = compiled.compile_program(_fresh("sq"), _square, (np.arange(3.0),), {"power": 2})
     np.testing.assert_array_equal(np.asarray(prog(np.arange(3.0))), [0.0, 1.0, 4.0])
     assert compiled.STATS["saved"] == before["saved"] and compiled.STATS["compiled"] == before["compiled"] + 1
+
+
+SHARED_CHILD = r"""
+import json, warnings
+import numpy as np
+import jaxlme
+import jaxlme.model
+from jaxlme import compiled
+from jaxlme.structure import unpadded
+warnings.simplefilter("ignore")
+d = jaxlme.datasets.load("sleepstudy")
+d["x"] = np.random.default_rng(0).normal(size=len(d))
+fits = [  # n, the criterion, p and the term's form differ; one shape bucket
+    ("Reaction ~ Days + (Days | Subject)", d, True),
+    ("Reaction ~ Days + (Days | Subject)", d, False),
+    ("Reaction ~ Days + (Days | Subject)", d[d.Days < 8], True),
+    ("Reaction ~ 1 + (1 | Subject)", d, True),
+    ("Reaction ~ Days + x + (1 | Subject)", d, False),
+]
+out = []
+for f, data, reml in fits:
+    res = jaxlme.LMM(f, data).fit(reml=reml)
+    out.append(dict(theta=res.theta.tolist(), objective=res.objective, compile=res.opt.compile_seconds,
+                    converged=bool(res.opt.converged), beta=res.fixef.tolist()))
+shared = dict(compiled.STATS)
+# the same fits without padding: every shape compiles its own program
+jaxlme.model.pad_structure = unpadded
+alone = [jaxlme.LMM(f, data).fit(reml=reml) for f, data, reml in fits]
+print(json.dumps(dict(fits=out, shared=shared, alone=[dict(theta=r.theta.tolist(), objective=r.objective,
+    beta=r.fixef.tolist()) for r in alone], after=dict(compiled.STATS))))
+"""
+
+
+def test_small_models_of_one_shape_bucket_share_one_fit_program(tmp_path):
+    """Fits that differ in n, in the criterion, in 1-4 fixed effects and in the form of a
+    single random-effects term run one compiled fit program, and give what each model's
+    own (unpadded) program gives."""
+    e = dict(os.environ, JAXLME_CACHE_DIR=str(tmp_path))
+    e.pop("JAXLME_NO_CACHE", None)
+    out = subprocess.run([sys.executable, "-c", SHARED_CHILD], env=e, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["shared"]["compiled"] == 1
+    # unpadded, each (p, columns) shape compiles its own: (2, 2), (1, 1) and (3, 1)
+    assert got["after"]["compiled"] == 1 + 3
+    assert got["fits"][0]["compile"] > 0.05 and all(f["compile"] < 0.01 for f in got["fits"][1:])
+    assert got["fits"][0]["objective"] == pytest.approx(1743.628, abs=1e-3)  # lme4's REML criterion
+    assert got["fits"][1]["objective"] == pytest.approx(1751.939, abs=1e-3)  # lme4's ML deviance
+    for padded, alone in zip(got["fits"], got["alone"]):
+        assert padded["converged"]
+        assert padded["objective"] == pytest.approx(alone["objective"], abs=1e-7)
+        np.testing.assert_allclose(padded["theta"], alone["theta"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(padded["beta"], alone["beta"], rtol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import jaxlme
@@ -62,3 +63,82 @@ def test_unique_keys_equals_numpy(bound):
     want, winv = np.unique(keys, return_inverse=True)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(inv, winv)
+
+
+# -- shape buckets: pad_structure ------------------------------------------------------------
+PADDED = [  # (formula, Schur update)
+    ("Reaction ~ Days + (Days | Subject)", "dense"),  # one term
+    ("Reaction ~ Days + (Days || Subject)", "sparse"),  # two terms on one factor: one wide term
+    ("Reaction ~ Days + x + (Days | Subject) + (0 + x | Subject)", "dense"),  # a vector and a scalar term
+    ("Reaction ~ Days + x + (1 | Subject) + (0 + Days | g2)", "sparse"),  # crossed: p padded only
+]
+
+
+def _sleep_plus():
+    data = jaxlme.datasets.load("sleepstudy")
+    rng = np.random.default_rng(0)
+    return data.assign(g2=rng.integers(0, 7, len(data)).astype(str), x=rng.normal(size=len(data)))
+
+
+@pytest.mark.parametrize("formula, schur", PADDED)
+def test_padded_structure_keeps_criterion_effects_and_derivatives(formula, schur):
+    """The padded structure's criterion, β̂, σ̂, R_X, conditional modes, gradient and
+    Hessian, in the model's θ, are the model's own (to rounding)."""
+    import jax
+
+    from jaxlme import objective as obj
+    from jaxlme.structure import build_structure, pad_structure
+
+    model = jaxlme.LMM(formula, _sleep_plus())
+    with jax.enable_x64(True):  # the structure's arrays in float64
+        s, _ = build_structure(model.design, schur)
+        pad = pad_structure(s)
+        lay, play = s.layout, pad.struct.layout
+        assert play.p == 4 and play.p > lay.p and pad.p == lay.p
+        theta = np.where(lay.theta_lower == 0, 0.8, 0.3) * np.linspace(1.0, 1.3, lay.ntheta)
+        tp = jax.numpy.asarray(pad.theta_in(theta))
+        theta = jax.numpy.asarray(theta)
+        idx = np.ix_(pad.theta, pad.theta)
+        for reml in (True, False):
+            f = jax.jit(jax.value_and_grad(lambda t, st, r=reml: obj.objective(t, st, r)))
+            (value, g), (value_p, gp) = f(theta, s), f(tp, pad.struct)
+            assert float(value_p) == pytest.approx(float(value), rel=1e-12, abs=1e-9)
+            np.testing.assert_allclose(gp[pad.theta], g, rtol=1e-9, atol=1e-9)
+            if reml:  # second derivatives: one criterion suffices (the weights are data)
+                hess = jax.jit(jax.hessian(lambda t, st: obj.objective(t, st, True)))
+                np.testing.assert_allclose(hess(tp, pad.struct)[idx], hess(theta, s), rtol=1e-8, atol=1e-8)
+            e, ep = obj.solve_effects(theta, s, reml), obj.solve_effects(tp, pad.struct, reml)
+            np.testing.assert_allclose(ep.beta[: lay.p], e.beta, rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(ep.RX[: lay.p, : lay.p], e.RX, rtol=1e-10, atol=1e-10)
+            assert float(ep.sigma) == pytest.approx(float(e.sigma), rel=1e-12)
+            for b, bp in zip(e.b, pad.per_term(ep.b)):
+                np.testing.assert_allclose(bp, b, rtol=1e-9, atol=1e-9)
+
+
+def test_small_models_of_one_bucket_share_a_layout_large_ones_are_not_padded():
+    """Programs are keyed on the layout: models that differ in n, in 1-4 fixed effects and
+    in a single term's form ((1|g), (x|g), its grouping factor's name) pad to one layout."""
+    from jaxlme.structure import pad_structure
+
+    data = _sleep_plus()
+    variants = [
+        ("Reaction ~ Days + (Days | Subject)", data),
+        ("Reaction ~ Days + (Days | Subject)", data[data.Days < 8]),  # n = 144
+        ("Reaction ~ 1 + (1 | Subject)", data),
+        ("Reaction ~ Days + (Days || Subject)", data),
+        ("Reaction ~ Days + x + (1 | Subject)", data),
+        ("Reaction ~ Days * x + (Days | Subject)", data.rename(columns={"Subject": "person"}).iloc[5:]),
+    ]
+    variants[-1] = (variants[-1][0].replace("Subject", "person"), variants[-1][1])
+    layouts = {pad_structure(jaxlme.LMM(f, d).structure).struct.layout for f, d in variants}
+    assert len(layouts) == 1
+    (only,) = layouts
+    assert only.p == 4 and only.terms[0].ncols == 2 and only.terms[0].correlated
+    wide = jaxlme.LMM("Reaction ~ Days * x + Days:g2 + (Days | Subject)", data).structure  # p = 10
+    assert pad_structure(wide).struct.layout.p == 16
+    rng = np.random.default_rng(1)
+    n = 4000
+    crossed = pd.DataFrame({"g1": rng.integers(0, 600, n), "g2": rng.integers(0, 450, n), "x": rng.normal(size=n)})
+    crossed["y"] = crossed.x + rng.normal(size=n)
+    big = jaxlme.LMM("y ~ x + (1 | g1) + (1 | g2)", crossed).structure  # a rest block of 452 rows
+    assert pad_structure(big).struct is big
