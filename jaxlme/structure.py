@@ -393,23 +393,17 @@ def _one_term(struct: Structure) -> tuple[Structure, np.ndarray, tuple]:
     entries_rows = np.concatenate([np.repeat(np.arange(p), k1), np.full(k1, p)])
     entries_levs = np.concatenate([np.tile(np.arange(k1), p), np.arange(k1)])
     layout, (pa, pb, pt) = entry_layout((wide,), p, lay.n, entries_rows, entries_levs, "auto")
-    one = Structure(
-        layout,
-        _put(a11),
-        _put(entries_rows, np.int32),
-        _put(entries_levs, np.int32),
-        _put(xv.reshape(p * k1, R)),
-        _put(zy1),
-        _put(arr[q:, q:]),
-        _put(ry[q:]),
-        _put(pa, np.int32),
-        _put(pb, np.int32),
-        _put(pt, pt.dtype),
-        struct.log_det_w,
-        struct.nobs,
-        struct.nfixed,
-    )
-    return one, theta, columns
+    arrays = (a11, entries_rows, entries_levs, xv.reshape(p * k1, R), zy1, arr[q:, q:], ry[q:], (pa, pb, pt))
+    return _rebuilt(struct, layout, *arrays), theta, columns
+
+
+def _rebuilt(struct: Structure, layout: Layout, a11, rows, levs, vals, zy1, arr, ry, pairs) -> Structure:
+    """A structure of ``layout`` from host arrays (put on the device) and ``struct``'s
+    scalar leaves (log_det_w, nobs, nfixed)."""
+    pa, pb, pt = pairs
+    put = (_put(a11), _put(rows, np.int32), _put(levs, np.int32), _put(vals), _put(zy1), _put(arr), _put(ry))
+    pairs = (_put(pa, np.int32), _put(pb, np.int32), _put(pt, pt.dtype))
+    return Structure(layout, *put, *pairs, struct.log_det_w, struct.nobs, struct.nfixed)
 
 
 def replace_layout(struct: Structure, layout: Layout) -> Structure:
@@ -444,22 +438,8 @@ def _pad_fixed(struct: Structure) -> Structure:
     else:
         pa, pb, pt = _schur_pairs(rows, levs, size + extra, (lay.lead, lay.rest_terms[0].ncols) if lay.lead else None)
     layout = replace(lay, p=p, nnz=len(rows), npairs=len(pa))
-    return Structure(
-        layout,
-        struct.a11,
-        _put(rows, np.int32),
-        _put(levs, np.int32),
-        _put(vals),
-        struct.zy1,
-        _put(arr),
-        _put(ry),
-        _put(pa, np.int32),
-        _put(pb, np.int32),
-        _put(pt, pt.dtype),
-        struct.log_det_w,
-        struct.nobs,
-        struct.nfixed,
-    )
+    a11, zy1 = np.asarray(struct.a11), np.asarray(struct.zy1)
+    return _rebuilt(struct, layout, a11, rows, levs, vals, zy1, arr, ry, (pa, pb, pt))
 
 
 @jax.tree_util.register_pytree_node_class
