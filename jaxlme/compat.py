@@ -38,7 +38,7 @@ from . import messages
 from ._config import x64
 from .design import DataError
 from .formula import FormulaError
-from .inference import information_program
+from .inference import information_program, start_information
 from .model import LMM
 from .objective import criterion_terms, factorize, lambda_blocks, rx_beta, solve_effects
 from .results import LMMResult
@@ -794,6 +794,8 @@ class MixedLM:
             opts["gtol"] = float(fit_kwargs["gtol"])
         var = self._variant(self._pattern(free))
         self._reml = bool(reml)
+        with jax_x64():  # statsmodels computes standard errors with every fit: compile their program meanwhile
+            start_information(var.lmm.structure, bool(reml))
         res = var.lmm.fit(reml=bool(reml), warn=False, **opts)
         if var.ties:
             res = _tied_fit(var, res, bool(reml))

@@ -102,7 +102,7 @@ class LRUCache(OrderedDict):
 
 
 MEMORY: LRUCache = LRUCache()
-_PENDING: dict[str, Any] = {}  # digest -> _Loading started by prefetch()
+_PENDING: dict[str, Any] = {}  # digest -> _Loading started by prefetch(), or _Compiling
 _DIGESTS: dict[tuple, str] = {}  # _memory_key -> digest of the programs asked for in this process
 _MAX_DIGESTS = 4096  # then forgotten (each costs a hash on its next call)
 STATS = {"compiled": 0, "loaded": 0, "saved": 0, "prefetched": 0}  # this process's disk-cache traffic
@@ -404,6 +404,11 @@ class _Loading(Background):
         return super().result()
 
 
+class _Compiling(Background):
+    """A fresh compile started by :func:`compile_program_async`: a :func:`compile_program`
+    call for the same program waits for it instead of compiling it a second time."""
+
+
 def _device_ids(compiled) -> list[int]:
     """Ids of the devices a compiled program runs on, in its device-assignment order."""
     ids: list[int] = []
@@ -536,7 +541,8 @@ def compile_program_async(
     so the caller can trace another program meanwhile.  ``threads=1`` keeps XLA's code
     generation to one thread (on two cores it then runs beside the caller's tracing
     instead of competing with it).  Memory and disk hits behave as in
-    :func:`compile_program` (a disk load starts in the background)."""
+    :func:`compile_program` (a disk load starts in the background); a
+    :func:`compile_program` call for the same program meanwhile waits for this compile."""
     static = static or {}
     digest, options, path = _locate(name, args, static, key, small, native_reductions, disk)
 
@@ -554,9 +560,11 @@ def compile_program_async(
     if threads is not None and jax.default_backend() == "cpu":
         options = dict(options, xla_cpu_parallel_codegen_split_count=int(threads))
     lowered = _lower(name, fn, args, static)
-    job = Background(lambda: _compile_fresh(lowered, options, path), f"jaxlme-compile-{name}")
+    job = _PENDING[digest] = _Compiling(lambda: _compile_fresh(lowered, options, path), f"jaxlme-compile-{name}")
 
     def result():
+        if _PENDING.get(digest) is job:
+            del _PENDING[digest]
         return MEMORY.setdefault(digest, job.result())
 
     return result
@@ -599,6 +607,13 @@ def compile_program(
 
     compiled = None
     loading = _PENDING.pop(digest, None)
+    if isinstance(loading, _Compiling):
+        try:
+            compiled = loading.result()
+        except Exception:  # compiled again below, raising here if it fails again
+            loading = None
+        else:
+            return MEMORY.setdefault(digest, compiled), time.perf_counter() - t0
     STATS["prefetched"] += loading is not None
     if loading is None and path is not None and path.exists():
         loading = _Loading(path)

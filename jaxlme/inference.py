@@ -22,7 +22,7 @@ import pandas as pd
 from . import kenward_roger as _kenward_roger
 from . import messages
 from ._config import x64
-from .compiled import compile_program, prefetch
+from .compiled import compile_program, compile_program_async, prefetch
 from .objective import (
     criterion_terms,
     factorize,
@@ -54,6 +54,7 @@ __all__ = [
     "interval_frame",
     "satterthwaite_program",
     "information_program",
+    "start_information",
     "DDF_METHODS",
     "CI_METHODS",
 ]
@@ -162,6 +163,25 @@ def _beta_jacobian(theta: jax.Array, struct) -> jax.Array:
     return jax.jacfwd(lambda t: fixef_sigma(t, struct, True)[0])(theta)
 
 
+def _information_jobs(struct, reml: bool) -> list[tuple]:
+    """(name, function, args) of the programs :func:`information_program` compiles."""
+    padded = pad_structure(struct)
+    if is_small(struct.layout):
+        return [("information", _information_parts, _satterthwaite_args(padded, reml))]
+    name, parts = _satterthwaite_parts(padded.struct.layout)
+    theta = jax.ShapeDtypeStruct((struct.layout.ntheta,), jnp.float64)
+    return [(name, parts, _satterthwaite_args(padded, reml)), ("beta_jacobian", _beta_jacobian, (theta, struct))]
+
+
+def start_information(struct, reml: bool) -> None:
+    """Start compiling (or loading) :func:`information_program`'s programs on a background
+    thread, so that a fit's standard errors do not wait for them after the fit: the
+    statsmodels front end, which computes them with every fit, calls this before fitting."""
+    flags = program_flags(pad_structure(struct).struct.layout)
+    for name, fn, args in _information_jobs(struct, reml):
+        compile_program_async(name, fn, args, {}, threads=1, **flags)
+
+
 def information_program(struct, reml: bool):
     """The compiled program behind Wald standard errors of every parameter (the
     statsmodels front end's ``cov_params``): at varpar = (θ, σ), the Hessian of the
@@ -179,9 +199,10 @@ def information_program(struct, reml: bool):
     """
     padded = pad_structure(struct)
     flags = program_flags(padded.struct.layout)
+    jobs = _information_jobs(struct, reml)
     if is_small(struct.layout):
-        args = _satterthwaite_args(padded, reml)
-        prog, _ = compile_program("information", _information_parts, args, {}, **flags)
+        args = jobs[0][2]
+        prog, _ = compile_program(*jobs[0], {}, **flags)
         p, idx = padded.p, np.append(padded.theta, padded.ntheta)  # σ last
 
         def run(varpar):
@@ -192,8 +213,7 @@ def information_program(struct, reml: bool):
 
         return run
     hessian = satterthwaite_program(struct, reml)
-    theta = jax.ShapeDtypeStruct((struct.layout.ntheta,), jnp.float64)
-    jac, _ = compile_program("beta_jacobian", _beta_jacobian, (theta, struct), {}, **flags)
+    jac, _ = compile_program(*jobs[1], {}, **flags)
 
     def run_large(varpar):
         H, V, _ = hessian(varpar)

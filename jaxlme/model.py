@@ -40,7 +40,7 @@ from .params import crossproducts_start, moment_start, theta_scale
 from .parquet import BATCH_SIZE, parquet_crossproducts
 from .partitions import finalize
 from .results import LMMResult, OptSummary
-from .structure import Padded, Structure, build_structure, pad_structure, response_crossprods, weighted_rows
+from .structure import Padded, Structure, build_structure, is_small, pad_structure, response_crossprods, weighted_rows
 
 __all__ = ["LMM", "lmm", "fit_program", "fit_program_async"]
 
@@ -293,10 +293,10 @@ class LMM:
     @x64
     def objective(self, theta, reml: bool = True) -> float:
         """REML criterion or ML deviance at θ (lme4's scale)."""
-        theta = jnp.asarray(theta, dtype=jnp.float64).reshape(-1)
+        theta = np.asarray(theta, dtype=float).reshape(-1)
         if theta.shape[0] != self.ntheta:
             raise ValueError(f"theta must have {self.ntheta} elements, got {theta.shape[0]}")
-        return float(_objective_jit(theta, self.structure, reml))
+        return self._criterion(self.structure, reml)(theta)
 
     def objective_function(self, reml: bool = True):
         """A pure jitted function θ -> criterion for use with jax.grad/jax.hessian.
@@ -458,10 +458,19 @@ class LMM:
 
     def _criterion(self, struct: Structure, reml: bool):
         """θ (host array) -> REML criterion or ML deviance of ``struct`` (this model's
-        structure or a replicate's), for checks outside the compiled fit."""
+        structure or a replicate's), for :meth:`objective` and checks outside the compiled
+        fit (one compiled program for both).  Evaluated on the
+        structure padded as the fit's (:func:`_fit_args`) with the criterion as data, so the
+        models that share a fit program share this program too."""
+        padded = pad_structure(struct)
+        flag = reml_flag(reml)
+        program = []
 
         def criterion(theta) -> float:
-            return float(_objective_jit(jax.device_put(np.asarray(theta, dtype=float)), struct, reml))
+            args = (jax.device_put(padded.theta_in(np.asarray(theta, dtype=float))), padded.struct, flag)
+            if not program:
+                program.append(compile_program("criterion", objective, args, small=is_small(padded.struct.layout))[0])
+            return float(program[0](*args))
 
         return criterion
 

@@ -52,8 +52,8 @@ __all__ = [
     "entry_layout",
     "Padded",
     "pad_structure",
+    "level_bucket",
     "unpadded",
-    "replace_layout",
     "lead_sizes",
 ]
 
@@ -269,14 +269,15 @@ class Padded(NamedTuple):
         theta: positions of the model's θ entries in the program's θ (the others are
             held at 0).
         p: the model's fixed effects: the program's first p.
-        columns: per model term, (program term, first column, columns): where its
-            random effects sit among the program's.
+        columns: per model term, (program term, first column, columns, levels): where
+            its random effects sit among the program's (its levels are the program
+            term's first).
     """
 
     struct: Structure
     theta: np.ndarray
     p: int
-    columns: tuple[tuple[int, int, int], ...]
+    columns: tuple[tuple[int, int, int, int], ...]
 
     @property
     def ntheta(self) -> int:
@@ -297,25 +298,28 @@ class Padded(NamedTuple):
     def per_term(self, blocks) -> tuple:
         """The model's per-term (levels, columns) arrays from the program's (e.g. the
         conditional modes)."""
-        return tuple(blocks[t][:, c : c + r] for t, c, r in self.columns)
+        return tuple(blocks[t][:k, c : c + r] for t, c, r, k in self.columns)
 
 
 def unpadded(struct: Structure) -> Padded:
     """``struct`` as its own program's structure (nothing padded)."""
     lay = struct.layout
-    return Padded(struct, np.arange(lay.ntheta), lay.p, tuple((i, 0, t.ncols) for i, t in enumerate(lay.terms)))
+    columns = tuple((i, 0, t.ncols, t.nlevels) for i, t in enumerate(lay.terms))
+    return Padded(struct, np.arange(lay.ntheta), lay.p, columns)
 
 
 def pad_structure(struct: Structure) -> Padded:
     """A small model's structure padded to a shape bucket, so that many small models
     share one compiled program (compiling one takes longer than fitting it).
 
-    Only models whose programs run in milliseconds (:func:`is_small`) are padded:
+    Only models whose programs run in milliseconds (:func:`is_small`, at most
+    :data:`PAD_MAX_LEVELS` levels in term 1) are padded:
 
     - A model whose terms are all on one grouping factor (``(1 | g)``, ``(x | g)``,
       ``(x || g)``, ``(1 | g) + (0 + x | g)``) becomes one term of at least 2 columns with
       a full Λ whose extra θ entries the programs hold at 0 (a zero column where the model
-      has one), under a neutral name.
+      has one), under a neutral name, with its levels padded by empty levels to a bucket
+      (:func:`level_bucket`) and an entry at every (fixed-effect row, level).
     - Fixed-effect columns are appended, to p = 4, 8, 16, ..., orthonormal and orthogonal
       to every other column: X'X gains an identity block; Z'X and X'y explicit zero
       entries at every level, so entry and Schur-pair counts are those of a model with
@@ -324,7 +328,8 @@ def pad_structure(struct: Structure) -> Padded:
     The criterion, β̂ (first rows), R_X (leading block), the conditional modes and every
     derivative in the model's θ are unchanged: the added rows of the factor are identity
     rows (log 1 = 0), zero columns add nothing, Λ entries held at 0 leave Λ the model's,
-    and the degrees of freedom come from ``nfixed``.
+    an empty level's block of the factor is the identity and it meets nothing, and the
+    degrees of freedom come from ``nfixed``.
 
     Args:
         struct: the model's structure.
@@ -338,9 +343,14 @@ def pad_structure(struct: Structure) -> Padded:
     return cached
 
 
+# Levels of term 1 above which a small model is not padded: there its run time, which the
+# padding adds to (a fixed-effect column more costs every level), nears its compile time.
+PAD_MAX_LEVELS = 4096
+
+
 def _padded(struct: Structure) -> Padded:
     lay = struct.layout
-    if not is_small(lay):
+    if not is_small(lay) or lay.k1 > PAD_MAX_LEVELS:
         return unpadded(struct)
     one_factor = all(t.name == lay.terms[0].name and t.nlevels == lay.k1 for t in lay.terms)
     if one_factor:
@@ -353,31 +363,43 @@ def _padded(struct: Structure) -> Padded:
     return Padded(padded, theta, lay.p, columns)
 
 
+def level_bucket(k: int) -> int:
+    """The number of levels a one-factor small model's programs are compiled for: 128 or
+    1024 up to 1024 levels, then 2048 or 4096 (:data:`PAD_MAX_LEVELS`).
+
+    Few buckets, because a new one costs a compile (a second or two) while empty levels
+    cost a fit milliseconds (a 30-group model's fit takes 4 ms padded to 32 levels and
+    13 ms padded to 1024; benchmarks/SMALL_MODELS.md)."""
+    if k <= 128:
+        return 128
+    return max(1024, 1 << (k - 1).bit_length())
+
+
 def _one_term(struct: Structure) -> tuple[Structure, np.ndarray, tuple]:
     """A one-factor model's structure as one correlated term of R = max(Σ r_t, 2) columns
-    (the terms' columns side by side, lme4's order), its θ positions and term columns."""
+    (the terms' columns side by side, lme4's order) and :func:`level_bucket` levels (the
+    model's first, then empty ones), its θ positions and term columns."""
     lay = struct.layout
     k1, h, r1, p, q = lay.k1, lay.head, lay.r1, lay.p, lay.q_rest
+    K = level_bucket(k1)
     total = sum(t.ncols for t in lay.terms)
-    wide = TermLayout("", k1, max(total, 2), True, 0)  # columns from total on: zero
+    wide = TermLayout("", K, max(total, 2), True, 0)  # columns from total on: zero
     R, starts = wide.ncols, np.cumsum([0] + [t.ncols for t in lay.terms])
     pos = {ij: k for k, ij in enumerate(wide.theta_index)}
     theta = np.array([pos[c + i, c + j] for t, c in zip(lay.terms, starts) for i, j in t.theta_index])
-    columns = tuple((0, int(c), t.ncols) for t, c in zip(lay.terms, starts))
-    if len(lay.terms) == 1 and R == r1 and lay.terms[0].correlated:
-        return replace_layout(struct, replace(lay, terms=(wide,))), theta, columns
+    columns = tuple((0, int(c), t.ncols, k1) for t, c in zip(lay.terms, starts))
     # the rest block's rows of a one-factor model: per rest term, level-major blocks of r_t
     arr, ry = np.asarray(struct.arr_fixed), np.asarray(struct.ry)
     rows, levs, vals = np.asarray(struct.rows), np.asarray(struct.levs), np.asarray(struct.vals_fixed)
     rc = np.zeros((k1, total - r1), dtype=np.int64)  # rest row of (level, rest-term column)
     for t, c in zip(lay.rest_terms, starts[h:]):
         rc[:, c - r1 : c - r1 + t.ncols] = t.offset + np.arange(k1)[:, None] * t.ncols + np.arange(t.ncols)
-    a11 = np.zeros((k1, R, R))
-    a11[:, :r1, :r1] = np.asarray(struct.a11)
-    a11[:, r1:total, r1:total] = arr[rc[:, :, None], rc[:, None, :]]
-    zy1 = np.zeros((k1, R))
-    zy1[:, :r1] = np.asarray(struct.zy1)
-    zy1[:, r1:total] = ry[rc]
+    a11 = np.zeros((K, R, R))
+    a11[:k1, :r1, :r1] = np.asarray(struct.a11)
+    a11[:k1, r1:total, r1:total] = arr[rc[:, :, None], rc[:, None, :]]
+    zy1 = np.zeros((K, R))
+    zy1[:k1, :r1] = np.asarray(struct.zy1)
+    zy1[:k1, r1:total] = ry[rc]
     # Z1' against the rest terms' rows: the sparse entries there (one level each)
     nfix = lay.nnz - k1
     wide_col = np.full(q, -1)
@@ -386,14 +408,14 @@ def _one_term(struct: Structure) -> tuple[Structure, np.ndarray, tuple]:
     a11[levs[:nfix][on_rest], :r1, wide_col[rows[:nfix][on_rest]]] = vals[on_rest]
     a11[:, r1:, :r1] = np.swapaxes(a11[:, :r1, r1:], 1, 2)
     # X rows against every column: all (row, level) entries, in (row, level) order
-    xv = np.zeros((p, k1, R))
+    xv = np.zeros((p, K, R))
     on_x = ~on_rest
     xv[rows[:nfix][on_x] - q, levs[:nfix][on_x], :r1] = vals[on_x]
-    xv[:, :, r1:total] = arr[q : q + p][:, rc]
-    entries_rows = np.concatenate([np.repeat(np.arange(p), k1), np.full(k1, p)])
-    entries_levs = np.concatenate([np.tile(np.arange(k1), p), np.arange(k1)])
+    xv[:, :k1, r1:total] = arr[q : q + p][:, rc]
+    entries_rows = np.concatenate([np.repeat(np.arange(p), K), np.full(K, p)])
+    entries_levs = np.concatenate([np.tile(np.arange(K), p), np.arange(K)])
     layout, (pa, pb, pt) = entry_layout((wide,), p, lay.n, entries_rows, entries_levs, "auto")
-    arrays = (a11, entries_rows, entries_levs, xv.reshape(p * k1, R), zy1, arr[q:, q:], ry[q:], (pa, pb, pt))
+    arrays = (a11, entries_rows, entries_levs, xv.reshape(p * K, R), zy1, arr[q:, q:], ry[q:], (pa, pb, pt))
     return _rebuilt(struct, layout, *arrays), theta, columns
 
 
@@ -404,11 +426,6 @@ def _rebuilt(struct: Structure, layout: Layout, a11, rows, levs, vals, zy1, arr,
     put = (_put(a11), _put(rows, np.int32), _put(levs, np.int32), _put(vals), _put(zy1), _put(arr), _put(ry))
     pairs = (_put(pa, np.int32), _put(pb, np.int32), _put(pt, pt.dtype))
     return Structure(layout, *put, *pairs, struct.log_det_w, struct.nobs, struct.nfixed)
-
-
-def replace_layout(struct: Structure, layout: Layout) -> Structure:
-    """The structure's arrays under another (compatible) layout."""
-    return Structure.tree_unflatten(layout, struct.tree_flatten()[0])
 
 
 def _pad_fixed(struct: Structure) -> Structure:

@@ -153,6 +153,7 @@ def test_replicates_past_the_lane_budget_are_finished_by_the_follow_up(sleep):
     its cross-products with the fit's own compiled program, reaching the same optimum."""
     from jaxlme import compiled
 
+    sleep.model.objective(sleep.theta)  # the criterion program, which the follow-up's boundary checks use
     programs = compiled.STATS["compiled"] + compiled.STATS["loaded"]
     capped = sleep.bootstrap(12, seed=3, progress=False, chunk_size=4, _lane_iters=2)
     assert compiled.STATS["compiled"] + compiled.STATS["loaded"] - programs <= 2  # the simulation and the pool only

@@ -188,6 +188,16 @@ def test_async_compile_runs_beside_the_caller_and_shares_the_cache(cache_dir):
     assert compiled.STATS["loaded"] == before["loaded"] + 1
     np.testing.assert_array_equal(np.asarray(again(x)), x**3)
 
+    # compile_program asked for a program being compiled in the background waits for that
+    # compile instead of compiling it again
+    sqb = _fresh("sqb")
+    before = dict(compiled.STATS)
+    wait = compiled.compile_program_async(sqb, _square, (x,), {"power": 2}, threads=1)
+    prog, _ = compiled.compile_program(sqb, _square, (x,), {"power": 2})
+    assert compiled.STATS["compiled"] == before["compiled"] + 1
+    assert wait() is prog
+    np.testing.assert_array_equal(np.asarray(prog(x)), x**2)
+
     def unlowerable(x):
         return jnp.linalg.cholesky(x)  # (5,) is no matrix: fails while tracing, on this thread
 
@@ -404,3 +414,55 @@ def test_small_models_of_one_shape_bucket_share_one_fit_program(tmp_path):
         assert padded["objective"] == pytest.approx(alone["objective"], abs=1e-7)
         np.testing.assert_allclose(padded["theta"], alone["theta"], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(padded["beta"], alone["beta"], rtol=1e-6)
+
+
+LOOP_CHILD = r"""
+import json, os, sys, warnings
+from pathlib import Path
+import numpy as np
+import jaxlme
+import jaxlme.inference, jaxlme.model
+from jaxlme import compiled
+from jaxlme.structure import unpadded
+warnings.simplefilter("ignore")
+if sys.argv[1] == "unpadded":
+    jaxlme.model.pad_structure = jaxlme.inference.pad_structure = unpadded
+rng = np.random.default_rng(3)
+out = []
+# statsmodels-style fits of data sets with 70-100 groups (one level bucket), 1-4 fixed and
+# 1-2 random effects, free and diagonal covariances, REML and ML; no slope variance, so
+# some fits end on the boundary and are checked there (the criterion program)
+for k, (n_g, p, re, diag) in enumerate([(70, 2, 1, False), (80, 3, 2, False), (90, 1, 2, True), (100, 4, 2, False)]):
+    g = np.repeat(np.arange(n_g), 4)
+    n = len(g)
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, p - 1))])
+    Z = np.column_stack([np.ones(n), rng.normal(size=n)])[:, :re]
+    y = X.sum(1) + rng.normal(size=n_g)[g] + rng.normal(size=n)
+    free = jaxlme.MixedLMParams.from_components(np.ones(p), np.eye(re)) if diag else None
+    res = jaxlme.MixedLM(y, X, g, exog_re=Z).fit(reml=k % 2 == 0, free=free)
+    out.append(dict(params=np.asarray(res.params).tolist(), bse=np.asarray(res.bse).tolist(), llf=float(res.llf)))
+names = sorted(p.name.split("-")[0] for p in (Path(os.environ["JAXLME_CACHE_DIR"]) / "executables").glob("*.jaxexe"))
+print(json.dumps(dict(fits=out, compiled=compiled.STATS["compiled"], names=names)))
+"""
+
+
+def test_statsmodels_loop_of_small_models_compiles_three_programs(tmp_path):
+    """A loop of small statsmodels-style fits over data sets of different sizes compiles one
+    fit program, one program for their standard errors and one criterion (for the boundary
+    checks), and gives what each model's own, unpadded programs give."""
+    runs = {}
+    for mode in ("padded", "unpadded"):
+        e = dict(os.environ, JAXLME_CACHE_DIR=str(tmp_path / mode))
+        e.pop("JAXLME_NO_CACHE", None)
+        out = subprocess.run(
+            [sys.executable, "-c", LOOP_CHILD, mode], env=e, capture_output=True, text=True, timeout=600
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runs["padded"]["names"] == ["criterion", "fit", "information"]
+    assert runs["padded"]["compiled"] == 3
+    assert runs["unpadded"]["compiled"] > 3 * 3  # per shape: fit, information, criterion
+    for padded, alone in zip(runs["padded"]["fits"], runs["unpadded"]["fits"]):
+        assert padded["llf"] == pytest.approx(alone["llf"], abs=1e-6)
+        np.testing.assert_allclose(padded["params"], alone["params"], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(padded["bse"], alone["bse"], rtol=1e-3, atol=1e-6, equal_nan=True)

@@ -87,7 +87,7 @@ def test_padded_structure_keeps_criterion_effects_and_derivatives(formula, schur
     import jax
 
     from jaxlme import objective as obj
-    from jaxlme.structure import build_structure, pad_structure
+    from jaxlme.structure import build_structure, level_bucket, pad_structure
 
     model = jaxlme.LMM(formula, _sleep_plus())
     with jax.enable_x64(True):  # the structure's arrays in float64
@@ -95,6 +95,8 @@ def test_padded_structure_keeps_criterion_effects_and_derivatives(formula, schur
         pad = pad_structure(s)
         lay, play = s.layout, pad.struct.layout
         assert play.p == 4 and play.p > lay.p and pad.p == lay.p
+        if "g2" not in formula:  # one factor: 18 subjects and 110 empty levels
+            assert play.k1 == level_bucket(lay.k1) == 128
         theta = np.where(lay.theta_lower == 0, 0.8, 0.3) * np.linspace(1.0, 1.3, lay.ntheta)
         tp = jax.numpy.asarray(pad.theta_in(theta))
         theta = jax.numpy.asarray(theta)
@@ -112,28 +114,47 @@ def test_padded_structure_keeps_criterion_effects_and_derivatives(formula, schur
             np.testing.assert_allclose(ep.RX[: lay.p, : lay.p], e.RX, rtol=1e-10, atol=1e-10)
             assert float(ep.sigma) == pytest.approx(float(e.sigma), rel=1e-12)
             for b, bp in zip(e.b, pad.per_term(ep.b)):
+                assert bp.shape == b.shape
                 np.testing.assert_allclose(bp, b, rtol=1e-9, atol=1e-9)
 
 
 def test_small_models_of_one_bucket_share_a_layout_large_ones_are_not_padded():
-    """Programs are keyed on the layout: models that differ in n, in 1-4 fixed effects and
-    in a single term's form ((1|g), (x|g), its grouping factor's name) pad to one layout."""
-    from jaxlme.structure import pad_structure
+    """Programs are keyed on the layout: models that differ in n, in 1-4 fixed effects, in
+    a single term's form ((1|g), (x|g), its grouping factor's name) and in its number of
+    levels within a bucket pad to one layout."""
+    from jaxlme.structure import PAD_MAX_LEVELS, level_bucket, pad_structure
 
     data = _sleep_plus()
+    subjects = data.Subject.unique()
     variants = [
         ("Reaction ~ Days + (Days | Subject)", data),
         ("Reaction ~ Days + (Days | Subject)", data[data.Days < 8]),  # n = 144
         ("Reaction ~ 1 + (1 | Subject)", data),
         ("Reaction ~ Days + (Days || Subject)", data),
         ("Reaction ~ Days + x + (1 | Subject)", data),
+        ("Reaction ~ Days + x + (1 | Subject)", data[data.Subject.isin(subjects[:17])]),  # 17 levels
         ("Reaction ~ Days * x + (Days | Subject)", data.rename(columns={"Subject": "person"}).iloc[5:]),
     ]
     variants[-1] = (variants[-1][0].replace("Subject", "person"), variants[-1][1])
     layouts = {pad_structure(jaxlme.LMM(f, d).structure).struct.layout for f, d in variants}
     assert len(layouts) == 1
     (only,) = layouts
-    assert only.p == 4 and only.terms[0].ncols == 2 and only.terms[0].correlated
+    assert only.p == 4 and only.terms[0].ncols == 2 and only.terms[0].correlated and only.k1 == 128
+    for k in [1, 2, 63, 64, 65, 100, 1024, 1025, 2047, 2048, 2049, 3000, 4096]:
+        bucket = level_bucket(k)
+        assert bucket >= k and bucket == level_bucket(bucket)  # a bucket is its own bucket
+        assert bucket <= (128 if k <= 128 else max(8 * k, 1024) if k <= 1024 else 2 * k)
+    assert {level_bucket(k) for k in range(1, PAD_MAX_LEVELS + 1)} == {128, 1024, 2048, 4096}
+
+    def levels(k):
+        g = np.repeat(np.arange(k), 2)
+        frame = pd.DataFrame({"g": g, "y": np.random.default_rng(k).normal(size=len(g))})
+        return jaxlme.LMM("y ~ 1 + (1 | g)", frame).structure
+
+    assert pad_structure(levels(129)).struct.layout.k1 == 1024  # the next buckets
+    assert pad_structure(levels(1025)).struct.layout.k1 == 2048
+    many_levels = levels(PAD_MAX_LEVELS + 1)  # runs longer than it compiles
+    assert pad_structure(many_levels).struct is many_levels
     wide = jaxlme.LMM("Reaction ~ Days * x + Days:g2 + (Days | Subject)", data).structure  # p = 10
     assert pad_structure(wide).struct.layout.p == 16
     rng = np.random.default_rng(1)
