@@ -140,12 +140,10 @@ def satterthwaite_program(struct, reml: bool):
     name, parts = _satterthwaite_parts(padded.struct.layout)
     args = _satterthwaite_args(padded, reml)
     prog, _ = compile_program(name, parts, args, {}, **program_flags(padded.struct.layout))
-    p, idx = padded.p, np.append(padded.theta, padded.ntheta)  # σ last
+    p, idx = padded.p, padded.varpar_index
 
     def run(varpar):
-        varpar = np.asarray(varpar, dtype=float)
-        at = jax.device_put(np.append(padded.theta_in(varpar[:-1]), varpar[-1]))
-        H, V, J = jax.device_get(prog(at, *args[1:]))
+        H, V, J = jax.device_get(prog(jax.device_put(padded.varpar_in(varpar)), *args[1:]))
         return H[np.ix_(idx, idx)], V[:p, :p], J[:p, :p][..., idx]  # the padding cut off
 
     return run
@@ -203,12 +201,10 @@ def information_program(struct, reml: bool):
     if is_small(struct.layout):
         args = jobs[0][2]
         prog, _ = compile_program(*jobs[0], {}, **flags)
-        p, idx = padded.p, np.append(padded.theta, padded.ntheta)  # σ last
+        p, idx = padded.p, padded.varpar_index
 
         def run(varpar):
-            varpar = np.asarray(varpar, dtype=float)
-            at = jax.device_put(np.append(padded.theta_in(varpar[:-1]), varpar[-1]))
-            H, V, B = jax.device_get(prog(at, *args[1:]))
+            H, V, B = jax.device_get(prog(jax.device_put(padded.varpar_in(varpar)), *args[1:]))
             return H[np.ix_(idx, idx)], V[:p, :p], B[:p][:, padded.theta]
 
         return run

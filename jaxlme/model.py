@@ -84,9 +84,8 @@ class _PaddedFit:
     structure, another response, is padded on its first call), the criterion's flag
     bound, and the state and effects cut back to the model's."""
 
-    def __init__(self, compiled, struct: Structure, padded: Padded, flag: jax.Array):
-        self.compiled, self.flag, self.padded = compiled, flag, padded
-        self.free = jax.device_put(padded.free())
+    def __init__(self, compiled, struct: Structure, padded: Padded, flag: jax.Array, free: jax.Array):
+        self.compiled, self.flag, self.padded, self.free = compiled, flag, padded, free
         self._last = (struct, padded)  # keeps struct alive, so its id stays its own
 
     def __call__(self, theta0, scale, struct):
@@ -120,7 +119,7 @@ def fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bo
     args, padded = _fit_args(theta0, scale, struct, reml)
     flags = program_flags(padded.struct.layout)
     compiled, seconds = compile_program("fit", _fit_program, args, {"options": options}, **flags)
-    return _PaddedFit(compiled, struct, padded, args[3]), seconds
+    return _PaddedFit(compiled, struct, padded, args[3], args[4]), seconds
 
 
 def fit_program_async(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):
@@ -129,7 +128,7 @@ def fit_program_async(theta0: jax.Array, scale: jax.Array, struct: Structure, re
     args, padded = _fit_args(theta0, scale, struct, reml)
     flags = program_flags(padded.struct.layout)
     wait = compile_program_async("fit", _fit_program, args, {"options": options}, threads=1, **flags)
-    return lambda: _PaddedFit(wait(), struct, padded, args[3])
+    return lambda: _PaddedFit(wait(), struct, padded, args[3], args[4])
 
 
 class LMM:

@@ -295,6 +295,16 @@ class Padded(NamedTuple):
         """1.0 at the program's θ entries the model has, 0.0 at those held at 0."""
         return self.theta_in(np.ones(len(self.theta)))
 
+    @property
+    def varpar_index(self) -> np.ndarray:
+        """Positions of the model's varpar = (θ, σ) in the program's (σ last in both)."""
+        return np.append(self.theta, self.ntheta)
+
+    def varpar_in(self, varpar) -> np.ndarray:
+        """The model's varpar = (θ, σ) as the program's: θ placed (0 elsewhere), σ last."""
+        varpar = np.asarray(varpar, dtype=float)
+        return np.append(self.theta_in(varpar[:-1]), varpar[-1])
+
     def per_term(self, blocks) -> tuple:
         """The model's per-term (levels, columns) arrays from the program's (e.g. the
         conditional modes)."""

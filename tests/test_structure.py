@@ -99,6 +99,9 @@ def test_padded_structure_keeps_criterion_effects_and_derivatives(formula, schur
             assert play.k1 == level_bucket(lay.k1) == 128
         theta = np.where(lay.theta_lower == 0, 0.8, 0.3) * np.linspace(1.0, 1.3, lay.ntheta)
         tp = jax.numpy.asarray(pad.theta_in(theta))
+        varpar = np.append(theta, 25.0)  # (θ, σ): placed in the program's, and read back
+        np.testing.assert_array_equal(pad.varpar_in(varpar)[pad.varpar_index], varpar)
+        assert pad.varpar_in(varpar)[-1] == 25.0 and pad.varpar_in(varpar).sum() == varpar.sum()
         theta = jax.numpy.asarray(theta)
         idx = np.ix_(pad.theta, pad.theta)
         for reml in (True, False):
