@@ -715,6 +715,7 @@ def build_design(
         y = y - offset  # lme4 fits the fixed effects to the response minus the offset
 
     terms: list[ReTermDesign] = []
+    coded: dict[tuple[str, ...], tuple] = {}  # grouping -> its codes: `||` terms share one
     for term in split_uncorrelated(parsed.random):
         zspec = simple_spec(term.expr, frame)
         if zspec is not None:
@@ -733,7 +734,9 @@ def build_design(
             index, labels = _global_codes(frame, term.group, keys), group_labels_of(keys)
             terms.append(ReTermDesign(term, [r_name(c) for c in zmm.columns], labels, index, Z, zspec, keys))
             continue
-        index, labels, keys = _group_codes(frame, term.group)
+        if term.group not in coded:
+            coded[term.group] = _group_codes(frame, term.group)
+        index, labels, keys = coded[term.group]
         check_levels(term, len(labels), Z.shape[1], n)
         terms.append(
             ReTermDesign(

@@ -232,11 +232,18 @@ def _dense_c(theta: jax.Array, s: Structure) -> jax.Array:
     return dense_entries(_term1(theta, s)[1], s)
 
 
+# Share of the (rest row, term-1 level) grid that C's entries must fill for the dense
+# term-1 products to pay: they work on the whole grid, the solve per entry on the entries.
+DENSE_TERM1_MIN_FILL = 0.5
+
+
 def _dense_term1_pays(lay: Layout) -> bool:
-    """Whether C is computed densely (:func:`_dense_term1`): with dense Schur products and
-    rest terms (crossed models).  With term 1 alone, C's entries are already the dense
-    matrix and a solve per entry is as cheap."""
-    return lay.dense_schur and lay.q_rest > 0
+    """Whether C is computed densely (:func:`_dense_term1`): with dense Schur products, rest
+    terms (crossed models) and entries that fill at least :data:`DENSE_TERM1_MIN_FILL` of
+    the grid (fully crossed designs).  With term 1 alone, C's entries are already the dense
+    matrix and a solve per entry is as cheap; on a sparse grid (many term-1 levels, each
+    meeting few levels of the rest terms) the dense products multiply mostly zeros."""
+    return lay.dense_schur and lay.q_rest > 0 and lay.nnz >= DENSE_TERM1_MIN_FILL * lay.size_rest * lay.k1
 
 
 def _term1_projector(L1: jax.Array, lam1: jax.Array) -> jax.Array:

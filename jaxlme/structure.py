@@ -713,9 +713,12 @@ def _nested_lead(terms: tuple[TermLayout, ...], size: int, rows: np.ndarray, lev
     in2 = rows < t2.nlevels * t2.ncols
     if t2.nlevels < 2 or not in2.any():
         return 0
-    l1 = levs[in2].astype(np.int64)
-    pairs = np.unique(l1 * t2.nlevels + rows[in2] // t2.ncols)
-    return t2.nlevels if len(pairs) == len(np.unique(l1)) else 0
+    if in2.sum() > t2.ncols * terms[0].nlevels:  # some level has entries on two term-2 levels
+        return 0
+    l1, l2 = levs[in2], rows[in2] // t2.ncols
+    seen = np.empty(terms[0].nlevels, dtype=l2.dtype)
+    seen[l1] = l2  # one of each level's term-2 levels: nested when every entry agrees
+    return t2.nlevels if np.array_equal(seen[l1], l2) else 0
 
 
 def _segment_sum(xp, w, idx, num: int):

@@ -231,6 +231,42 @@ def test_lead_needs_nesting_and_size():
     assert small.layout.lead_blocks is None
 
 
+def test_lead_needs_every_level_nested():
+    """One row of a term-1 level under a second term-2 level breaks the nesting."""
+    data = _lead_data("nested")
+    data["c"] = data["a"] * 4 + data["b"]  # a:b coded as one factor
+    assert jaxlme.LMM("y ~ x + (1 | a) + (1 | c)", data).layout.lead_blocks == (420, 1)
+    data.loc[0, "a"] = 7  # level c = 0 now meets a = 0 and a = 7
+    assert jaxlme.LMM("y ~ x + (1 | a) + (1 | c)", data).layout.lead_blocks is None
+
+
+@pytest.mark.parametrize("fill", ["sparse", "full"])
+def test_dense_and_entrywise_term1_products_agree(fill, monkeypatch):
+    """C by dense products per level and C by a solve per entry give the dense formula's
+    criterion and the same gradient, on a grid term 1's levels fill sparsely or fully."""
+    rng = np.random.default_rng(3)
+    if fill == "full":  # every g1 level meets every g2 level
+        g1, g2 = np.repeat(np.arange(40), 12), np.tile(np.arange(12), 40)
+    else:
+        g1, g2 = rng.integers(0, 40, 300), rng.integers(0, 60, 300)
+    x = rng.normal(size=len(g1))
+    y = x + rng.normal(size=(40, 2))[g1] @ [1.0, 0.0] + rng.normal(size=60)[g2] + rng.normal(size=len(g1))
+    model = jaxlme.LMM("y ~ x + (1 + x | g1) + (1 | g2)", pd.DataFrame({"g1": g1, "g2": g2, "x": x, "y": y}))
+    with jax.enable_x64(True):
+        s = build_structure(model.design, "dense")[0]
+    lay = s.layout
+    assert lay.dense_schur and (lay.nnz == lay.size_rest * lay.k1) == (fill == "full")
+    theta = next(_thetas(model.layout, 5))
+    got = {}
+    for path, threshold in (("dense", 0.0), ("entrywise", 2.0)):
+        monkeypatch.setattr(obj, "DENSE_TERM1_MIN_FILL", threshold)
+        with jax.enable_x64(True):  # a new function each time: traced under this threshold
+            got[path] = jax.jit(jax.value_and_grad(lambda t, s: obj.objective(t, s, True)))(jnp.asarray(theta), s)
+    assert float(got["dense"][0]) == pytest.approx(_dense(model, theta, True), rel=1e-10)
+    assert float(got["entrywise"][0]) == pytest.approx(float(got["dense"][0]), rel=1e-12)
+    np.testing.assert_allclose(np.asarray(got["entrywise"][1]), np.asarray(got["dense"][1]), rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("name", ["nested", "nested_zerocorr"])
 def test_lead_blocks_fit_reaches_a_minimum_of_the_dense_formula(name):
     """At the fitted θ the dense formula gives the reported criterion, and no step of 1e-3
