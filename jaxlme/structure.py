@@ -377,9 +377,9 @@ def level_bucket(k: int) -> int:
     """The number of levels a one-factor small model's programs are compiled for: 128 or
     1024 up to 1024 levels, then 2048 or 4096 (:data:`PAD_MAX_LEVELS`).
 
-    Few buckets, because a new one costs a compile (a second or two) while empty levels
-    cost a fit milliseconds (a 30-group model's fit takes 4 ms padded to 32 levels and
-    13 ms padded to 1024; benchmarks/SMALL_MODELS.md)."""
+    Few buckets, because a new bucket costs a compile while empty levels cost each fit
+    only their share of the per-level work (the trade is measured in
+    benchmarks/SMALL_MODELS.md)."""
     if k <= 128:
         return 128
     return max(1024, 1 << (k - 1).bit_length())
