@@ -1,8 +1,8 @@
 """A model zoo: simulated shapes with known truth, jaxlme timed against lme4 (issue 16).
 
-    nice -n 19 python benchmarks/bench_zoo.py --reps 3 --out /tmp/zoo.md
-    nice -n 19 python benchmarks/bench_zoo.py --shapes kb07 sleepstudy --reps 5
-    nice -n 19 python benchmarks/bench_zoo.py --quick          # tiny sizes, a smoke test
+    python benchmarks/bench_zoo.py --reps 3 --busy --out /tmp/zoo.md
+    python benchmarks/bench_zoo.py --shapes kb07 sleepstudy --reps 5
+    python benchmarks/bench_zoo.py --quick          # tiny sizes, a smoke test
 
 Each shape simulates y from stated fixed effects, random-effect SDs and correlations and a
 residual SD with a fixed numpy seed (the truth table below the results), writes one CSV to a
@@ -26,12 +26,12 @@ jaxlme, lme4, ... and never run at the same time.
 Grouping columns are factors on both sides before the timing starts.  The machine may be
 shared: the load average at the start and the end of the run is part of the output, each
 timed fit first waits (``--quiet-wait``) for other processes to leave the CPUs, and a column
-gives the cores other processes kept busy during the timed fits (from /proc/stat).  It
-matters more for jaxlme than for lme4: XLA's CPU runtime splits work over threads, so under
-``nice -n 19`` with one core taken by another process, a fit waits on its starved thread
-(a 1,200-row fit measured 12 ms on idle cores, 280 ms with one core busy), while lme4 on a
-single-threaded BLAS just runs on the free core.
-Benchmarks never run inside the unit tests.
+gives the cores other processes kept busy during the timed fits (from /proc/stat).
+
+``--busy`` adds the contention check: after the idle repeats, ``--reps`` more warm jaxlme
+fits while one other single-threaded process spins at the same priority, and their
+slowdown against the idle median (lme4, on R's single-threaded BLAS, just runs on the free
+core).  Benchmarks never run inside the unit tests.
 """
 
 from __future__ import annotations
@@ -648,6 +648,8 @@ def run_shape(shape: Shape, args, tmp: Path, quiet: Quiet) -> dict:
                 row["lme4"].append(quiet.fit(rw, args.timeout))
         if rw and rw.dead and not row["lme4"] and row["lme4_warmup"]:
             row["lme4"].append(row["lme4_warmup"])  # the timeout (or error) is the answer
+        if args.busy and not jw.dead:
+            row["jaxlme_busy"] = busy_fits(jw, args.reps, args.timeout)
     finally:
         jw.close()
         if rw:
@@ -655,6 +657,24 @@ def run_shape(shape: Shape, args, tmp: Path, quiet: Quiet) -> dict:
         shutil.rmtree(cache, ignore_errors=True)
         csv.unlink(missing_ok=True)
     return row
+
+
+BUSY_LOOP = "while True:\n    pass\n"
+
+
+def busy_fits(jw: Worker, reps: int, timeout: float) -> list[dict]:
+    """``reps`` warm jaxlme fits while one other single-threaded process spins (``--busy``).
+
+    The spinner is a plain Python loop at this script's priority (a child inherits its
+    ``nice``), started half a second before the first fit and killed after the last; the
+    fits do not wait for quiet CPUs, and their ``ticks`` show the spinner's core."""
+    spin = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    try:
+        time.sleep(0.5)
+        return [jw.fit(timeout) for _ in range(reps)]
+    finally:
+        spin.kill()  # the spinner started above, by its own handle
+        spin.wait()
 
 
 # --- the table ---------------------------------------------------------------------------
@@ -710,7 +730,13 @@ def summarize(row: dict) -> dict:
         shape = BY_NAME[row["shape"]]
         named = {("(Intercept)" if c == "1" else c): b for c, b in shape.beta.items()}
         beta_err = max(abs(last["fixef"][k] - v) for k, v in named.items())
+    bt = [f["seconds"] for f in _ok(row.get("jaxlme_busy"))]
     return dict(
+        busy=statistics.median(bt) if bt else None,
+        busy_min=min(bt) if bt else None,
+        busy_max=max(bt) if bt else None,
+        slowdown=statistics.median(bt) / statistics.median(jt) if bt and jt else None,
+        others_busy=_others(_ok(row.get("jaxlme_busy"))),
         warm=statistics.median(jt) if jt else None,
         warm_min=min(jt) if jt else None,
         warm_max=max(jt) if jt else None,
@@ -771,6 +797,23 @@ def render(rows: list[dict], meta: dict) -> str:
             f"| {warm} | {_fmt(s['first'])} | {its} | {crit} | {lcrit} | {delta} | {_fmt(s['lme4'])} "
             f"| {s['lme4_evaluations'] or '—'} | {ratio} | {beta} | {others} | {_cell(s['notes'])} |"
         )
+    if any(r["summary"]["busy"] for r in rows):
+        out += [
+            "",
+            f"Under contention (`--busy`): {meta['reps']} more warm `jaxlme.lmm(...)` repeats while one other "
+            "single-threaded process spins at the same priority (a Python `while True: pass`); slowdown = "
+            "median busy / median warm above.",
+            "",
+            "| shape | jaxlme warm | warm, one core busy | slowdown | others' CPU during the busy fits |",
+            "|---|---|---|---|---|",
+        ]
+        for r in rows:
+            s = r["summary"]
+            if not s["busy"]:
+                continue
+            busy = f"{_fmt(s['busy'])} [{_fmt(s['busy_min'])}-{_fmt(s['busy_max'])}]"
+            others = "—" if s["others_busy"] is None else f"{s['others_busy']:.1f}"
+            out.append(f"| {r['shape']} | {_fmt(s['warm'])} | {busy} | {s['slowdown']:.2f}× | {others} |")
     out += ["", "Shapes: formula, truth (numpy seed) and what each covers.", ""]
     out += ["| shape | formula | truth | seed | covers |", "|---|---|---|---|---|"]
     for r in rows:
@@ -789,6 +832,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in under 2 minutes")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for one fit (default 600)")
     ap.add_argument("--no-lme4", action="store_true", help="jaxlme only")
+    ap.add_argument(
+        "--busy",
+        action="store_true",
+        help="also time the warm jaxlme fits while one other single-threaded process spins (contention)",
+    )
     ap.add_argument(
         "--quiet-wait",
         type=float,

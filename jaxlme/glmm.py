@@ -134,11 +134,12 @@ _PATTERN_FIELDS = ("index", "entry", "rows", "levs", "rest_rows", "pair_a", "pai
 
 
 def _pattern_arrays(pat: StructurePattern) -> dict:
-    """A pattern's arrays as device arrays (program arguments, not constants)."""
+    """A pattern's arrays as host arrays (put on the device with the model's other arrays,
+    as program arguments, not constants)."""
     out = {}
     for f in _PATTERN_FIELDS:
         v = getattr(pat, f)
-        out[f] = tuple(jax.device_put(np.asarray(x)) for x in v) if isinstance(v, tuple) else jax.device_put(v)
+        out[f] = tuple(np.asarray(x) for x in v) if isinstance(v, tuple) else np.asarray(v)
     return out
 
 
@@ -659,17 +660,17 @@ class GLMM:
             )
         self._spec = _Spec(lay, pat_u.layout, self.family.name, self.family.link.name, nagq)
         with jax.enable_x64(True):
-            put = jax.device_put
-            self._arrays = {
-                "y": put(y),
-                "wt": put(wt),
-                "m": put(m),
-                "off": put(self.offset),
-                "X": put(design.X),
-                "Z": tuple(put(t.Z) for t in ts),
+            host = {
+                "y": y,
+                "wt": wt,
+                "m": m,
+                "off": self.offset,
+                "X": design.X,
+                "Z": tuple(t.Z for t in ts),
                 "pj": _pattern_arrays(pat_joint),
                 "pu": _pattern_arrays(pat_u),
             }
+            self._arrays = jax.device_put(host)  # one batched call
         self.layout = lay
         self.setup_seconds = time.perf_counter() - t0
         self.theta_scale = theta_scale([np.sum(t.Z**2, axis=0) for t in design.terms], len(design.y), self.layout)

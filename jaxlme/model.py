@@ -109,7 +109,9 @@ def _fit_args(theta0, scale, struct: Structure, reml: bool):
     padded = pad_structure(struct)
     free = padded.free()
     args = (padded.theta_in(theta0), padded.theta_in(scale, fill=1.0), padded.struct, reml_flag(reml), free)
-    return tuple(jax.device_put(a) if isinstance(a, np.ndarray) else a for a in args), padded
+    host = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+    put = dict(zip(host, jax.device_put([args[i] for i in host])))  # one batched call
+    return tuple(put.get(i, a) for i, a in enumerate(args)), padded
 
 
 def fit_program(theta0: jax.Array, scale: jax.Array, struct: Structure, reml: bool, options: NewtonOptions):

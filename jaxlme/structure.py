@@ -374,15 +374,14 @@ def _padded(struct: Structure) -> Padded:
 
 
 def level_bucket(k: int) -> int:
-    """The number of levels a one-factor small model's programs are compiled for: 128 or
-    1024 up to 1024 levels, then 2048 or 4096 (:data:`PAD_MAX_LEVELS`).
+    """The number of levels a one-factor small model's programs are compiled for: 128 up to
+    128 levels, then the next power of two (256, 512, ..., :data:`PAD_MAX_LEVELS`).
 
-    Few buckets, because a new bucket costs a compile while empty levels cost each fit
-    only their share of the per-level work (the trade is measured in
-    benchmarks/SMALL_MODELS.md)."""
-    if k <= 128:
-        return 128
-    return max(1024, 1 << (k - 1).bit_length())
+    A new bucket costs a compile; an empty level costs every evaluation of every fit its
+    share of the per-level work, as much as a real level.  Doubling buckets keep that
+    work under twice the model's own, with at most six buckets in all (the trade is
+    measured in benchmarks/SMALL_MODELS.md)."""
+    return 128 if k <= 128 else 1 << (k - 1).bit_length()
 
 
 def _one_term(struct: Structure) -> tuple[Structure, np.ndarray, tuple]:
@@ -433,9 +432,9 @@ def _rebuilt(struct: Structure, layout: Layout, a11, rows, levs, vals, zy1, arr,
     """A structure of ``layout`` from host arrays (put on the device) and ``struct``'s
     scalar leaves (log_det_w, nobs, nfixed)."""
     pa, pb, pt = pairs
-    put = (_put(a11), _put(rows, np.int32), _put(levs, np.int32), _put(vals), _put(zy1), _put(arr), _put(ry))
-    pairs = (_put(pa, np.int32), _put(pb, np.int32), _put(pt, pt.dtype))
-    return Structure(layout, *put, *pairs, struct.log_det_w, struct.nobs, struct.nfixed)
+    host = (_host(a11), _host(rows, np.int32), _host(levs, np.int32), _host(vals), _host(zy1), _host(arr), _host(ry))
+    host += (_host(pa, np.int32), _host(pb, np.int32), _host(pt, pt.dtype))
+    return Structure(layout, *jax.device_put(host), struct.log_det_w, struct.nobs, struct.nfixed)
 
 
 def _pad_fixed(struct: Structure) -> Structure:
@@ -560,8 +559,11 @@ def is_small(layout: Layout) -> bool:
     return layout.size_rest < LARGE_REST and layout.n <= 200_000
 
 
-def _put(a, dtype=np.float64) -> jax.Array:
-    return jax.device_put(np.ascontiguousarray(a, dtype=dtype))
+def _host(a, dtype=np.float64) -> np.ndarray:
+    """A contiguous host array of ``dtype``, ready for one batched ``jax.device_put`` of
+    many (one call for a whole structure: each call has a fixed cost, which on small
+    models is a fair part of a warm fit)."""
+    return np.asarray(a, dtype=dtype, order="C")  # 0-d stays 0-d
 
 
 def weighted_rows(design: Design) -> Design:
@@ -813,11 +815,14 @@ def design_pattern(design: Design, schur: str = "auto") -> StructurePattern:
 
 
 def assemble_structure(pat: StructurePattern, values: dict, log_det_w, put=None) -> Structure:
-    """A :class:`Structure` from a pattern and its values (``put``: how host arrays go to the device)."""
+    """A :class:`Structure` from a pattern and its values (``put``: how host arrays become
+    the structure's arrays, e.g. ``jnp.asarray`` inside a trace; by default host arrays,
+    and the whole structure goes to the device in one ``jax.device_put``)."""
     size = pat.layout.size_rest
     index_dtype = np.int32 if size * size < 2**31 else np.int64
-    put = put or _put
-    nobs = np.asarray(pat.layout.n, np.float64)  # 0-d (``_put`` would make it 1-d)
+    if put is None:
+        return jax.device_put(assemble_structure(pat, values, np.asarray(log_det_w, np.float64), _host))
+    nobs = np.asarray(pat.layout.n, np.float64)  # 0-d
     nfixed = np.asarray(pat.layout.p, np.float64)
     return Structure(
         layout=pat.layout,
@@ -832,8 +837,8 @@ def assemble_structure(pat: StructurePattern, values: dict, log_det_w, put=None)
         pair_b=put(pat.pair_b, np.int32),
         pair_target=put(pat.pair_target, index_dtype),
         log_det_w=log_det_w,
-        nobs=jax.device_put(nobs) if put is _put else put(nobs, np.float64),
-        nfixed=jax.device_put(nfixed) if put is _put else put(nfixed, np.float64),
+        nobs=put(nobs, np.float64),
+        nfixed=put(nfixed, np.float64),
     )
 
 
@@ -946,11 +951,7 @@ class CrossProducts:
         layout, (pa, pb, pt) = entry_layout(self.terms, self.p, self.n, rows, levs, schur)
         pat = StructurePattern(layout, (), np.empty(0, np.int64), rows, levs, (), pa, pb, pt)
         values = {"a11": self.a11, "vals_fixed": self.vals, "zy1": self.zy1, "arr_fixed": self.arr, "ry": self.ry}
-        return assemble_structure(
-            pat,
-            {k: _put(v) for k, v in values.items()},
-            jax.device_put(np.asarray(self.log_det_w, dtype=np.float64)),  # 0-d: _put makes 1-d
-        )
+        return assemble_structure(pat, {k: _host(v) for k, v in values.items()}, self.log_det_w)
 
 
 def crossproducts(design: Design, unweighted_X: np.ndarray | None = None) -> CrossProducts:
@@ -1004,8 +1005,8 @@ def build_structure(design: Design, schur: str = "auto") -> tuple[Structure, Obs
     struct = crossproducts(design).structure(schur)
     design = weighted_rows(design)
     obs = ObsData(
-        index=tuple(_put(t.index, np.int32) for t in design.terms),
-        Z=tuple(_put(t.Z) for t in design.terms),
-        X=_put(design.X),
+        index=tuple(_host(t.index, np.int32) for t in design.terms),
+        Z=tuple(_host(t.Z) for t in design.terms),
+        X=_host(design.X),
     )
-    return struct, obs
+    return struct, jax.device_put(obs)

@@ -1,5 +1,6 @@
 """Process-level configuration: import changes nothing process-wide; the garbage-collector
-freeze after import only when opted in (scripts only)."""
+freeze after import only when opted in (scripts only); BLAS on one thread inside jaxlme's
+calls only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import pytest
+import threadpoolctl
+
+import jaxlme
+from jaxlme._config import blas_limit, x64
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,3 +56,43 @@ def test_import_freezes_the_imported_objects_only_when_opted_in():
 )
 def test_no_freeze_when_opted_out_or_interactive(setup, env):
     assert _freeze_counts(setup, **env) == (0, 0)
+
+
+# --- one BLAS thread inside jaxlme's calls --------------------------------------------
+
+
+def _blas_threads() -> set[int]:
+    return {lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"}
+
+
+def test_blas_runs_on_one_thread_inside_and_as_before_after(monkeypatch):
+    monkeypatch.delenv("JAXLME_BLAS_THREADS", raising=False)
+    jaxlme.lmm("Reaction ~ Days + (1 | Subject)", jaxlme.datasets.load("sleepstudy"))  # JAX's LAPACK loaded
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        assert _blas_threads() == {2}
+        with blas_limit():
+            assert _blas_threads() == {1}
+        assert _blas_threads() == {2}
+        seen = []
+        spy = x64(lambda: seen.append(_blas_threads()))  # what every public entry point runs under
+        spy()
+        assert seen == [{1}] and _blas_threads() == {2}
+        res = jaxlme.lmm("Reaction ~ Days + (Days | Subject)", jaxlme.datasets.load("sleepstudy"))
+        assert res.converged and _blas_threads() == {2}
+
+
+@pytest.mark.parametrize("setting, inside", [("0", 2), ("2", 2), ("1", 1), ("junk", 1)])
+def test_blas_thread_limit_follows_the_environment(monkeypatch, setting, inside):
+    monkeypatch.setenv("JAXLME_BLAS_THREADS", setting)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"), blas_limit():
+        assert _blas_threads() == {inside}
+
+
+def test_blas_limit_covers_the_lapack_jax_calls():
+    """The library JAX's CPU LAPACK uses (SciPy's, loaded lazily) is among those limited."""
+    with blas_limit():
+        libs = threadpoolctl.threadpool_info()
+    scipy_blas = [lib for lib in libs if "scipy" in lib["filepath"] and "numpy" not in lib["filepath"]]
+    if jax.default_backend() != "cpu" or not scipy_blas:
+        pytest.skip("no SciPy BLAS of its own here")
+    assert {lib["num_threads"] for lib in scipy_blas} == {1}

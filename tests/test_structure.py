@@ -146,15 +146,16 @@ def test_small_models_of_one_bucket_share_a_layout_large_ones_are_not_padded():
     for k in [1, 2, 63, 64, 65, 100, 1024, 1025, 2047, 2048, 2049, 3000, 4096]:
         bucket = level_bucket(k)
         assert bucket >= k and bucket == level_bucket(bucket)  # a bucket is its own bucket
-        assert bucket <= (128 if k <= 128 else max(8 * k, 1024) if k <= 1024 else 2 * k)
-    assert {level_bucket(k) for k in range(1, PAD_MAX_LEVELS + 1)} == {128, 1024, 2048, 4096}
+        assert bucket <= (128 if k <= 128 else 2 * k - 1)  # padding at most doubles the levels
+    assert {level_bucket(k) for k in range(1, PAD_MAX_LEVELS + 1)} == {128, 256, 512, 1024, 2048, 4096}
 
     def levels(k):
         g = np.repeat(np.arange(k), 2)
         frame = pd.DataFrame({"g": g, "y": np.random.default_rng(k).normal(size=len(g))})
         return jaxlme.LMM("y ~ 1 + (1 | g)", frame).structure
 
-    assert pad_structure(levels(129)).struct.layout.k1 == 1024  # the next buckets
+    assert pad_structure(levels(129)).struct.layout.k1 == 256  # the next buckets
+    assert pad_structure(levels(300)).struct.layout.k1 == 512
     assert pad_structure(levels(1025)).struct.layout.k1 == 2048
     many_levels = levels(PAD_MAX_LEVELS + 1)  # runs longer than it compiles
     assert pad_structure(many_levels).struct is many_levels
