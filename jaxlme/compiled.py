@@ -105,6 +105,7 @@ MEMORY: LRUCache = LRUCache()
 _PENDING: dict[str, Any] = {}  # digest -> _Loading started by prefetch(), or _Compiling
 _DIGESTS: dict[tuple, str] = {}  # _memory_key -> digest of the programs asked for in this process
 _MAX_DIGESTS = 4096  # then forgotten (each costs a hash on its next call)
+_PREFETCHED: set[tuple] = set()  # _memory_key of the programs prefetch looked for (at most _MAX_DIGESTS)
 STATS = {"compiled": 0, "loaded": 0, "saved": 0, "prefetched": 0}  # this process's disk-cache traffic
 _SOURCE_HASH: str | None = None
 _LAPACK_READY = False
@@ -161,6 +162,7 @@ def clear_memory_cache() -> None:
     MEMORY.clear()
     _PENDING.clear()
     _DIGESTS.clear()
+    _PREFETCHED.clear()
 
 
 def prune_disk_cache(folder: Path | None = None, max_bytes: int | None = None, pattern: str = "*.jaxexe") -> int:
@@ -488,7 +490,13 @@ def prefetch(
     """Start reading a program that :func:`compile_program` will be asked for soon from the
     disk cache, in the background (e.g. the Satterthwaite program while the fit runs).
     Returns whether a load started; nothing happens when it is in memory or not on disk."""
-    digest, _, path = _locate(name, args, static or {}, key, small, native_reductions, True)
+    fast = _memory_key(name, args, static or {}, key, small, native_reductions)
+    if fast in _PREFETCHED or _DIGESTS.get(fast) in MEMORY:  # looked for once: no digest to hash again
+        return False
+    if len(_PREFETCHED) >= _MAX_DIGESTS:
+        _PREFETCHED.clear()
+    _PREFETCHED.add(fast)
+    digest, _, path = _locate(name, args, static or {}, key, small, native_reductions, True, fast)
     if digest in MEMORY or digest in _PENDING or path is None or not path.exists():
         return False
     _PENDING[digest] = _Loading(path)

@@ -359,7 +359,7 @@ PAD_MAX_LEVELS = 4096
 
 
 def _padded(struct: Structure) -> Padded:
-    lay = struct.layout
+    original, lay = struct, struct.layout
     if not is_small(lay) or lay.k1 > PAD_MAX_LEVELS:
         return unpadded(struct)
     one_factor = all(t.name == lay.terms[0].name and t.nlevels == lay.k1 for t in lay.terms)
@@ -370,6 +370,8 @@ def _padded(struct: Structure) -> Padded:
     else:
         theta, columns = unpadded(struct)[1:4:2]
     padded = _pad_fixed(struct)
+    if padded is not original:  # the steps above built it on the host: one call puts it all
+        padded = jax.device_put(padded)
     return Padded(padded, theta, lay.p, columns)
 
 
@@ -429,12 +431,12 @@ def _one_term(struct: Structure) -> tuple[Structure, np.ndarray, tuple]:
 
 
 def _rebuilt(struct: Structure, layout: Layout, a11, rows, levs, vals, zy1, arr, ry, pairs) -> Structure:
-    """A structure of ``layout`` from host arrays (put on the device) and ``struct``'s
-    scalar leaves (log_det_w, nobs, nfixed)."""
+    """A structure of ``layout`` on host arrays (:func:`_padded` puts the finished one on
+    the device in one call) and ``struct``'s scalar leaves (log_det_w, nobs, nfixed)."""
     pa, pb, pt = pairs
     host = (_host(a11), _host(rows, np.int32), _host(levs, np.int32), _host(vals), _host(zy1), _host(arr), _host(ry))
     host += (_host(pa, np.int32), _host(pb, np.int32), _host(pt, pt.dtype))
-    return Structure(layout, *jax.device_put(host), struct.log_det_w, struct.nobs, struct.nfixed)
+    return Structure(layout, *host, struct.log_det_w, struct.nobs, struct.nfixed)
 
 
 def _pad_fixed(struct: Structure) -> Structure:

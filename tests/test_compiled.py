@@ -169,6 +169,30 @@ def test_disk_entry_loads_in_process_and_runs(cache_dir):
     np.testing.assert_array_equal(np.asarray(prog(x)), x**2)
 
 
+def test_prefetch_looks_for_a_program_once_per_process(cache_dir, monkeypatch):
+    """Every small fit asks to prefetch its Satterthwaite program; once looked for (found on
+    disk, missing, or compiled here), asking again hashes nothing and starts nothing."""
+    x = np.arange(3.0)
+    sq, missing = _fresh("sqp"), _fresh("sqmissing")
+    compiled.compile_program(sq, _square, (x,), {"power": 2})  # saved to disk
+    compiled.clear_memory_cache()
+    before = dict(compiled.STATS)
+    assert compiled.prefetch(sq, (x,), {"power": 2})  # on disk: the load starts
+    assert not compiled.prefetch(missing, (x,), {"power": 2})  # not on disk
+    hashes = []
+    real = compiled.hashlib.sha256
+    with monkeypatch.context() as patch:
+        patch.setattr(compiled.hashlib, "sha256", lambda *a: hashes.append(a) or real(*a))
+        assert not compiled.prefetch(sq, (x,), {"power": 2}) and not compiled.prefetch(missing, (x,), {"power": 2})
+    assert hashes == []
+    prog, _ = compiled.compile_program(sq, _square, (x,), {"power": 2})  # the prefetched load
+    assert compiled.STATS["prefetched"] == before["prefetched"] + 1
+    assert compiled.STATS["loaded"] == before["loaded"] + 1 and compiled.STATS["compiled"] == before["compiled"]
+    np.testing.assert_array_equal(np.asarray(prog(x)), x**2)
+    compiled.clear_memory_cache()  # forgets what was looked for too
+    assert compiled.prefetch(sq, (x,), {"power": 2})
+
+
 def test_async_compile_runs_beside_the_caller_and_shares_the_cache(cache_dir):
     """compile_program_async compiles on a background thread (its executable is cached in
     memory and on disk like compile_program's), answers memory and disk hits, and re-raises
