@@ -347,11 +347,21 @@ def _group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarr
             parts.append(pd.Categorical(col))
         else:
             parts.append(pd.Categorical(col, categories=pd.unique(col.sort_values())))
-    mi = pd.MultiIndex.from_arrays(parts)
-    codes, uniques = mi.factorize(sort=True)
-    keys = pd.MultiIndex.from_tuples(list(uniques), names=list(factors))
-    labels = pd.Index([":".join(str(v) for v in tup) for tup in uniques])
-    return codes.astype(np.int64), labels, keys
+    # The observed combinations in each factor's level order, the first slowest (R's ``:``
+    # on factors, whose unused levels lme4 drops): the combinations' codes in mixed radix,
+    # sorted.  Codes of 2**62 combinations or more would overflow: tuples then.
+    sizes = [len(c.categories) for c in parts]
+    part_codes = [np.asarray(c.codes, dtype=np.int64) for c in parts]
+    if np.prod(np.asarray(sizes, dtype=float)) < 2.0**62:
+        used, codes = np.unique(np.ravel_multi_index(part_codes, sizes), return_inverse=True)
+        level_codes = np.unravel_index(used, sizes)
+    else:
+        used, codes = np.unique(np.stack(part_codes, axis=1), axis=0, return_inverse=True)
+        level_codes = tuple(used.T)
+    values = [c.categories.take(lc) for c, lc in zip(parts, level_codes)]
+    keys = pd.MultiIndex.from_arrays(values, names=list(factors))
+    labels = pd.Index([":".join(str(v) for v in tup) for tup in zip(*values)])
+    return codes.reshape(-1).astype(np.int64), labels, keys
 
 
 def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:

@@ -134,12 +134,12 @@ class LevelSet:
             if len(g) == 1:
                 groups[g] = pd.Index(self._order(g[0], self.values[g]))
             else:
-                # the in-memory MultiIndex.factorize(sort=True) sorts the value tuples
-                # themselves (a categorical part too, not by its category order)
-                try:
-                    tuples = sorted(self.values[g])
-                except TypeError:
-                    raise DataError(f"Grouping factor '{':'.join(g)}' mixes values that cannot be ordered") from None
+                # as in memory (and R's ``:``): in each part's level order, the first slowest
+                seen = self.values[g]
+                ranks = [
+                    {v: i for i, v in enumerate(self._order(name, {t[j] for t in seen}))} for j, name in enumerate(g)
+                ]
+                tuples = sorted(seen, key=lambda t: tuple(r[v] for r, v in zip(ranks, t)))
                 groups[g] = pd.MultiIndex.from_tuples(tuples, names=list(g))
         return {"columns": columns, "groups": groups}
 

@@ -263,3 +263,34 @@ def test_plots_show_every_column_of_a_factor(tmp_path):
     assert [ax.get_title() for ax in axes] == ["x | subj", "(Intercept) | subj"]
     plots.save(axes, tmp_path / "cat.png")
     assert (tmp_path / "cat.png").stat().st_size > 1000
+
+
+def test_interaction_levels_follow_each_factors_level_order():
+    """An interaction grouping's levels are its observed combinations in each factor's
+    level order, the first factor slowest, as R's ``:`` on factors gives them (lme4's
+    ranef rows; tests/data/make_interaction_order_reference.R prints lme4's order)."""
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"a": np.tile(["z", "a"], 10), "b": np.repeat(["1", "2"], 10)})
+    d["a"] = pd.Categorical(d["a"], categories=["z", "a"])
+    d["y"] = rng.normal(size=20) + (d["a"] == "a") + (d["b"] == "2")
+    res = jaxlme.lmm("y ~ 1 + (1 | a:b)", d)
+    assert res.ranef["a:b"].index.tolist() == ["z:1", "z:2", "a:1", "a:2"]
+    # each row's level is its own combination: predictions follow the rows' levels
+    effect = res.ranef["a:b"]["(Intercept)"]
+    expected = res.fixef["(Intercept)"] + effect[d["a"].astype(str) + ":" + d["b"]].to_numpy()
+    np.testing.assert_allclose(res.predict(d), expected, rtol=1e-12)
+    # three factors, unused combinations and an unused category dropped
+    e = pd.DataFrame({"a": ["z", "a", "a", "m"], "b": ["2", "1", "2", "1"], "c": ["q", "p", "q", "p"]})
+    e = e.loc[e.index.repeat(6)].reset_index(drop=True)
+    e["a"] = pd.Categorical(e["a"], categories=["z", "n", "a", "m"])
+    e["y"] = rng.normal(size=len(e)) + np.repeat([0.0, 1.0, 2.0, 3.0], 6)
+    res3 = jaxlme.lmm("y ~ 1 + (1 | a:b:c)", e)
+    assert res3.ranef["a:b:c"].index.tolist() == ["z:2:q", "a:1:p", "a:2:q", "m:1:p"]
+    # plain (non-categorical) columns: sorted values, as R's factor() of them
+    e["a"] = e["a"].astype(str)
+    assert jaxlme.lmm("y ~ 1 + (1 | a:b:c)", e).ranef["a:b:c"].index.tolist() == [
+        "a:1:p",
+        "a:2:q",
+        "m:1:p",
+        "z:2:q",
+    ]
