@@ -44,6 +44,11 @@ from .structure import Padded, Structure, build_structure, is_small, pad_structu
 
 __all__ = ["LMM", "lmm", "fit_program", "fit_program_async"]
 
+#: The Newton finish after BFGS keeps its forward-difference Hessian over steps no longer
+#: than this in θ̃ (unit-scale θ; ``NewtonOptions.fd_refresh``): from BFGS's point one
+#: Hessian serves the finish, k + 1 gradients instead of k + 1 per step.
+POLISH_FD_REFRESH = 1e-2
+
 
 def _fit_program(
     theta0: jax.Array, scale: jax.Array, struct: Structure, reml: jax.Array, free: jax.Array, options: NewtonOptions
@@ -511,10 +516,11 @@ class LMM:
         # BFGS can stall in the objective's rounding noise with the gradient still above its
         # floor: finish with Newton from where it stopped, usually a step or two, and keep
         # the better answer.  Its Hessian: forward differences of the exact gradient, one
-        # gradient after another (cheaper than the autodiff Hessian with many θ).  On a
-        # small rest block that finish always runs: its program compiles beside BFGS's.
+        # gradient after another (cheaper than the autodiff Hessian with many θ), kept for
+        # the short steps near the optimum (``fd_refresh``).  On a small rest block that
+        # finish always runs: its program compiles beside BFGS's.
         small = lay.size_rest < BFGS_MIN_SIZE  # Newton's Hessian is affordable for a few steps
-        newton = options._replace(hessian="fd", maxiter=min(options.maxiter, 10))
+        newton = options._replace(hessian="fd", maxiter=min(options.maxiter, 10), fd_refresh=POLISH_FD_REFRESH)
         t_async = time.perf_counter()
         newton_job = None
         if options.hessian == "bfgs" and small:

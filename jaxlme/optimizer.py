@@ -97,6 +97,11 @@ class NewtonOptions(NamedTuple):
         hessian: "exact" (autodiff Newton), "bfgs" (quasi-Newton: gradients only) or "fd"
             (forward differences of the exact gradient).
         fd_step: relative step of the forward differences ("fd").
+        fd_refresh: "fd" only: after an accepted step no longer than this (max |Δx|),
+            keep the last Hessian and evaluate the gradient alone (a chord step: one
+            gradient instead of k + 1); a longer step, and the start, get a new one.  Near
+            an optimum the Hessian barely changes over such a step, so the chord steps
+            still gain digits each (0: a new Hessian after every step).
         saddle_tol: a stationary point is a minimum only when the smallest eigenvalue of
             the Hessian on the free set is >= -saddle_tol.
         step_growth: BFGS only: a step's first trial moves no coordinate farther than
@@ -122,6 +127,7 @@ class NewtonOptions(NamedTuple):
     armijo: float = 1e-4
     hessian: str = "exact"
     fd_step: float = 1e-6
+    fd_refresh: float = 0.0
     saddle_tol: float = 1e-8
     step_growth: float = 2.0
     settle: bool = True
@@ -477,6 +483,8 @@ def newton_minimize(
         raise ValueError("split objectives need hessian='bfgs'")
     if warm is not None and split is None:
         raise ValueError("warm starts need a split objective")
+    if options.fd_refresh < 0:
+        raise ValueError(f"fd_refresh must be >= 0, got {options.fd_refresh!r}")
     if options.step_growth < 0 or 0 < options.step_growth < 1:  # below 1 the steps would shrink to a stall
         raise ValueError(f"step_growth must be 0 (no limit) or at least 1, got {options.step_growth!r}")
     hess = jax.hessian(fun)
@@ -485,7 +493,18 @@ def newton_minimize(
         """f, g and the second-order model at x (s: the state the step started from; fn,
         pieces: the criterion at x and, with ``split``, its pieces)."""
         if options.hessian == "fd":  # f, g and H from k + 1 gradients, one after another
-            return fd_hessian(lambda xx: vg(xx, *args), x, options.fd_step, batched=False)
+
+            def fresh(_):
+                return fd_hessian(lambda xx: vg(xx, *args), x, options.fd_step, batched=False)
+
+            if options.fd_refresh <= 0:
+                return fresh(None)
+
+            def chord(_):
+                return (*vg(x, *args), s.H)
+
+            short = (s.it >= 0) & (jnp.max(jnp.abs(x - s.x), initial=0.0) <= options.fd_refresh)
+            return jax.lax.cond(short, chord, fresh, None)
         if split is None:
             f, g = vg(x, *args)
         else:

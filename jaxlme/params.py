@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .structure import unique_keys
+
 __all__ = [
     "group_labels",
     "varpar_name",
@@ -198,12 +200,16 @@ def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.n
     """Starting θ: method-of-moments variances when every term is scalar, else
     Λ = diag(1/rms(Z)) (lme4's and MixedModels.jl's Λ = I, in unit-scale columns).
 
-    For a term with column z, each level's least-squares effect on the OLS
-    residuals e, b̂_g = Σz·e / Σz², has variance about τ² + σ²/Σz²; those moment equations
-    with var(e) ≈ σ² + Σ_j τ_j², solved by a few fixed-point sweeps, give θ = τ/σ, kept at
-    least 0.1 so the optimizer starts inside.  Each factor is treated as if alone, so this
-    is a start, not an estimate, close enough to save BFGS most of its evaluations on large
-    crossed models.  Anything non-finite falls back to Λ = I.
+    For a term t with column z, each level's least-squares effect on the OLS residuals e,
+    b̂_g = Σz·e / Σz², spread around their mean (Σz²-weighted) by about
+    Σ_j c_tj τ_j² + σ²·(k_t - 1)/Σ_g Σz²: every term j's effects reach b̂_g through the
+    rows g shares with j's levels (:func:`_coupling`; c_tt ≈ 1 - 1/k_t, 1/B for a factor
+    whose levels each hold B of t's, 0 for a balanced crossed factor or an orthogonal
+    column of the same factor), and mean(e²) ≈ σ² + Σ_j τ_j² mean(z_j²).  Solved for τ² and σ² (negative solutions
+    held at their floor), they give θ = τ/σ, kept at least 0.1 so the optimizer starts
+    inside.  The OLS fit's own shrinkage of e is ignored, so this is a start, not an
+    estimate: close enough to save BFGS most of its evaluations.  Anything non-finite
+    falls back to Λ = I.
 
     Args:
         design: the model's design (X, and each term's Z column and level index).
@@ -223,8 +229,8 @@ def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.n
     X = design.X
     resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else y - y.mean()
     total = float(np.mean(resid**2))
-    sums = []
-    for term in design.terms:
+    sums, terms = [], design.terms
+    for term in terms:
         z = term.Z[:, 0]
         sums.append(
             (
@@ -232,7 +238,17 @@ def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.n
                 np.bincount(term.index, weights=z * resid, minlength=term.nlevels),
             )
         )
-    theta = _moment_solve(total, sums)
+
+    def pair(t: int, j: int):  # (g, l, (Z_t'Z_j)_gl) over the level pairs the rows meet
+        a, b = terms[t], terms[j]
+        zz = a.Z[:, 0] * b.Z[:, 0]
+        if np.array_equal(a.index, b.index):  # one factor: level g meets level g only
+            levels = np.arange(a.nlevels)
+            return levels, levels, np.bincount(a.index, weights=zz, minlength=a.nlevels)
+        keys, inverse = unique_keys(a.index * b.nlevels + b.index, a.nlevels * b.nlevels)
+        return keys // b.nlevels, keys % b.nlevels, np.bincount(inverse, weights=zz, minlength=len(keys))
+
+    theta = _moment_solve(total, sums, _coupling(sums, pair), len(y))
     return start if theta is None else theta
 
 
@@ -269,27 +285,88 @@ def crossproducts_start(cp, layout, theta_scale: np.ndarray) -> np.ndarray:
     for t in layout.rest_terms:
         idx = t.offset + np.arange(t.nlevels)
         moments.append((np.diag(cp.arr)[idx], cp.ry[idx] - cp.arr[np.ix_(idx, np.arange(q, q + p))] @ beta))
-    theta = _moment_solve(total, moments)
+    h = layout.head
+    offsets = [None] * h + [t.offset for t in layout.rest_terms]
+
+    def pair(t: int, j: int):  # (g, l, (Z_t'Z_j)_gl) from the blocks of the sums
+        if j < h:  # both in the term-1 block: one factor, level g meets level g only
+            levels = np.arange(k1)
+            return levels, levels, cp.a11[:, t, j]
+        lo, kj = offsets[j], layout.terms[j].nlevels
+        if t < h:  # term-1 column against a rest term: the sparse entries in its rows
+            on = (rows >= lo) & (rows < lo + kj)
+            return levs[on], rows[on] - lo, cp.vals[on, t]
+        kt = layout.terms[t].nlevels
+        block = cp.arr[np.ix_(lo + np.arange(kj), offsets[t] + np.arange(kt))].T  # lower triangle (j > t)
+        g, l_ = np.nonzero(block)
+        return g, l_, block[g, l_]
+
+    theta = _moment_solve(total, moments, _coupling(moments, pair), cp.n)
     return start if theta is None else theta
 
 
-def _moment_solve(total: float, sums) -> np.ndarray | None:
-    """θ = τ/σ from the per-term moment equations (see :func:`moment_start`): ``sums`` holds
-    per term (Σz² per level, Σz·e per level); None where they do not determine a start."""
-    moments = []  # (between-level variance of b̂, its noise per unit σ²)
+def _coupling(sums, pair) -> np.ndarray:
+    """c_tj of :func:`moment_start`: how much of term j's variance reaches the weighted
+    spread of term t's per-level effects around their weighted mean.  ``sums``: per term
+    (Σz² per level, …); ``pair(t, j)`` (t < j): the level pairs (g, l) the rows meet and
+    their Σ z_t z_j.
+
+    With b̂_g = Σ_l S_gl u_l / w_g (S = Z_t'Z_j, w_g = Σz²_g, W = Σ_g w_g) and the u_l
+    independent with variance τ_j², the spread's expectation is τ_j² times
+    c_tj = (Σ_gl S_gl² / w_g - Σ_l (Σ_g S_gl)² / W) / W: what every level of t shares
+    (a balanced crossed factor's effects, seen alike by all) leaves the spread alone."""
+    k = len(sums)
+    w = [np.asarray(s[0], dtype=float) for s in sums]
+    total = [max(float(np.sum(v)), 1e-300) for v in w]
+    c = np.diag([1.0 - float(np.sum(v**2)) / W**2 for v, W in zip(w, total)])
+    for t in range(k):
+        for j in range(t + 1, k):
+            g, l_, s = pair(t, j)
+            s = np.asarray(s, dtype=float)
+            for a, b, at, bt in ((t, j, g, l_), (j, t, l_, g)):
+                wa = w[a][at]
+                ok = wa > 0
+                shared = np.bincount(bt[ok], weights=s[ok], minlength=len(w[b]))
+                c[a, b] = (np.sum(s[ok] ** 2 / wa[ok]) - np.sum(shared**2) / total[a]) / total[a]
+    return c
+
+
+def _moment_solve(total: float, sums, coupling: np.ndarray, n: int) -> np.ndarray | None:
+    """θ = τ/σ from the moment equations of :func:`moment_start`: ``sums`` holds per term
+    (Σz² per level, Σz·e per level), ``coupling`` the c_tj, ``n`` the rows; None where they
+    do not determine a start."""
+    between, noise, spread = [], [], []
     for w, ze in sums:
         ok = w > 0
         if ok.sum() < 2:
             return None
         b, w = ze[ok] / w[ok], w[ok]
-        between = float(np.sum(w * (b - np.sum(w * b) / np.sum(w)) ** 2) / np.sum(w))
-        moments.append((between, float(ok.sum() / np.sum(w))))
-    sigma2 = total
-    for _ in range(20):
-        tau2 = [max(b - sigma2 * noise, 0.01 * sigma2) for b, noise in moments]
-        sigma2 = max(total - sum(tau2), 0.05 * total)
-    theta = np.sqrt(np.asarray(tau2) / sigma2)
-    if total <= 0 or not np.all(np.isfinite(theta)):
+        between.append(float(np.sum(w * (b - np.sum(w * b) / np.sum(w)) ** 2) / np.sum(w)))
+        noise.append(float((ok.sum() - 1) / np.sum(w)))  # the spread of k means around theirs
+        spread.append(float(np.sum(w) / n))  # mean z² over the rows
+    k = len(sums)
+    # unknowns (τ_1², ..., τ_k², σ²): k spread equations and the residuals' mean square
+    A = np.zeros((k + 1, k + 1))
+    A[:k, :k], A[:k, k] = coupling, noise
+    A[k, :k], A[k, k] = spread, 1.0
+    rhs = np.array(between + [total])
+    if total <= 0 or not np.all(np.isfinite(A)) or not np.all(np.isfinite(rhs)):
+        return None
+    held = np.zeros(k, dtype=bool)  # τ² held at the floor
+    for _ in range(k + 1):  # hold negative solutions at the floor, solve for the rest
+        free = np.append(~held, True)
+        v = np.zeros(k + 1)
+        # the held ones stay 0, their own equations dropped
+        v[free] = np.linalg.lstsq(A[np.ix_(free, free)], rhs[free], rcond=None)[0]
+        neg = ~held & (v[:k] <= 0)
+        if not neg.any():
+            break
+        held |= neg
+    sigma2 = max(v[k], 0.05 * total)
+    # no term's share of the rows' variance above the whole (an ill-determined system)
+    tau2 = np.clip(v[:k], 0.01 * sigma2, total / np.maximum(spread, 1e-300))
+    theta = np.sqrt(tau2 / sigma2)
+    if not np.all(np.isfinite(theta)):
         return None
     return np.maximum(theta, 0.1)  # kept inside, so the optimizer starts off the boundary
 

@@ -337,6 +337,35 @@ def test_fd_newton_reaches_the_exact_newton_optimum():
         newton_minimize(fun, x0, lb, (), NewtonOptions(hessian="lbfgs"))
 
 
+def test_fd_refresh_keeps_the_hessian_over_short_steps_and_reaches_the_same_optimum():
+    """fd_refresh: after steps no longer than it the forward-difference Hessian is kept (a
+    chord step, one gradient), so the final model is the start's Hessian; 0 (the default)
+    or a step longer than it takes a new one.  Both reach the same optimum."""
+
+    def fun(x):
+        return jnp.sum(jnp.exp(0.6 * x) - 0.6 * x) + 0.3 * x[0] * x[1] + 0.05 * x[1] ** 4
+
+    def fd_h(x):
+        return jax.jit(jax.hessian(fun))(x)
+
+    with jax.enable_x64(True):
+        lb = jnp.full(2, -jnp.inf)
+        x0 = jnp.array([0.05, -0.08])  # near the optimum: every step is short
+        opts = {r: NewtonOptions(hessian="fd", gtol=1e-10, fd_refresh=r) for r in (0.0, 1.0, 1e-9)}
+        runs = {r: jax.jit(lambda x, o=o: newton_minimize(fun, x, lb, (), o))(x0) for r, o in opts.items()}
+        h_start, h_end = np.asarray(fd_h(x0)), np.asarray(fd_h(runs[0.0].x))
+    for state in runs.values():
+        assert Status(int(state.status)).converged
+        np.testing.assert_allclose(np.asarray(state.x), np.asarray(runs[0.0].x), atol=1e-7)  # f flat to rounding
+    assert int(runs[1.0].it) >= 2  # steps were taken, each with the start's Hessian
+    np.testing.assert_allclose(np.asarray(runs[1.0].H), h_start, rtol=1e-4)
+    assert not np.allclose(h_start, h_end, rtol=1e-3)
+    for r in (0.0, 1e-9):  # a new Hessian at the last point
+        np.testing.assert_allclose(np.asarray(runs[r].H), h_end, rtol=1e-4)
+    with pytest.raises(ValueError, match="fd_refresh"):
+        newton_minimize(fun, x0, lb, (), NewtonOptions(hessian="fd", fd_refresh=-1.0))
+
+
 def test_bfgs_step_growth_bounds_each_step_by_the_last_accepted_one():
     """With step_growth = g, no BFGS step moves a coordinate more than g times the last
     accepted step did (the first step is free); without the limit the same problem's steps
