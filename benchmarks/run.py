@@ -1,6 +1,6 @@
 """jaxlme's benchmark suite: fits timed side by side with lme4 and statsmodels (issue 3).
 
-    python benchmarks/run.py                          # all cases, writes benchmarks/RESULTS.md
+    python benchmarks/run.py                          # all cases, writes $TMPDIR/jaxlme-run.md (+ .json)
     python benchmarks/run.py --cases sleepstudy insteval --reps 3
     python benchmarks/run.py --cases scale --scale-n 1e4 1e5 1e6
 
@@ -266,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale-n", nargs="+", type=float, default=[1e4, 1e5, 1e6, 1e7])
     ap.add_argument("--scale-levels", nargs=2, type=int, default=[2000, 100], metavar=("G1", "G2"))
     ap.add_argument("--statsmodels-timeout", type=float, default=120.0)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    # not benchmarks/RESULTS.md: that file keeps every run's section, which a rerun would replace
+    ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "jaxlme-run.md"))
     ap.add_argument("--render", metavar="JSON", help="only rewrite --out from a run's saved JSON")
     args = ap.parse_args(argv)
     if args.render:
