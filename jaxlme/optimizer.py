@@ -101,7 +101,8 @@ class NewtonOptions(NamedTuple):
             keep the last Hessian and evaluate the gradient alone (a chord step: one
             gradient instead of k + 1); a longer step, and the start, get a new one.  Near
             an optimum the Hessian barely changes over such a step, so the chord steps
-            still gain digits each (0: a new Hessian after every step).
+            still gain digits each (0: a new Hessian after every step).  Under ``vmap``
+            the choice becomes a select that evaluates both, so it saves nothing there.
         saddle_tol: a stationary point is a minimum only when the smallest eigenvalue of
             the Hessian on the free set is >= -saddle_tol.
         step_growth: BFGS only: a step's first trial moves no coordinate farther than

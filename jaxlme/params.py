@@ -205,9 +205,9 @@ def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.n
     Σ_j c_tj τ_j² + σ²·(k_t - 1)/Σ_g Σz²: every term j's effects reach b̂_g through the
     rows g shares with j's levels (:func:`_coupling`; c_tt ≈ 1 - 1/k_t, 1/B for a factor
     whose levels each hold B of t's, 0 for a balanced crossed factor or an orthogonal
-    column of the same factor), and mean(e²) ≈ σ² + Σ_j τ_j² mean(z_j²).  Solved for τ² and σ² (negative solutions
-    held at their floor), they give θ = τ/σ, kept at least 0.1 so the optimizer starts
-    inside.  The OLS fit's own shrinkage of e is ignored, so this is a start, not an
+    column of the same factor), and mean(e²) ≈ σ² + Σ_j τ_j² mean(z_j²).  Solved for τ²
+    and σ² (negative solutions held at their floor), they give θ = τ/σ, kept at least 0.1
+    so the optimizer starts inside.  The OLS fit's own shrinkage of e is ignored, so this is a start, not an
     estimate: close enough to save BFGS most of its evaluations.  Anything non-finite
     falls back to Λ = I.
 
@@ -239,14 +239,20 @@ def moment_start(design, layout, theta_scale: np.ndarray, y: np.ndarray) -> np.n
             )
         )
 
+    met: dict[tuple[int, int], tuple] = {}  # per pair of factors: the level pairs, shared by their terms
+
     def pair(t: int, j: int):  # (g, l, (Z_t'Z_j)_gl) over the level pairs the rows meet
         a, b = terms[t], terms[j]
         zz = a.Z[:, 0] * b.Z[:, 0]
-        if np.array_equal(a.index, b.index):  # one factor: level g meets level g only
+        if a.index is b.index or np.array_equal(a.index, b.index):  # one factor: g meets g only
             levels = np.arange(a.nlevels)
             return levels, levels, np.bincount(a.index, weights=zz, minlength=a.nlevels)
-        keys, inverse = unique_keys(a.index * b.nlevels + b.index, a.nlevels * b.nlevels)
-        return keys // b.nlevels, keys % b.nlevels, np.bincount(inverse, weights=zz, minlength=len(keys))
+        key = (id(a.index), id(b.index))  # the terms of one factor share its codes
+        if key not in met:
+            keys, inverse = unique_keys(a.index * b.nlevels + b.index, a.nlevels * b.nlevels)
+            met[key] = (keys // b.nlevels, keys % b.nlevels, inverse)
+        g, l_, inverse = met[key]
+        return g, l_, np.bincount(inverse, weights=zz, minlength=len(g))
 
     theta = _moment_solve(total, sums, _coupling(sums, pair), len(y))
     return start if theta is None else theta
